@@ -1,0 +1,1 @@
+"""paas: a Heroku-style micro-PaaS. `git push` → buildpacks → runc dynos → nginx."""

@@ -1,0 +1,54 @@
+"""The one exception tree of the platform.
+
+    PaasError            500  something the platform could not do
+    ├── Invalid          422  the input is wrong; the message says how to fix it
+    ├── Unauthorized     401  no or a bad token
+    ├── Forbidden        403  a valid user who may not do this
+    ├── NotFound         404  no such app / build / release
+    ├── Conflict         409  the state does not allow it now (name taken, concurrent deploy)
+    └── Unavailable      503  a dependency (Redis, runc, nginx) is not answering
+
+The API turns each into JSON `{"id": ..., "message": ...}` with its status; the CLI prints the
+message and exits non-zero.
+"""
+
+from __future__ import annotations
+
+
+class PaasError(Exception):
+    status = 500
+    id = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Invalid(PaasError):
+    status = 422
+    id = "invalid"
+
+
+class Unauthorized(PaasError):
+    status = 401
+    id = "unauthorized"
+
+
+class Forbidden(PaasError):
+    status = 403
+    id = "forbidden"
+
+
+class NotFound(PaasError):
+    status = 404
+    id = "not_found"
+
+
+class Conflict(PaasError):
+    status = 409
+    id = "conflict"
+
+
+class Unavailable(PaasError):
+    status = 503
+    id = "unavailable"

@@ -1,0 +1,110 @@
+"""Platform settings, read from the environment (the platform is twelve-factor too).
+
+Every time limit Heroku has is a setting here, so tests can run them in seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, str(default)))
+
+
+def _float(name: str, default: float) -> float:
+    return float(os.environ.get(name, str(default)))
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=lambda: Path(_env("PAAS_HOME", "/var/lib/paas")))
+    api_host: str = field(default_factory=lambda: _env("PAAS_API_HOST", "127.0.0.1"))
+    api_port: int = field(default_factory=lambda: _int("PAAS_API_PORT", 8400))
+    api_url_override: str = field(default_factory=lambda: _env("PAAS_API_URL", ""))
+    router_port: int = field(default_factory=lambda: _int("PAAS_ROUTER_PORT", 80))
+    router_control_port: int = field(
+        default_factory=lambda: _int("PAAS_ROUTER_CONTROL_PORT", 8401)
+    )
+    domain: str = field(default_factory=lambda: _env("PAAS_DOMAIN", "localhost"))
+    database_url_override: str = field(default_factory=lambda: _env("PAAS_DATABASE_URL", ""))
+    redis_url_override: str = field(default_factory=lambda: _env("PAAS_REDIS_URL", ""))
+    # The dyno network: one /24 per app is carved out of this /16.
+    dyno_subnet: str = field(default_factory=lambda: _env("PAAS_DYNO_SUBNET", "10.213.0.0/16"))
+    dyno_port: int = field(default_factory=lambda: _int("PAAS_DYNO_PORT", 5000))
+    build_timeout: float = field(default_factory=lambda: _float("PAAS_BUILD_TIMEOUT", 900))
+    build_memory_mb: int = field(default_factory=lambda: _int("PAAS_BUILD_MEMORY_MB", 2048))
+    boot_timeout: float = field(default_factory=lambda: _float("PAAS_BOOT_TIMEOUT", 60))
+    stop_grace: float = field(default_factory=lambda: _float("PAAS_STOP_GRACE", 30))
+    agent_interval: float = field(default_factory=lambda: _float("PAAS_AGENT_INTERVAL", 1.0))
+    dyno_memory_mb: int = field(default_factory=lambda: _int("PAAS_DYNO_MEMORY_MB", 512))
+    dyno_pids: int = field(default_factory=lambda: _int("PAAS_DYNO_PIDS", 256))
+    log_lines: int = field(default_factory=lambda: _int("PAAS_LOG_LINES", 1500))
+    max_push_bytes: int = field(
+        default_factory=lambda: _int("PAAS_MAX_PUSH_BYTES", 512 * 1024 * 1024)
+    )
+
+    @property
+    def api_url(self) -> str:
+        return self.api_url_override or f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def database_url(self) -> str:
+        return self.database_url_override or f"sqlite:///{self.home / 'paas.db'}"
+
+    @property
+    def redis_socket(self) -> Path:
+        return self.home / "redis" / "redis.sock"
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis_url_override or f"unix://{self.redis_socket}"
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.home / "admin-token"
+
+    @property
+    def service_token_path(self) -> Path:
+        return self.home / "service-token"
+
+    @property
+    def repos_dir(self) -> Path:
+        return self.home / "repos"
+
+    @property
+    def layers_dir(self) -> Path:
+        return self.home / "layers"
+
+    @property
+    def builds_dir(self) -> Path:
+        return self.home / "builds"
+
+    @property
+    def dynos_dir(self) -> Path:
+        return self.home / "dynos"
+
+    @property
+    def router_dir(self) -> Path:
+        return self.home / "router"
+
+    @property
+    def runc_root(self) -> Path:
+        return self.home / "runc"
+
+    @property
+    def install_id(self) -> str:
+        """Four hex digits naming this installation in host-global namespaces
+        (network interfaces, netns names, cgroups), so two PAAS_HOMEs never collide."""
+        return hashlib.sha256(str(self.home.resolve()).encode()).hexdigest()[:4]
+
+
+def load() -> Settings:
+    return Settings()
