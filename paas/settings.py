@@ -44,6 +44,10 @@ class Settings:
     boot_timeout: float = field(default_factory=lambda: _float("PAAS_BOOT_TIMEOUT", 60))
     stop_grace: float = field(default_factory=lambda: _float("PAAS_STOP_GRACE", 30))
     agent_interval: float = field(default_factory=lambda: _float("PAAS_AGENT_INTERVAL", 1.0))
+    restart_backoff: float = field(default_factory=lambda: _float("PAAS_RESTART_BACKOFF", 1.0))
+    restart_backoff_cap: float = field(
+        default_factory=lambda: _float("PAAS_RESTART_BACKOFF_CAP", 1200)
+    )
     dyno_memory_mb: int = field(default_factory=lambda: _int("PAAS_DYNO_MEMORY_MB", 512))
     dyno_pids: int = field(default_factory=lambda: _int("PAAS_DYNO_PIDS", 256))
     log_lines: int = field(default_factory=lambda: _int("PAAS_LOG_LINES", 1500))

@@ -1,0 +1,41 @@
+# `make run` and `make test` do all set-up on a fresh Debian 12 machine, as root.
+SHELL := /bin/bash
+PYTHON := /usr/bin/python3
+VENV := .venv
+APT_PACKAGES := runc nginx-light libnginx-mod-http-lua lua-resty-core redis-server iproute2 \
+	git openssh-client python3-venv python3-dev build-essential ca-certificates procps psmisc
+
+.PHONY: run test setup apt venv lint clean-test
+
+run: setup
+	@ln -sf "$(CURDIR)/$(VENV)/bin/paas" /usr/local/bin/paas
+	@echo "paas is starting. In another terminal:"
+	@echo "  paas apps:create hello"
+	@echo "  cd my-app && paas git:remote -a hello   # adds the 'paas' git remote and its credentials"
+	@echo "  git push paas main"
+	@echo "  curl http://hello.$${PAAS_DOMAIN:-localhost}$$( [ "$${PAAS_ROUTER_PORT:-80}" = 80 ] || echo :$${PAAS_ROUTER_PORT})/"
+	$(VENV)/bin/paas up
+
+test: setup lint
+	$(VENV)/bin/pytest -x -p no:cacheprovider -o console_output_style=classic
+
+setup: apt venv
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "Installing:" $$missing; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check paas router tests

@@ -1,0 +1,66 @@
+"""What every request handler needs: the database, Redis, the repos, the build queue."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+import redis
+import redis.asyncio as aredis
+from celery import Celery
+from sqlalchemy.orm import Session, sessionmaker
+
+from paas.logs import BufferedEvents, RedisEvents
+from paas.models import make_sessionmaker
+from paas.repos import Repos
+from paas.settings import Settings
+
+T = TypeVar("T")
+
+
+@dataclass
+class Context:
+    settings: Settings
+    sessions: sessionmaker
+    redis: redis.Redis
+    aredis: aredis.Redis
+    events: RedisEvents
+    repos: Repos
+    celery: Celery
+    # The API is the only writer of the database; one writer at a time keeps every
+    # read-modify-write (release versions, promotion, ref moves) serial.
+    write_lock: threading.Lock
+
+    @classmethod
+    def create(cls, settings: Settings, celery: Celery) -> Context:
+        client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        return cls(
+            settings=settings,
+            sessions=make_sessionmaker(settings.database_url),
+            redis=client,
+            aredis=aredis.Redis.from_url(settings.redis_url, decode_responses=True),
+            events=RedisEvents(client, settings.log_lines),
+            repos=Repos(settings.repos_dir),
+            celery=celery,
+            write_lock=threading.Lock(),
+        )
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self.sessions() as db:
+            yield db
+
+    def write(self, work: Callable[[Session, BufferedEvents], T]) -> T:
+        """Runs `work` in one transaction; its events go out only after the commit."""
+        events = BufferedEvents()
+        with self.write_lock, self.sessions() as db:
+            result = work(db, events)
+            db.commit()
+        events.flush_to(self.events)
+        return result
+
+    def enqueue_build(self, build_id: str) -> None:
+        self.celery.send_task("paas.build.tasks.build", args=[build_id])

@@ -1,0 +1,88 @@
+"""Turns a plain function of (Call) into a Starlette endpoint: auth, JSON in and out, one
+transaction, errors as `{"id", "message"}` with their status."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from paas import auth
+from paas.api.context import Context
+from paas.errors import Invalid, PaasError
+from paas.events import Events
+from paas.logs import BufferedEvents
+from paas.models import User
+
+MAX_BODY = 1024 * 1024
+
+
+@dataclass
+class Call:
+    ctx: Context
+    db: Session
+    events: Events
+    user: User
+    params: dict[str, Any]
+    query: dict[str, str]
+    body: Any = field(default=None)
+
+
+Handler = Callable[[Call], Any]
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def _read_json(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        return None
+    if len(raw) > MAX_BODY:
+        raise Invalid("the request body is over 1 MiB")
+    try:
+        return json.loads(raw)
+    except ValueError as error:
+        raise Invalid(f"the request body is not JSON: {error}") from None
+
+
+def error_response(error: PaasError) -> JSONResponse:
+    return JSONResponse({"id": error.id, "message": error.message}, status_code=error.status)
+
+
+def endpoint(ctx: Context, handler: Handler, *, write: bool = False, service: bool = False,
+             status: int = 200) -> Callable[[Request], Any]:
+    def run(token: str | None, params: dict, query: dict, body: Any) -> Any:
+        def work(db: Session, events: Events) -> Any:
+            user = auth.authenticate(db, token)
+            if service:
+                auth.require_service(user)
+            return handler(Call(ctx, db, events, user, params, query, body))
+
+        if write:
+            return ctx.write(work)
+        with ctx.read() as db:
+            return work(db, BufferedEvents())
+
+    async def wrapped(request: Request) -> Response:
+        try:
+            body = await _read_json(request) if request.method in ("POST", "PUT", "PATCH") else None
+            result = await run_in_threadpool(run, bearer_token(request),
+                                             dict(request.path_params),
+                                             dict(request.query_params), body)
+        except PaasError as error:
+            return error_response(error)
+        if isinstance(result, Response):
+            return result
+        return JSONResponse(result, status_code=status)
+
+    return wrapped

@@ -1,0 +1,82 @@
+"""The git receiver's backend: a push becomes a build, and the pusher follows its stream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.concurrency import run_in_threadpool
+
+from paas import apps, auth, builds
+from paas.api.context import Context
+from paas.git import PushRejected, RefUpdate
+from paas.logs import build_key, follow
+from paas.models import BuildStatus, Release, ReleaseStatus
+from paas.repos import ZERO
+
+
+class PushBackend:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def authorize(self, app: str, password: str | None, write: bool) -> None:
+        with self.ctx.read() as db:
+            user = auth.authenticate(db, password)
+            apps.get(db, app, user)
+
+    def repo_path(self, app: str) -> Path:
+        return self.ctx.repos.path(app)
+
+    async def deploy(self, app: str, update: RefUpdate) -> AsyncIterator[str]:
+        if update.new == ZERO:
+            raise PushRejected("deleting the deployed branch is not allowed")
+        build_id = await run_in_threadpool(self._create_build, app, update)
+        yield f"-----> Build {build_id} queued"
+        async for entry in follow(self.ctx.aredis, build_key(build_id)):
+            if entry is None:
+                outcome = await run_in_threadpool(self._outcome, build_id)
+                if outcome is None:
+                    continue
+                ok, message = outcome
+            elif entry.line is not None:
+                yield entry.line
+                continue
+            else:
+                ok, message = entry.end == "ok", entry.message
+            if not ok:
+                raise PushRejected(message.splitlines()[0] if message else "deploy failed")
+            yield f"-----> {message}"
+            yield f"       {await run_in_threadpool(self._web_url, app)} deployed to paas"
+            return
+
+    def _create_build(self, app_name: str, update: RefUpdate) -> str:
+        if self.ctx.repos.head(app_name, update.ref) != update.old:
+            raise PushRejected("the branch moved since you fetched: fetch first (git pull)")
+
+        def work(db, _events) -> str:  # type: ignore[no-untyped-def]
+            app = apps.by_name(db, app_name)
+            return builds.create(db, app, update.ref, update.old, update.new).id
+
+        build_id = self.ctx.write(work)
+        self.ctx.enqueue_build(build_id)
+        return build_id
+
+    def _outcome(self, build_id: str) -> tuple[bool, str] | None:
+        """The database's word, for when the stream's end marker was lost."""
+        with self.ctx.read() as db:
+            build = builds.get(db, build_id)
+            if build.status == BuildStatus.FAILED:
+                return False, build.error or "build failed"
+            release = db.query(Release).filter_by(build_id=build_id).one_or_none()
+            if release is None or release.status == ReleaseStatus.PENDING:
+                return None
+            if release.status == ReleaseStatus.FAILED:
+                return False, release.error
+            return True, f"Released v{release.version}"
+
+    def _web_url(self, app_name: str) -> str:
+        settings = self.ctx.settings
+        with self.ctx.read() as db:
+            app = apps.by_name(db, app_name)
+            return apps.web_url(app, settings.domain, settings.router_port)
+

@@ -1,0 +1,404 @@
+"""The buildpack runner: detect and build an app with Cloud Native Buildpacks in build containers.
+
+Inside every build container (paths the same as in the dynos later):
+
+    /app                        the workspace: the exported commit, read-write
+    /app/.layers/<bp>           the buildpack's layers dir, bound from the app's build cache
+    /platform/env/<KEY>         the config vars, read-only (never put in the process env)
+    /cnb/buildpacks/<bp>        the buildpack itself, read-only
+    /cnb/plan                   build plan files
+
+<bp> is the buildpack id with "/" replaced by "_". Layers marked launch=true go into the layer
+store; layers marked cache=true stay in the build cache for the next build.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shlex
+import shutil
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from paas.build import layerenv
+from paas.build.cnb import (
+    WHAT_THEY_DETECT,
+    Buildpack,
+    BuildpackError,
+    default_order,
+    project_buildpacks,
+    read_inside,
+)
+from paas.build.procfile import parse_procfile
+from paas.build.stack import stack_id
+from paas.errors import Invalid
+from paas.runtime import BuildContainerSpec, Runtime
+from paas.settings import Settings
+from paas.slugs.layers import LayerStore
+
+APP_DIR = "/app"
+LAYERS_DIR = "/app/.layers"
+PLATFORM_DIR = "/platform"
+BUILDPACKS_DIR = "/cnb/buildpacks"
+PLAN_DIR = "/cnb/plan"
+DETECT_PASS, DETECT_FAIL = 0, 100
+TIMEOUT_EXIT, KILLED_EXIT = 124, 137
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_KEEP_IN_CACHE = {"store.toml"}
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    digest: str
+    reused: bool
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    layers: list[Layer]
+    process_types: dict[str, str]
+    env: dict[str, str]
+    buildpacks: list[str]
+
+
+class BuildFailed(Exception):
+    """The build cannot go on; the message is shown to the pusher."""
+
+
+@dataclass
+class _Build:
+    settings: Settings
+    runtime: Runtime
+    log: Callable[[str], None]
+    uid: int
+    cache_dir: Path
+    root: Path
+    deadline: float
+    token: str = field(default_factory=lambda: secrets.token_hex(4))
+    steps: int = 0
+    group: list[Buildpack] | None = None
+
+    @property
+    def app_dir(self) -> Path:
+        return self.root / "app"
+
+    @property
+    def platform_dir(self) -> Path:
+        return self.root / "platform"
+
+    @property
+    def plan_dir(self) -> Path:
+        return self.root / "plan"
+
+    def layers_host(self, bp: Buildpack) -> Path:
+        return self.cache_dir / bp.dirname
+
+    def run(
+        self,
+        bp: Buildpack,
+        group: list[Buildpack],
+        command: list[str],
+        env: dict[str, str],
+        on_line: Callable[[str], None],
+    ) -> int:
+        self.steps += 1
+        own = f"{BUILDPACKS_DIR}/{bp.dirname}"
+        ro_binds = [(self.platform_dir, PLATFORM_DIR), (bp.path, own)]
+        rw_binds = [(self.plan_dir, PLAN_DIR), (self.layers_host(bp), f"{LAYERS_DIR}/{bp.dirname}")]
+        ro_binds += [
+            (self.layers_host(other), f"{LAYERS_DIR}/{other.dirname}")
+            for other in group
+            if other != bp
+        ]
+        spec = BuildContainerSpec(
+            id=f"build-{self.token}-{self.steps}",
+            uid=self.uid,
+            workspace=self.app_dir,
+            ro_binds=ro_binds,
+            rw_binds=rw_binds,
+            command=[f"{own}/bin/{command[0]}", *command[1:]],
+            env=env,
+            memory_mb=self.settings.build_memory_mb,
+            timeout=max(self.deadline - time.monotonic(), 1.0),
+        )
+        return self.runtime.run_build(spec, on_line)
+
+    def fail_on_exit(self, bp: Buildpack, phase: str, code: int) -> None:
+        if code == TIMEOUT_EXIT:
+            limit = f"{self.settings.build_timeout:g}"
+            raise BuildFailed(f"build timed out after {limit} s (PAAS_BUILD_TIMEOUT)")
+        if code == KILLED_EXIT:
+            raise BuildFailed(
+                f"buildpack {bp.id} was killed during {phase} (exit 137), most likely out of "
+                f"memory: builds may use {self.settings.build_memory_mb} MB "
+                "(PAAS_BUILD_MEMORY_MB)"
+            )
+        raise BuildFailed(f"buildpack {bp.id} failed: bin/{phase} exited with status {code}")
+
+
+def build_app(
+    *,
+    source: Path,
+    cache_dir: Path,
+    uid: int,
+    config_vars: dict[str, str],
+    settings: Settings,
+    runtime: Runtime,
+    store: LayerStore,
+    log: Callable[[str], None],
+    previous_digests: set[str] | None = None,
+) -> BuildResult:
+    settings.builds_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
+    build = _Build(
+        settings=settings,
+        runtime=runtime,
+        log=log,
+        uid=uid,
+        cache_dir=cache_dir,
+        root=settings.builds_dir / f"build-{secrets.token_hex(8)}",
+        deadline=time.monotonic() + settings.build_timeout,
+    )
+    try:
+        _prepare(build, source, config_vars)
+        group = _detect(build)
+        log(f"-----> Building with buildpacks: {', '.join(bp.label for bp in group)}")
+        _build_group(build, group)
+        layers = _store_layers(build, group, store, previous_digests or set())
+        _log_layers(log, layers)
+        return BuildResult(
+            layers=layers,
+            process_types=_process_types(build, group),
+            env=_launch_env(build, group),
+            buildpacks=[bp.id for bp in group],
+        )
+    except BuildpackError as err:
+        raise BuildFailed(str(err)) from None
+    finally:
+        _prune_cache(build, build.group)
+        shutil.rmtree(build.root, ignore_errors=True)
+
+
+# ---- workspace ---------------------------------------------------------------------------
+
+
+def _prepare(build: _Build, source: Path, config_vars: dict[str, str]) -> None:
+    build.root.mkdir(mode=0o711)
+    shutil.copytree(source, build.app_dir, symlinks=True, ignore=_ignore_top_level(source))
+    build.app_dir.chmod(0o755)
+    (build.app_dir / ".layers").mkdir(mode=0o755)
+    build.plan_dir.mkdir(mode=0o700)
+    _write_platform(build.platform_dir, config_vars, build.uid)
+    build.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for path in (build.app_dir, build.app_dir / ".layers", build.plan_dir):
+        os.chown(path, build.uid, build.uid)
+
+
+def _ignore_top_level(source: Path) -> Callable[[str, list[str]], set[str]]:
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        return {".git", ".layers"} & set(names) if Path(directory) == source else set()
+
+    return ignore
+
+
+def _write_platform(platform_dir: Path, config_vars: dict[str, str], uid: int) -> None:
+    """Config vars as /platform/env/<KEY> files that only the build's uid can read."""
+    env_dir = platform_dir / "env"
+    env_dir.mkdir(parents=True, mode=0o700)
+    platform_dir.chmod(0o700)
+    for key, value in config_vars.items():
+        if _ENV_NAME.match(key):
+            fd = os.open(env_dir / key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+            with os.fdopen(fd, "w") as f:
+                f.write(value)
+    for path in (platform_dir, env_dir, *env_dir.iterdir()):
+        os.chown(path, uid, uid)
+
+
+# ---- detect ------------------------------------------------------------------------------
+
+
+def _detect(build: _Build) -> list[Buildpack]:
+    chosen = project_buildpacks(build.app_dir)
+    if chosen is not None:
+        _detect_project(build, chosen)
+        build.group = chosen
+        return chosen
+    results: dict[str, bool] = {}
+    for group in default_order():
+        if all(_detect_one(build, bp, group, results) for bp in group):
+            build.group = group
+            return group
+    looks_for = "; ".join(f"{bp_id}: {what}" for bp_id, what in WHAT_THEY_DETECT.items())
+    raise BuildFailed(
+        "No buildpack detected this app. The built-in buildpacks look for "
+        f"{looks_for}. Add one of these files, or name your own buildpacks in project.toml "
+        '([[build.buildpacks]] uri = "./path/to/buildpack").'
+    )
+
+
+def _detect_project(build: _Build, group: list[Buildpack]) -> None:
+    results: dict[str, bool] = {}
+    for bp in group:
+        if not _detect_one(build, bp, group, results):
+            raise BuildFailed(
+                f"buildpack {bp.id} (named in project.toml) did not detect this app: its "
+                "bin/detect exited with status 100. Fix the app or remove it from project.toml."
+            )
+
+
+def _detect_one(
+    build: _Build, bp: Buildpack, group: list[Buildpack], results: dict[str, bool]
+) -> bool:
+    if bp.id in results:
+        return results[bp.id]
+    build.layers_host(bp).mkdir(parents=True, exist_ok=True, mode=0o755)
+    (build.app_dir / ".layers" / bp.dirname).mkdir(exist_ok=True, mode=0o755)
+    output: list[str] = []
+    plan = f"{PLAN_DIR}/{bp.dirname}.detect.toml"
+    env = _cnb_env(build, bp, {"PATH": layerenv.STACK_PATH}, plan)
+    code = build.run(bp, group, ["detect", PLATFORM_DIR, plan], env, output.append)
+    if code not in (DETECT_PASS, DETECT_FAIL):
+        for line in output:
+            build.log(line)
+        build.fail_on_exit(bp, "detect", code)
+    results[bp.id] = code == DETECT_PASS
+    return results[bp.id]
+
+
+def _cnb_env(build: _Build, bp: Buildpack, base: dict[str, str], plan: str) -> dict[str, str]:
+    stack = stack_id()
+    return {
+        **base,
+        "HOME": "/tmp",
+        "CNB_STACK_ID": stack,
+        "PAAS_STACK_ID": stack,
+        "CNB_TARGET_OS": "linux",
+        "CNB_BUILDPACK_DIR": f"{BUILDPACKS_DIR}/{bp.dirname}",
+        "CNB_LAYERS_DIR": f"{LAYERS_DIR}/{bp.dirname}",
+        "CNB_PLATFORM_DIR": PLATFORM_DIR,
+        "CNB_BP_PLAN_PATH": plan,
+    }
+
+
+# ---- build -------------------------------------------------------------------------------
+
+
+def _build_group(build: _Build, group: list[Buildpack]) -> None:
+    build_env = {"PATH": layerenv.STACK_PATH}
+    for bp in group:
+        layers = build.layers_host(bp)
+        for stale in ("launch.toml", "build.toml"):
+            (layers / stale).unlink(missing_ok=True)
+        plan_name = f"{bp.dirname}.build.toml"
+        (build.plan_dir / plan_name).write_text("")
+        plan = f"{PLAN_DIR}/{plan_name}"
+        env = _cnb_env(build, bp, build_env, plan)
+        code = build.run(
+            bp, group, ["build", f"{LAYERS_DIR}/{bp.dirname}", PLATFORM_DIR, plan], env, build.log
+        )
+        if code != 0:
+            build.fail_on_exit(bp, "build", code)
+        for layer in layerenv.read_layers(layers, f"{LAYERS_DIR}/{bp.dirname}"):
+            if layer.build and layer.host_dir.is_dir():
+                layerenv.apply_layer(build_env, layer, "build")
+
+
+def _launch_layers(
+    build: _Build, group: list[Buildpack]
+) -> list[tuple[Buildpack, layerenv.LayerInfo]]:
+    found = []
+    for bp in group:
+        for layer in layerenv.read_layers(build.layers_host(bp), f"{LAYERS_DIR}/{bp.dirname}"):
+            if layer.launch and layer.host_dir.is_dir():
+                found.append((bp, layer))
+    return found
+
+
+def _store_layers(
+    build: _Build, group: list[Buildpack], store: LayerStore, previous: set[str]
+) -> list[Layer]:
+    layers = []
+    for bp, info in _launch_layers(build, group):
+        digest, created = store.put_dir(info.host_dir, f".layers/{bp.dirname}/{info.name}")
+        layers.append(Layer(f"{bp.dirname}/{info.name}", digest, digest in previous or not created))
+    digest, created = store.put_dir(build.app_dir, "", exclude=frozenset({".layers", ".git"}))
+    layers.append(Layer("app", digest, digest in previous or not created))
+    return layers
+
+
+def _log_layers(log: Callable[[str], None], layers: list[Layer]) -> None:
+    log("-----> Layers")
+    width = max(len(layer.name) for layer in layers)
+    for layer in layers:
+        state = "reused" if layer.reused else "new"
+        log(f"       {layer.name:<{width}}  {layer.digest[7:19]}  {state}")
+
+
+def _prune_cache(build: _Build, group: list[Buildpack] | None) -> None:
+    """Keep only cache=true layers (and store.toml) in the build cache, as CNB restores them."""
+    for bp in group or []:
+        layers = build.layers_host(bp)
+        if not layers.is_dir():
+            continue
+        keep = set(_KEEP_IN_CACHE)
+        for info in layerenv.read_layers(layers, ""):
+            if info.cache:
+                keep.update({info.name, f"{info.name}.toml"})
+        for path in layers.iterdir():
+            if path.name in keep:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+# ---- release metadata ----------------------------------------------------------------------
+
+
+def _process_types(build: _Build, group: list[Buildpack]) -> dict[str, str]:
+    processes: dict[str, str] = {}
+    for bp in group:
+        processes.update(_launch_processes(build.layers_host(bp) / "launch.toml"))
+    procfile = build.app_dir / "Procfile"
+    if procfile.is_file() or procfile.is_symlink():
+        try:
+            processes.update(parse_procfile(read_inside(build.app_dir, "Procfile")))
+        except Invalid as err:
+            raise BuildFailed(err.message) from None
+    if not processes:
+        raise BuildFailed(
+            "No process types: add a Procfile to the root of the app, with a line like "
+            "`web: python app.py` (listening on $PORT)."
+        )
+    return processes
+
+
+def _launch_processes(path: Path) -> dict[str, str]:
+    if not path.is_file() or path.is_symlink():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(errors="replace"))
+    except tomllib.TOMLDecodeError as err:
+        raise BuildFailed(f"{path.parent.name}: launch.toml is not valid TOML: {err}") from None
+    processes = {}
+    for entry in data.get("processes", []):
+        kind, command = entry.get("type"), entry.get("command")
+        if isinstance(command, list):
+            command = shlex.join([*command, *entry.get("args", [])])
+        if isinstance(kind, str) and isinstance(command, str) and command:
+            processes[kind] = command
+    return processes
+
+
+def _launch_env(build: _Build, group: list[Buildpack]) -> dict[str, str]:
+    env = {"PATH": layerenv.STACK_PATH}
+    for _, layer in _launch_layers(build, group):
+        layerenv.apply_layer(env, layer, "launch")
+    return env

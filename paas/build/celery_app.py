@@ -1,0 +1,33 @@
+"""The Celery app: Redis broker, one build at a time per worker process, acked late."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from paas.settings import Settings, load
+
+
+def broker_url(redis_url: str) -> str:
+    if redis_url.startswith("unix://"):
+        return "redis+socket://" + redis_url.removeprefix("unix://")
+    return redis_url
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("paas", broker=broker_url(settings.redis_url))
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_time_limit=settings.build_timeout + 120,
+        task_soft_time_limit=settings.build_timeout + 60,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        broker_transport_options={"visibility_timeout": int(settings.build_timeout + 300)},
+        imports=["paas.build.tasks"],
+    )
+    return app
+
+
+app = make_celery(load())

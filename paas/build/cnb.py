@@ -1,0 +1,121 @@
+"""Buildpack descriptors, the default detection order and an app's own `project.toml` choice."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+BUILTIN_DIR = Path(__file__).resolve().parents[2] / "buildpacks"
+DEFAULT_ORDER: list[list[str]] = [["python"], ["procfile"]]
+WHAT_THEY_DETECT = {
+    "python": "a requirements.txt",
+    "procfile": "a Procfile",
+}
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
+
+
+class BuildpackError(Exception):
+    """A buildpack or a project.toml that cannot be used; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Buildpack:
+    id: str
+    version: str
+    path: Path
+
+    @property
+    def dirname(self) -> str:
+        """The buildpack's directory name under /app/.layers and /cnb/buildpacks."""
+        return self.id.replace("/", "_")
+
+    @property
+    def label(self) -> str:
+        return f"{self.id} {self.version}"
+
+
+def load_buildpack(path: Path) -> Buildpack:
+    if not (path / "buildpack.toml").is_file():
+        raise BuildpackError(f"{path.name}: no buildpack.toml; a buildpack needs one")
+    try:
+        data = tomllib.loads(read_inside(path, "buildpack.toml"))
+    except tomllib.TOMLDecodeError as err:
+        raise BuildpackError(f"{path.name}/buildpack.toml is not valid TOML: {err}") from None
+    info = data.get("buildpack", {})
+    bp_id, version = info.get("id"), info.get("version", "0.0.0")
+    if not isinstance(bp_id, str) or not _ID.match(bp_id) or ".." in bp_id or bp_id == "app":
+        raise BuildpackError(
+            f"{path.name}/buildpack.toml: [buildpack] id must be like 'acme/python' "
+            f"(letters, digits, '.', '_', '-', '/'), got {bp_id!r}"
+        )
+    for script in ("detect", "build"):
+        if not (path / "bin" / script).is_file():
+            raise BuildpackError(f"buildpack {bp_id}: bin/{script} is missing")
+    return Buildpack(id=bp_id, version=str(version), path=path)
+
+
+def builtin(bp_id: str, root: Path = BUILTIN_DIR) -> Buildpack:
+    return load_buildpack(root / bp_id)
+
+
+def default_order(root: Path = BUILTIN_DIR) -> list[list[Buildpack]]:
+    return [[builtin(bp_id, root) for bp_id in group] for group in DEFAULT_ORDER]
+
+
+def project_buildpacks(app_dir: Path, root: Path = BUILTIN_DIR) -> list[Buildpack] | None:
+    """The buildpacks an app's project.toml asks for, in order; None when it names none."""
+    project = app_dir / "project.toml"
+    if not project.is_file() and not project.is_symlink():
+        return None
+    text = read_inside(app_dir, "project.toml")
+    try:
+        entries = tomllib.loads(text).get("build", {}).get("buildpacks", [])
+    except tomllib.TOMLDecodeError as err:
+        raise BuildpackError(f"project.toml is not valid TOML: {err}") from None
+    if not entries:
+        return None
+    return [_project_entry(app_dir, entry, root) for entry in entries]
+
+
+def _project_entry(app_dir: Path, entry: object, root: Path) -> Buildpack:
+    if not isinstance(entry, dict):
+        raise BuildpackError("project.toml: each [[build.buildpacks]] needs a uri or an id")
+    if "uri" in entry:
+        return load_buildpack(_local_uri(app_dir, str(entry["uri"])))
+    bp_id = entry.get("id")
+    if isinstance(bp_id, str) and bp_id in WHAT_THEY_DETECT:
+        return builtin(bp_id, root)
+    raise BuildpackError(
+        f'project.toml: unknown buildpack {entry!r}; use uri = "./path/in/repo" or one of '
+        f"the built-in ids: {', '.join(sorted(WHAT_THEY_DETECT))}"
+    )
+
+
+def _local_uri(app_dir: Path, uri: str) -> Path:
+    bad = (
+        f"project.toml: buildpack uri {uri!r} must be a directory inside the repository, "
+        'like uri = "./buildpacks/mine"'
+    )
+    if "://" in uri or uri.startswith("/") or ".." in Path(uri).parts:
+        raise BuildpackError(bad)
+    root = app_dir.resolve()
+    path = (app_dir / uri).resolve()
+    if not path.is_relative_to(root) or path == root:
+        raise BuildpackError(bad)
+    if not path.is_dir():
+        raise BuildpackError(f"project.toml: buildpack directory {uri!r} is not in the repository")
+    return path
+
+
+def read_inside(app_dir: Path, name: str) -> str:
+    """Read app_dir/name, refusing symlinks that lead out of the app (the host is not the app's)."""
+    root = app_dir.resolve()
+    path = (app_dir / name).resolve()
+    if not path.is_relative_to(root):
+        raise BuildpackError(f"{name} is a symlink that leaves the repository; make it a file")
+    try:
+        return path.read_text(errors="replace")
+    except OSError as err:
+        raise BuildpackError(f"cannot read {name}: {err.strerror}") from None

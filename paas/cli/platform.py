@@ -1,0 +1,67 @@
+"""`paas up` and `paas down`: the platform itself, on this host."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import click
+
+from paas.cli.main import cli
+from paas.settings import Settings, load
+
+PROCFILE = Path(__file__).resolve().parent.parent.parent / "Procfile"
+
+
+def _pid_path(settings: Settings) -> Path:
+    return settings.home / "paas-up.pid"
+
+
+def _running_pid(settings: Settings) -> int | None:
+    try:
+        pid = int(_pid_path(settings).read_text())
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+    return pid
+
+
+@cli.command("up")
+def up() -> None:
+    """Run the platform in the foreground (Ctrl-C stops the control plane; apps keep serving)."""
+    from paas.supervisor import Supervisor
+
+    settings = load()
+    if os.geteuid() != 0:
+        raise click.ClickException("paas up runs containers with runc: run it as root")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.home, 0o711)
+    if pid := _running_pid(settings):
+        raise click.ClickException(f"paas is already up (pid {pid}); `paas down` stops it")
+    _pid_path(settings).write_text(str(os.getpid()))
+    try:
+        raise SystemExit(Supervisor(settings, PROCFILE).run())
+    finally:
+        _pid_path(settings).unlink(missing_ok=True)
+
+
+@cli.command("down")
+def down() -> None:
+    """Stop everything: the control plane, every dyno, the router, networks and mounts."""
+    from paas.runtime import Runtime
+    from router import Router
+
+    settings = load()
+    if pid := _running_pid(settings):
+        click.echo(f"Stopping the control plane (pid {pid})...")
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 40
+        while _running_pid(settings) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    click.echo("Stopping dynos and removing their networks and mounts...")
+    Runtime(settings).teardown()
+    click.echo("Stopping the router...")
+    Router(settings).stop_nginx()
+    click.echo("paas is down")

@@ -1,0 +1,305 @@
+"""Git smart HTTP: push to deploy, clone what is deployed.
+
+    GET  /git/{app}.git/info/refs?service=git-receive-pack|git-upload-pack
+    POST /git/{app}.git/git-receive-pack
+    POST /git/{app}.git/git-upload-pack
+
+A push is received in full, its objects are added to the app's repository without moving any
+ref, then each accepted command is handed to `GitBackend.deploy`, whose progress lines stream
+back to the client as `remote:` lines while the build runs. The backend moves the ref.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import re
+import tempfile
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import aclosing
+from pathlib import Path
+from typing import IO, Any
+
+from dulwich.errors import GitProtocolError, HangupException
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from paas.errors import Forbidden, Invalid, NotFound, PaasError, Unauthorized
+from paas.git import protocol
+from paas.git.protocol import PreparedPush
+from paas.git.types import GitBackend, PushRejected, RefUpdate
+
+__all__ = ["GitBackend", "PushRejected", "RefUpdate", "git_routes"]
+
+log = logging.getLogger(__name__)
+
+APP_NAME = re.compile(r"[a-z][a-z0-9-]{1,29}")
+SERVICES = ("git-upload-pack", "git-receive-pack")
+KEEPALIVE_SECONDS = 5.0
+SPOOL_IN_MEMORY = 1 << 20
+MAX_UPLOAD_REQUEST = 16 << 20  # a fetch's want/have negotiation, not a pack
+NO_CACHE = {
+    "Expires": "Fri, 01 Jan 1980 00:00:00 GMT",
+    "Pragma": "no-cache",
+    "Cache-Control": "no-cache, max-age=0, must-revalidate",
+}
+KEEPALIVE = b"0005\x01"  # an empty side-band-1 packet, as git's receive-pack sends
+
+# Deploys outlive the request that started them; asyncio keeps only weak references to tasks.
+_running_deploys: set[asyncio.Task[None]] = set()
+
+
+def git_routes(backend: GitBackend, max_push_bytes: int) -> list[BaseRoute]:
+    git = _GitHttp(backend, max_push_bytes)
+    return [
+        Route("/git/{app}.git/info/refs", _handle_errors(git.info_refs), methods=["GET"]),
+        Route(
+            "/git/{app}.git/git-receive-pack",
+            _handle_errors(git.receive_pack),
+            methods=["POST"],
+        ),
+        Route(
+            "/git/{app}.git/git-upload-pack",
+            _handle_errors(git.upload_pack),
+            methods=["POST"],
+        ),
+    ]
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _handle_errors(endpoint: Endpoint) -> Endpoint:
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except Unauthorized as e:
+            headers = {"WWW-Authenticate": 'Basic realm="paas"'}
+            return PlainTextResponse(e.message + "\n", e.status, headers=headers)
+        except PaasError as e:
+            return PlainTextResponse(e.message + "\n", e.status)
+        except ClientDisconnect:
+            return Response(status_code=400)
+
+    return wrapped
+
+
+class _GitHttp:
+    def __init__(self, backend: GitBackend, max_push_bytes: int) -> None:
+        self.backend = backend
+        self.max_push_bytes = max_push_bytes
+
+    async def info_refs(self, request: Request) -> Response:
+        service = request.query_params.get("service", "")
+        if service not in SERVICES:
+            raise Forbidden("only the smart HTTP protocol is served; upgrade git")
+        path = await self._authorized_repo(request, write=service == "git-receive-pack")
+        if service == "git-receive-pack":
+            refs = await run_in_threadpool(protocol.receive_pack_advertisement, path)
+        else:
+            refs = await run_in_threadpool(protocol.upload_pack, path, None)
+        return Response(
+            protocol.service_header(service) + refs,
+            media_type=f"application/x-{service}-advertisement",
+            headers=NO_CACHE,
+        )
+
+    async def upload_pack(self, request: Request) -> Response:
+        _require_content_type(request, "git-upload-pack")
+        path = await self._authorized_repo(request, write=False)
+        body = await _read_small_body(request, MAX_UPLOAD_REQUEST)
+        try:
+            result = await run_in_threadpool(protocol.upload_pack, path, body)
+        except (GitProtocolError, HangupException) as e:
+            raise Invalid(f"bad upload-pack request: {e}") from e
+        return Response(result, media_type="application/x-git-upload-pack-result", headers=NO_CACHE)
+
+    async def receive_pack(self, request: Request) -> Response:
+        _require_content_type(request, "git-receive-pack")
+        app = request.path_params["app"]
+        path = await self._authorized_repo(request, write=True)
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as body:
+            too_large = await _spool_body(request, self.max_push_bytes, body)
+            try:
+                push = await run_in_threadpool(protocol.prepare_push, path, body, too_large)
+            except GitProtocolError as e:
+                raise Invalid(str(e)) from e
+        # started here, not in the response body: it must run even if the response never does
+        events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        task = asyncio.create_task(self._deploy_all(app, push.deployable, events))
+        _running_deploys.add(task)
+        task.add_done_callback(_running_deploys.discard)
+        return StreamingResponse(
+            _push_result(push, events),
+            media_type="application/x-git-receive-pack-result",
+            headers=NO_CACHE,
+        )
+
+    async def _authorized_repo(self, request: Request, write: bool) -> Path:
+        app = request.path_params["app"]
+        if not APP_NAME.fullmatch(app):
+            raise NotFound(f"no such app: {app[:40]}")
+        password = _basic_password(request.headers.get("authorization"))
+
+        def check() -> Path:
+            self.backend.authorize(app, password, write)
+            return self.backend.repo_path(app)
+
+        return await run_in_threadpool(check)
+
+    async def _deploy_all(
+        self, app: str, updates: list[RefUpdate], events: asyncio.Queue[tuple[str, Any]]
+    ) -> None:
+        """Runs to the end even when the client has gone: a build is never cancelled."""
+        results: dict[str, str | None] = {}
+        for update in updates:
+            results[update.ref] = await self._deploy(app, update, events)
+        events.put_nowait(("done", results))
+
+    async def _deploy(
+        self, app: str, update: RefUpdate, events: asyncio.Queue[tuple[str, Any]]
+    ) -> str | None:
+        try:
+            async for text in self.backend.deploy(app, update):
+                for line in text.splitlines() or [""]:
+                    events.put_nowait(("line", line))
+        except PushRejected as e:
+            return str(e) or "rejected"
+        except Exception:
+            log.exception("deploy of %s %s failed", app, update)
+            return "deploy failed: internal error"
+        return None
+
+
+async def _push_result(
+    push: PreparedPush, events: asyncio.Queue[tuple[str, Any]]
+) -> AsyncIterator[bytes]:
+    for message in push.messages:
+        yield protocol.progress(push, message)
+    results: dict[str, str | None] = {}
+    async with aclosing(_with_keepalive(events)) as items:
+        async for kind, value in items:
+            if kind == "line":
+                yield protocol.progress(push, value)
+            elif kind == "keepalive" and b"side-band-64k" in push.capabilities:
+                yield KEEPALIVE
+            elif kind == "done":
+                results = value
+                break
+    yield protocol.report_status(push, results)
+
+
+async def _with_keepalive(
+    events: asyncio.Queue[tuple[str, Any]],
+) -> AsyncIterator[tuple[str, Any]]:
+    """The queue's items, with ("keepalive", None) after each quiet spell."""
+    getter: asyncio.Task[tuple[str, Any]] | None = None
+    try:
+        while True:
+            getter = getter or asyncio.ensure_future(events.get())
+            done, _ = await asyncio.wait({getter}, timeout=KEEPALIVE_SECONDS)
+            if not done:
+                yield ("keepalive", None)
+                continue
+            item, getter = getter.result(), None
+            yield item
+    finally:
+        if getter is not None:
+            getter.cancel()
+
+
+def _require_content_type(request: Request, service: str) -> None:
+    # The exact type also makes browsers preflight, so a page cannot push with stored credentials.
+    if request.headers.get("content-type") != f"application/x-{service}-request":
+        raise Forbidden("invalid Content-Type")
+
+
+def _basic_password(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    _, sep, password = decoded.partition(":")
+    return password if sep else None
+
+
+async def _spool_body(request: Request, limit: int, file: IO[bytes]) -> str | None:
+    """Write the decoded body to `file`, cut off past `limit` bytes; say so if it was.
+
+    A body over the limit is still read to its end (up to a bound), so that the client, still
+    sending, receives the refusal instead of a reset connection.
+    """
+    size, received, too_large = 0, 0, False
+    drain_bound = 4 * limit + (64 << 20)
+    inflate = _decoder(request.headers.get("content-encoding", ""))
+    async for chunk in request.stream():
+        received += len(chunk)
+        if too_large:
+            if received > drain_bound:
+                break
+            continue
+        for data in inflate(chunk):
+            size += len(data)
+            if size > limit:
+                too_large = True
+                break
+            file.write(data)
+    file.seek(0)
+    if too_large:
+        return f"push rejected: it is larger than the limit of {limit} bytes"
+    return None
+
+
+async def _read_small_body(request: Request, limit: int) -> bytes:
+    inflate = _decoder(request.headers.get("content-encoding", ""))
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        for data in inflate(chunk):
+            size += len(data)
+            if size > limit:
+                raise Invalid(f"request larger than {limit} bytes")
+            parts.append(data)
+    return b"".join(parts)
+
+
+def _decoder(encoding: str) -> Callable[[bytes], Iterator[bytes]]:
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return lambda chunk: iter((chunk,) if chunk else ())
+    if encoding in ("gzip", "x-gzip"):
+        return _Inflater().feed
+    raise Invalid(f"unsupported Content-Encoding: {encoding}")
+
+
+class _Inflater:
+    """Gunzips in bounded steps so that a small compressed chunk cannot balloon in memory."""
+
+    step = 1 << 16
+
+    def __init__(self) -> None:
+        self.inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+
+    def feed(self, chunk: bytes) -> Iterator[bytes]:
+        data = chunk
+        try:
+            while not self.inflater.eof:
+                out = self.inflater.decompress(data, self.step)
+                if out:
+                    yield out
+                data = self.inflater.unconsumed_tail
+                # a full step may leave output pending inside zlib even with no input left
+                if not data and len(out) < self.step:
+                    break
+        except zlib.error as e:
+            raise Invalid(f"bad gzip body: {e}") from e

@@ -1,0 +1,145 @@
+"""Releases: vN = slug + config snapshot, immutable. One is current; a new one is pending
+until its web dynos are up, then it is promoted and (for a push) the branch ref moves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from paas import config_vars, formation
+from paas.errors import Conflict, NotFound, PaasError
+from paas.events import Events
+from paas.models import RELEASE_TRANSITIONS, App, Build, Dyno, DynoState, Release, ReleaseStatus
+from paas.repos import Repos
+
+
+def _next_version(db: Session, app: App) -> int:
+    return (db.scalar(select(func.max(Release.version)).where(Release.app_id == app.id)) or 0) + 1
+
+
+def _move(release: Release, to: ReleaseStatus) -> None:
+    if to not in RELEASE_TRANSITIONS[ReleaseStatus(release.status)]:
+        raise Conflict(f"release v{release.version} is {release.status}, it cannot become {to}")
+    release.status = to
+
+
+def create(db: Session, app: App, *, slug: dict[str, Any], description: str, commit: str,
+           created_by: str = "", build: Build | None = None) -> Release:
+    release = Release(app_id=app.id, version=_next_version(db, app), slug=slug,
+                      config=config_vars.current(db, app), description=description,
+                      commit=commit, created_by=created_by,
+                      build_id=build.id if build else None)
+    db.add(release)
+    db.flush()
+    if app.pending_release_id:
+        superseded = db.get(Release, app.pending_release_id)
+        if superseded is not None and superseded.status == ReleaseStatus.PENDING:
+            _move(superseded, ReleaseStatus.FAILED)
+            superseded.error = f"superseded by v{release.version}"
+    app.pending_release_id = release.id
+    formation.ensure_types(db, app, list(slug.get("process_types", {})))
+    return release
+
+
+def create_from_build(db: Session, build: Build, events: Events) -> Release:
+    app = build.app
+    existing = db.scalar(select(Release).where(Release.build_id == build.id))
+    if existing is not None:
+        return existing
+    release = create(db, app, slug=build.slug or {}, build=build, commit=build.commit,
+                     description=f"Deploy {build.commit[:7]}")
+    events.deploy_line(build.id, f"-----> Releasing v{release.version}")
+    return release
+
+
+def current(db: Session, app: App) -> Release | None:
+    return db.get(Release, app.current_release_id) if app.current_release_id else None
+
+
+def pending(db: Session, app: App) -> Release | None:
+    return db.get(Release, app.pending_release_id) if app.pending_release_id else None
+
+
+def get(db: Session, app: App, version: int) -> Release:
+    release = db.scalar(select(Release).where(Release.app_id == app.id,
+                                              Release.version == version))
+    if release is None:
+        raise NotFound(f"{app.name} has no release v{version}: `paas releases` lists them")
+    return release
+
+
+def for_app(db: Session, app: App) -> list[Release]:
+    query = select(Release).where(Release.app_id == app.id).order_by(Release.version.desc())
+    return list(db.scalars(query))
+
+
+def _web_dynos(db: Session, app: App, release: Release) -> list[Dyno]:
+    query = select(Dyno).where(Dyno.app_id == app.id, Dyno.release_version == release.version,
+                               Dyno.type == "web")
+    return list(db.scalars(query))
+
+
+def evaluate(db: Session, app: App, repos: Repos, events: Events) -> None:
+    """Called whenever dyno states change: promote the pending release once its web dynos
+    answer, or fail it when one of them crashed."""
+    release = pending(db, app)
+    if release is None:
+        return
+    wanted = formation.quantity(db, app, "web") if "web" in _types(release) else 0
+    dynos = _web_dynos(db, app, release)
+    crashed = [d for d in dynos if d.state == DynoState.CRASHED]
+    if crashed:
+        _fail(db, app, release, events, _crash_message(crashed[0]))
+    elif sum(d.state == DynoState.UP for d in dynos) >= wanted:
+        _promote(db, app, release, repos, events)
+
+
+def _types(release: Release) -> dict[str, str]:
+    return (release.slug or {}).get("process_types", {})
+
+
+def _crash_message(dyno: Dyno) -> str:
+    tail = "\n".join("       " + line for line in dyno.output_tail.splitlines()[-20:])
+    return (f"web.{dyno.index} of v{dyno.release_version} crashed before it answered on $PORT "
+            f"(exit code {dyno.exit_code}); its last output:\n{tail}")
+
+
+def _fail(db: Session, app: App, release: Release, events: Events, error: str) -> None:
+    _move(release, ReleaseStatus.FAILED)
+    release.error = error
+    app.pending_release_id = None
+    if release.build_id:
+        events.deploy_end(release.build_id, False, f"release v{release.version} failed: {error}")
+
+
+def _promote(db: Session, app: App, release: Release, repos: Repos, events: Events) -> None:
+    build = db.get(Build, release.build_id) if release.build_id else None
+    if build is not None:
+        try:
+            repos.move_ref(app.name, build.ref, build.old_commit, build.commit)
+        except PaasError as error:
+            _fail(db, app, release, events, error.message)
+            return
+    _move(release, ReleaseStatus.SUCCEEDED)
+    app.current_release_id = release.id
+    app.pending_release_id = None
+    events.routes_changed()
+    if build is not None:
+        events.deploy_end(build.id, True, f"Released v{release.version}")
+
+
+def to_dict(release: Release, app: App) -> dict[str, Any]:
+    return {
+        "version": release.version,
+        "description": release.description,
+        "status": release.status,
+        "current": app.current_release_id == release.id,
+        "commit": release.commit,
+        "created_by": release.created_by,
+        "created_at": release.created_at,
+        "error": release.error,
+        "process_types": _types(release),
+        "layers": (release.slug or {}).get("layers", []),
+    }

@@ -1,0 +1,63 @@
+"""The apps' bare git repositories: created with the app, moved only by a release."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from dulwich.archive import tar_stream
+from dulwich.repo import Repo
+
+from paas.errors import Conflict
+
+ZERO = "0" * 40
+
+
+class Repos:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, app: str) -> Path:
+        return self.root / f"{app}.git"
+
+    def create(self, app: str) -> None:
+        path = self.path(app)
+        if not path.exists():
+            path.mkdir(parents=True)
+            Repo.init_bare(str(path)).close()
+
+    def delete(self, app: str) -> None:
+        shutil.rmtree(self.path(app), ignore_errors=True)
+
+    def head(self, app: str, ref: str) -> str:
+        with Repo(str(self.path(app))) as repo:
+            try:
+                return repo.refs[ref.encode()].decode()
+            except KeyError:
+                return ZERO
+
+    def move_ref(self, app: str, ref: str, old: str, new: str) -> None:
+        """Compare-and-swap: the ref moves only if it still points at `old`."""
+        with Repo(str(self.path(app))) as repo:
+            name = ref.encode()
+            moved = (
+                repo.refs.add_if_new(name, new.encode())
+                if old == ZERO
+                else repo.refs.set_if_equals(name, old.encode(), new.encode())
+            )
+            if not moved:
+                raise Conflict(
+                    f"{ref} moved while this push was building; "
+                    "fetch first (git pull), then push again"
+                )
+            repo.refs.set_symbolic_ref(b"HEAD", name)
+
+    def archive(self, app: str, commit: str) -> Iterator[bytes]:
+        """A tar of the commit's tree (the build's source)."""
+        repo = Repo(str(self.path(app)))
+        try:
+            tree = repo[repo[commit.encode()].tree]
+            yield from tar_stream(repo.object_store, tree, mtime=0, format="")
+        finally:
+            repo.close()

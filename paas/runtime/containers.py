@@ -1,0 +1,457 @@
+"""Dynos and build containers under runc.
+
+Each dyno is started through a small detached shell (its monitor) that runs `runc run` in the
+foreground with output appended to the dyno's log and writes the exit status to a file, so a
+dyno outlives the process that started it. Everything a later process needs to find a dyno
+again (adoption) is on disk under settings.dynos_dir/<id>/.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import queue
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from paas.errors import Conflict, Invalid, NotFound, Unavailable
+from paas.runtime import host, network, oci
+from paas.runtime.hostconfig import client_config
+from paas.runtime.runc import Runc
+from paas.settings import Settings
+
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,59}$")
+LIVE_STATES = ("created", "running", "paused")
+START_TIMEOUT = 15.0
+LOST_EXIT_CODE = -1
+# $1 runc, $2 runc root, $3 bundle, $4 id, $5 log, $6 monitor pid file, $7 exit-code file
+MONITOR_SCRIPT = (
+    'echo $$ >"$6"; "$1" --root "$2" run --bundle "$3" "$4" >>"$5" 2>&1 </dev/null; '
+    'echo $? >"$7.tmp"; mv "$7.tmp" "$7"'
+)
+
+
+@dataclass(frozen=True)
+class DynoSpec:
+    id: str
+    app: str
+    app_index: int
+    uid: int
+    command: list[str]
+    env: dict[str, str]
+    layers: list[Path]
+    memory_mb: int
+    pids_limit: int
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
+class DynoStatus:
+    id: str
+    state: str
+    exit_code: int | None
+    ip: str
+    started_at: float
+    metadata: dict[str, str]
+    log_path: Path
+
+
+@dataclass(frozen=True)
+class BuildContainerSpec:
+    id: str
+    uid: int
+    workspace: Path
+    ro_binds: list[tuple[Path, str]]
+    rw_binds: list[tuple[Path, str]]
+    command: list[str]
+    env: dict[str, str]
+    memory_mb: int
+    timeout: float
+
+
+def check_id(container_id: str) -> None:
+    if not ID_RE.match(container_id):
+        raise Invalid(f"bad container id {container_id!r}: use [a-z0-9-], at most 60 characters")
+
+
+def check_uid(uid: int) -> None:
+    if uid <= 0:
+        raise Invalid(f"containers run as a non-root uid, got {uid}")
+
+
+def cpu_shares(memory_mb: int) -> int:
+    return max(2, memory_mb * 1024 // 512)
+
+
+class DynoDir:
+    """The files of one dyno under settings.dynos_dir/<id>/."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.id = path.name
+        self.record = path / "metadata.json"
+        self.log = path / "output.log"
+        self.exit_file = path / "exit-code"
+        self.pid_file = path / "monitor.pid"
+        self.app = path / "app"
+        self.upper = path / "upper"
+        self.work = path / "work"
+        self.rootfs = path / "rootfs"
+
+    def read_record(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.record.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def exit_code(self) -> int | None:
+        try:
+            return int(self.exit_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def monitor_alive(self) -> bool:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return False
+        return str(self.path).encode() in cmdline
+
+
+class Runtime:
+    _thread_lock = threading.Lock()
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.install_id = settings.install_id
+        self.runc = Runc(settings.runc_root)
+        self.build_root = settings.home / "build-bundles"
+
+    # ---- dynos -------------------------------------------------------------------------
+
+    def start_dyno(self, spec: DynoSpec) -> DynoStatus:
+        check_id(spec.id)
+        check_uid(spec.uid)
+        if not spec.layers:
+            raise Invalid("a dyno needs at least one layer")
+        dyno = DynoDir(self.settings.dynos_dir / spec.id)
+        subnet = network.app_network(self.settings.dyno_subnet, spec.app_index)
+        bridge = network.bridge_name(self.install_id, spec.app_index)
+        with self._lock():
+            if dyno.path.exists():
+                raise Conflict(f"dyno {spec.id} exists")
+            ip = network.next_free_ip(subnet, self._used_ips(spec.app_index))
+            dyno.path.mkdir(mode=0o700)
+            self._write_record(dyno, spec, ip)
+            network.ensure_bridge(bridge, subnet)
+        try:
+            net = network.create_dyno_net(self.install_id, spec.id, bridge, ip, subnet.prefixlen)
+            self._prepare_dyno_fs(dyno, spec, ip, net.netns_path)
+            self._launch_monitor(dyno)
+            return self._wait_started(dyno)
+        except BaseException:
+            self.remove_dyno(spec.id)
+            raise
+
+    def list_dynos(self) -> list[DynoStatus]:
+        root = self.settings.dynos_dir
+        if not root.is_dir():
+            return []
+        states = self.runc.states()
+        found = [self._status(DynoDir(path), states) for path in sorted(root.iterdir())]
+        return sorted((s for s in found if s is not None), key=lambda s: (s.started_at, s.id))
+
+    def stop_dyno(self, dyno_id: str, grace: float) -> bool:
+        dyno = self._existing(dyno_id)
+        if not self._is_running(dyno):
+            return False
+        self.runc.kill_all(dyno_id, "TERM")
+        if self._wait_exited(dyno, grace):
+            return False
+        self.runc.kill_all(dyno_id, "KILL")
+        self._wait_exited(dyno, 10)
+        return True
+
+    def remove_dyno(self, dyno_id: str) -> None:
+        check_id(dyno_id)
+        dyno = DynoDir(self.settings.dynos_dir / dyno_id)
+        if self.runc.state(dyno_id) in LIVE_STATES:
+            self.runc.kill_all(dyno_id, "KILL")
+            self._wait_exited(dyno, 10)
+        self.runc.delete(dyno_id)
+        host.unmount(dyno.path)
+        network.delete_dyno_net(
+            network.netns_name(self.install_id, dyno_id),
+            network.veth_name(self.install_id, dyno_id),
+        )
+        shutil.rmtree(dyno.path, ignore_errors=True)
+        host.remove_cgroups(self._cgroup_name(dyno_id))
+
+    # ---- builds ------------------------------------------------------------------------
+
+    def run_build(self, spec: BuildContainerSpec, on_line: Callable[[str], None]) -> int:
+        check_id(spec.id)
+        check_uid(spec.uid)
+        if (self.settings.dynos_dir / spec.id).exists():
+            raise Conflict(f"{spec.id} is the id of a dyno")
+        bundle = self.build_root / spec.id
+        self._remove_build(spec.id)
+        proc: subprocess.Popen[bytes] | None = None
+        try:
+            self._prepare_build(bundle, spec)
+            proc = subprocess.Popen(
+                [*self.runc.base(), "run", "--bundle", str(bundle), spec.id],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            return self._stream(proc, spec, on_line)
+        finally:
+            if proc is not None:
+                if proc.poll() is None:
+                    self.runc.kill_all(spec.id, "KILL")
+                    proc.kill()
+                    proc.wait()
+                assert proc.stdout is not None
+                proc.stdout.close()
+            self._remove_build(spec.id)
+
+    # ---- everything --------------------------------------------------------------------
+
+    def teardown(self) -> None:
+        for container_id in self.runc.states():
+            self.runc.kill_all(container_id, "KILL")
+            self.runc.delete(container_id)
+        if self.settings.dynos_dir.is_dir():
+            for path in self.settings.dynos_dir.iterdir():
+                if path.is_dir() and ID_RE.match(path.name):
+                    self.remove_dyno(path.name)
+        if self.build_root.is_dir():
+            for path in self.build_root.iterdir():
+                self._remove_build(path.name)
+        home = self.settings.home.resolve()
+        for point in host.mounts_under(home):
+            if point != home:
+                host.unmount(point)
+        network.teardown_network(self.install_id)
+        host.remove_cgroups(f"paas-{self.install_id}")
+        shutil.rmtree(self.settings.runc_root, ignore_errors=True)
+
+    # ---- internals: dynos --------------------------------------------------------------
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.settings.dynos_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self._thread_lock, open(self.settings.dynos_dir / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _used_ips(self, app_index: int) -> set[str]:
+        used = set()
+        for path in self.settings.dynos_dir.iterdir():
+            record = DynoDir(path).read_record() if path.is_dir() else None
+            if record and record.get("app_index") == app_index:
+                used.add(record["ip"])
+        return used
+
+    def _write_record(self, dyno: DynoDir, spec: DynoSpec, ip: str) -> None:
+        record = {
+            "id": spec.id,
+            "app": spec.app,
+            "app_index": spec.app_index,
+            "uid": spec.uid,
+            "ip": ip,
+            "started_at": time.time(),
+            "metadata": dict(spec.metadata),
+        }
+        tmp = dyno.record.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record))
+        tmp.replace(dyno.record)
+
+    def _prepare_dyno_fs(self, dyno: DynoDir, spec: DynoSpec, ip: str, netns_path: str) -> None:
+        for path in (dyno.upper, dyno.work, dyno.app):
+            path.mkdir()
+        os.chown(dyno.upper, spec.uid, spec.uid)
+        dyno.upper.chmod(0o755)
+        host.mount_overlay(spec.layers, dyno.upper, dyno.work, dyno.app)
+        hosts = f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n{ip}\t{spec.id}\n"
+        oci.write_rootfs(dyno.rootfs, oci.etc_files(spec.uid, spec.id, hosts))
+        config = oci.ContainerConfig(
+            hostname=spec.id,
+            uid=spec.uid,
+            args=spec.command,
+            env=spec.env,
+            app_source=dyno.app,
+            memory_mb=spec.memory_mb,
+            pids_limit=spec.pids_limit,
+            cgroups_path=f"/{self._cgroup_name(spec.id)}",
+            netns_path=netns_path,
+            cpu_shares=cpu_shares(spec.memory_mb),
+        )
+        (dyno.path / "config.json").write_text(json.dumps(oci.config_json(config), indent=1))
+        dyno.log.touch()
+
+    def _launch_monitor(self, dyno: DynoDir) -> None:
+        args = [
+            self.runc.binary,
+            str(self.runc.root),
+            str(dyno.path),
+            dyno.id,
+            str(dyno.log),
+            str(dyno.pid_file),
+            str(dyno.exit_file),
+        ]
+        subprocess.run(
+            ["setsid", "-f", "/bin/sh", "-c", MONITOR_SCRIPT, "sh", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=True,
+        )
+
+    def _wait_started(self, dyno: DynoDir) -> DynoStatus:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            state = self.runc.state(dyno.id)
+            if state == "running" or dyno.exit_file.exists():
+                status = self._status(dyno, {dyno.id: state} if state else {})
+                if status is not None:
+                    return status
+            time.sleep(0.02)
+        raise Unavailable(f"dyno {dyno.id} did not start: {self._log_tail(dyno)}")
+
+    def _status(self, dyno: DynoDir, states: dict[str, str]) -> DynoStatus | None:
+        record = dyno.read_record()
+        if record is None:
+            return None
+        code = dyno.exit_code()
+        if code is None and (states.get(dyno.id) in LIVE_STATES or dyno.monitor_alive()):
+            state = "running"
+        else:
+            state = "exited"
+            code = LOST_EXIT_CODE if code is None else code
+        return DynoStatus(
+            id=dyno.id,
+            state=state,
+            exit_code=code if state == "exited" else None,
+            ip=record["ip"],
+            started_at=record["started_at"],
+            metadata=record.get("metadata", {}),
+            log_path=dyno.log,
+        )
+
+    def _existing(self, dyno_id: str) -> DynoDir:
+        check_id(dyno_id)
+        dyno = DynoDir(self.settings.dynos_dir / dyno_id)
+        if dyno.read_record() is None:
+            raise NotFound(f"no dyno {dyno_id}")
+        return dyno
+
+    def _is_running(self, dyno: DynoDir) -> bool:
+        status = self._status(dyno, {dyno.id: self.runc.state(dyno.id) or ""})
+        return status is not None and status.state == "running"
+
+    def _wait_exited(self, dyno: DynoDir, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            if dyno.exit_file.exists() or not self._is_running(dyno):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+    def _cgroup_name(self, container_id: str) -> str:
+        return f"paas-{self.install_id}/{container_id}"
+
+    def _log_tail(self, dyno: DynoDir) -> str:
+        try:
+            return dyno.log.read_text(errors="replace")[-2000:].strip() or "no output"
+        except OSError:
+            return "no output"
+
+    # ---- internals: builds -------------------------------------------------------------
+
+    def _prepare_build(self, bundle: Path, spec: BuildContainerSpec) -> None:
+        if not spec.workspace.is_dir():
+            raise Invalid(f"build workspace {spec.workspace} is not a directory")
+        bundle.mkdir(parents=True, mode=0o700)
+        host.chown_tree(spec.workspace, spec.uid)
+        for source, _ in spec.rw_binds:
+            host.chown_tree(source, spec.uid)
+        clients = client_config(os.environ)
+        files = {**oci.etc_files(spec.uid, spec.id, ""), **clients.files, "resolv.conf": ""}
+        oci.write_rootfs(bundle / "rootfs", files)
+        mounts = [
+            oci.bind(path, path)
+            for path in ("/etc/hosts", "/etc/resolv.conf")
+            if Path(path).exists()
+        ]
+        mounts += [oci.bind(path, str(path)) for path in clients.paths]
+        mounts += [oci.bind(source, target) for source, target in spec.ro_binds]
+        mounts += [oci.bind(source, target, readonly=False) for source, target in spec.rw_binds]
+        config = oci.ContainerConfig(
+            hostname=spec.id,
+            uid=spec.uid,
+            args=spec.command,
+            env={**clients.env, **spec.env},
+            app_source=spec.workspace,
+            memory_mb=spec.memory_mb,
+            pids_limit=max(self.settings.dyno_pids, 1024),
+            cgroups_path=f"/{self._cgroup_name(spec.id)}",
+            cpu_shares=cpu_shares(spec.memory_mb),
+            extra_mounts=mounts,
+        )
+        (bundle / "config.json").write_text(json.dumps(oci.config_json(config), indent=1))
+
+    def _stream(
+        self,
+        proc: subprocess.Popen[bytes],
+        spec: BuildContainerSpec,
+        on_line: Callable[[str], None],
+    ) -> int:
+        assert proc.stdout is not None
+        lines: queue.Queue[str | None] = queue.Queue()
+        reader = threading.Thread(target=read_lines, args=(proc.stdout, lines), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + spec.timeout
+        try:
+            while (line := lines.get(timeout=max(deadline - time.monotonic(), 0.001))) is not None:
+                on_line(line)
+            return proc.wait(timeout=max(deadline - time.monotonic(), 1))
+        except (queue.Empty, subprocess.TimeoutExpired):
+            self.runc.kill_all(spec.id, "KILL")
+            proc.kill()
+            proc.wait()
+            reader.join(timeout=5)
+            return 124
+
+    def _remove_build(self, build_id: str) -> None:
+        check_id(build_id)
+        self.runc.kill_all(build_id, "KILL")
+        self.runc.delete(build_id)
+        bundle = self.build_root / build_id
+        host.unmount(bundle)
+        shutil.rmtree(bundle, ignore_errors=True)
+        host.remove_cgroups(self._cgroup_name(build_id))
+
+
+def read_lines(stream: IO[bytes], lines: queue.Queue[str | None]) -> None:
+    try:
+        for raw in stream:
+            lines.put(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+    finally:
+        lines.put(None)

@@ -1,0 +1,120 @@
+"""Per-app bridges and per-dyno network namespaces, with iproute2.
+
+Forwarding stays off and no default route is installed: a dyno reaches its own /24 only,
+and the host reaches every dyno through the app bridges it owns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from paas.errors import Invalid, Unavailable
+
+NETNS_DIR = Path("/var/run/netns")
+
+
+@dataclass(frozen=True)
+class DynoNet:
+    netns: str
+    veth: str
+    ip: str
+    prefix: int
+
+    @property
+    def netns_path(self) -> str:
+        return str(NETNS_DIR / self.netns)
+
+
+def ip_cmd(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        raise Unavailable(f"ip {' '.join(args)} failed: {result.stderr.strip()}")
+    return result
+
+
+def app_network(subnet: str, app_index: int) -> ipaddress.IPv4Network:
+    if not 1 <= app_index <= 250:
+        raise Invalid(f"app_index must be within 1..250, got {app_index}")
+    net = ipaddress.ip_network(subnet)
+    if not isinstance(net, ipaddress.IPv4Network) or net.prefixlen > 16:
+        raise Invalid(f"dyno subnet must be an IPv4 /16 or larger, got {subnet}")
+    return ipaddress.IPv4Network((int(net.network_address) + app_index * 256, 24))
+
+
+def bridge_name(install_id: str, app_index: int) -> str:
+    return f"pb{install_id}{app_index}"
+
+
+def netns_name(install_id: str, dyno_id: str) -> str:
+    return f"p{install_id}-{dyno_id}"
+
+
+def veth_name(install_id: str, dyno_id: str) -> str:
+    return f"v{install_id}{hashlib.sha256(dyno_id.encode()).hexdigest()[:8]}"
+
+
+def next_free_ip(network: ipaddress.IPv4Network, used: set[str]) -> str:
+    for host in list(network.hosts())[1:]:
+        if str(host) not in used:
+            return str(host)
+    raise Unavailable(f"no free address left in {network}")
+
+
+def link_exists(name: str) -> bool:
+    return Path("/sys/class/net", name).exists()
+
+
+def ensure_bridge(name: str, network: ipaddress.IPv4Network) -> None:
+    if not link_exists(name):
+        result = ip_cmd("link", "add", "name", name, "type", "bridge", check=False)
+        if result.returncode != 0 and not link_exists(name):
+            raise Unavailable(f"cannot create bridge {name}: {result.stderr.strip()}")
+    gateway = next(iter(network.hosts()))
+    ip_cmd("addr", "replace", f"{gateway}/{network.prefixlen}", "dev", name)
+    ip_cmd("link", "set", name, "up")
+
+
+def create_dyno_net(install_id: str, dyno_id: str, bridge: str, ip: str, prefix: int) -> DynoNet:
+    net = DynoNet(netns_name(install_id, dyno_id), veth_name(install_id, dyno_id), ip, prefix)
+    ip_cmd("netns", "add", net.netns)
+    ip_cmd("-n", net.netns, "link", "set", "lo", "up")
+    ip_cmd("link", "add", net.veth, "type", "veth", "peer", "name", "eth0", "netns", net.netns)
+    ip_cmd("-n", net.netns, "addr", "add", f"{ip}/{prefix}", "dev", "eth0")
+    ip_cmd("-n", net.netns, "link", "set", "eth0", "up")
+    ip_cmd("link", "set", net.veth, "master", bridge)
+    ip_cmd("link", "set", net.veth, "up")
+    return net
+
+
+def delete_dyno_net(netns: str, veth: str) -> None:
+    if link_exists(veth):
+        ip_cmd("link", "delete", veth, check=False)
+    if (NETNS_DIR / netns).exists():
+        ip_cmd("netns", "delete", netns, check=False)
+
+
+def links_with_prefix(prefix: str) -> list[str]:
+    result = ip_cmd("-j", "link", "show", check=False)
+    if result.returncode != 0 or not result.stdout.strip():
+        return []
+    return [
+        link["ifname"] for link in json.loads(result.stdout) if link["ifname"].startswith(prefix)
+    ]
+
+
+def netns_with_prefix(prefix: str) -> list[str]:
+    if not NETNS_DIR.is_dir():
+        return []
+    return sorted(entry.name for entry in NETNS_DIR.iterdir() if entry.name.startswith(prefix))
+
+
+def teardown_network(install_id: str) -> None:
+    for name in netns_with_prefix(f"p{install_id}-"):
+        ip_cmd("netns", "delete", name, check=False)
+    for name in links_with_prefix(f"v{install_id}") + links_with_prefix(f"pb{install_id}"):
+        ip_cmd("link", "delete", name, check=False)

@@ -1,0 +1,148 @@
+"""`paas up`: runs the platform's processes from the top-level Procfile, in the foreground.
+
+Services start in order (redis, then the API, which creates the tokens the others use, then
+the rest), a crashed service restarts with backoff, and every output line is prefixed with its
+service's name. SIGINT/SIGTERM stop the control plane only: dynos (own sessions) and nginx
+(a daemon) keep serving, and the next `paas up` adopts them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import redis
+
+from paas.build.procfile import parse_procfile
+from paas.settings import Settings
+
+READY_TIMEOUT = 60.0
+MAX_BACKOFF = 30.0
+ORDER = ("redis", "api")
+
+
+@dataclass
+class Service:
+    name: str
+    command: str
+    process: subprocess.Popen | None = None
+    failures: int = 0
+    restart_at: float = 0.0
+
+
+def write_redis_config(settings: Settings) -> None:
+    directory = settings.redis_socket.parent
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(directory, 0o700)
+    (directory / "redis.conf").write_text(
+        "port 0\n"
+        f"unixsocket {settings.redis_socket}\n"
+        "unixsocketperm 700\n"
+        f"dir {directory}\n"
+        "appendonly yes\n"
+        "save 60 1000\n"
+        "daemonize no\n"
+        "loglevel warning\n"
+    )
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, procfile: Path) -> None:
+        self.settings = settings
+        types = parse_procfile(procfile.read_text())
+        if settings.redis_url_override:
+            types.pop("redis", None)
+        self.services = [Service(name, command) for name, command in types.items()]
+        self.services.sort(key=lambda s: ORDER.index(s.name) if s.name in ORDER else len(ORDER))
+        self.stopping = threading.Event()
+        self.width = max(len(s.name) for s in self.services)
+        self.env = {**os.environ, "PAAS_HOME": str(settings.home),
+                    "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+                    "PYTHONUNBUFFERED": "1"}
+
+    def run(self) -> int:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: self.stopping.set())
+        if "redis" in {s.name for s in self.services}:
+            write_redis_config(self.settings)
+        for service in self.services:
+            self._start(service)
+            self._wait_ready(service)
+        self.say("paas", f"up: API {self.settings.api_url}, router on port "
+                         f"{self.settings.router_port}, apps at http://<app>.{self.settings.domain}")
+        while not self.stopping.wait(0.5):
+            self._restart_crashed()
+        self._stop_all()
+        return 0
+
+    def say(self, name: str, line: str) -> None:
+        print(f"{name:<{self.width}} | {line}", flush=True)
+
+    def _start(self, service: Service) -> None:
+        service.process = subprocess.Popen(
+            ["/bin/sh", "-c", f"exec {service.command}"], env=self.env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=Path(__file__).parent.parent)
+        threading.Thread(target=self._relay, args=(service, service.process), daemon=True).start()
+
+    def _relay(self, service: Service, process: subprocess.Popen) -> None:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            self.say(service.name, raw.decode(errors="replace").rstrip())
+
+    def _wait_ready(self, service: Service) -> None:
+        check = {"redis": self._redis_ready, "api": self._api_ready}.get(service.name)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while check and not check():
+            if self.stopping.is_set() or time.monotonic() > deadline:
+                raise SystemExit(f"paas up: {service.name} did not become ready; see its output")
+            if service.process and service.process.poll() is not None:
+                raise SystemExit(f"paas up: {service.name} exited at start; see its output")
+            time.sleep(0.1)
+
+    def _redis_ready(self) -> bool:
+        try:
+            return bool(redis.Redis.from_url(self.settings.redis_url).ping())
+        except redis.RedisError:
+            return False
+
+    def _api_ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.settings.api_url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _restart_crashed(self) -> None:
+        now = time.monotonic()
+        for service in self.services:
+            if service.process is None or service.process.poll() is None:
+                continue
+            if service.restart_at == 0.0:
+                service.failures += 1
+                delay = min(MAX_BACKOFF, 2 ** (service.failures - 1))
+                service.restart_at = now + delay
+                self.say("paas", f"{service.name} exited ({service.process.returncode}); "
+                                 f"restarting in {delay:g} s")
+            elif now >= service.restart_at:
+                service.restart_at = 0.0
+                self._start(service)
+
+    def _stop_all(self) -> None:
+        self.say("paas", "stopping the control plane (dynos and the router keep serving)")
+        for service in reversed(self.services):
+            if service.process and service.process.poll() is None:
+                service.process.terminate()
+        deadline = time.monotonic() + 20
+        for service in reversed(self.services):
+            if service.process is None:
+                continue
+            try:
+                service.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                service.process.kill()
+                service.process.wait()

@@ -1,0 +1,235 @@
+"""The buildpack runner with real build containers (runc), the built-in buildpacks and apps."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pytest
+
+from paas.build.buildpacks import BuildFailed, BuildResult, build_app
+from paas.runtime import Runtime
+from paas.settings import Settings
+from paas.slugs.layers import LayerStore
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("runc") is None, reason="needs root and runc"
+)
+
+UID = 10050
+APPS = Path(__file__).resolve().parents[1] / "apps"
+
+
+@dataclass
+class Env:
+    base: Path
+    settings: Settings
+    runtime: Runtime
+    store: LayerStore
+    logs: dict[str, list[str]] = field(default_factory=dict)
+
+    def app(self, name: str, copy_of: str | None = None) -> Path:
+        path = self.base / "src" / name
+        if copy_of:
+            shutil.copytree(APPS / copy_of, path, symlinks=True)
+        else:
+            path.mkdir(parents=True)
+        return path
+
+    def build(
+        self,
+        source: Path,
+        cache: str,
+        *,
+        config_vars: dict[str, str] | None = None,
+        previous: set[str] | None = None,
+    ) -> tuple[BuildResult, list[str]]:
+        lines: list[str] = []
+        self.logs[source.name] = lines
+        result = build_app(
+            source=source,
+            cache_dir=self.base / "cache" / cache,
+            uid=UID,
+            config_vars=config_vars or {},
+            settings=self.settings,
+            runtime=self.runtime,
+            store=self.store,
+            log=lines.append,
+            previous_digests=previous,
+        )
+        return result, lines
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[Env]:
+    base = Path(tempfile.mkdtemp(prefix="paas-bp-", dir="/tmp"))
+    base.chmod(0o755)
+    settings = Settings(home=base / "home", build_timeout=240)
+    settings.home.mkdir(mode=0o755)
+    runtime = Runtime(settings)
+    try:
+        yield Env(base, settings, runtime, LayerStore(settings))
+    finally:
+        runtime.teardown()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def flask_first(env: Env) -> tuple[BuildResult, list[str]]:
+    return env.build(env.app("flask-1", "flask-hello"), "flask")
+
+
+def by_name(result: BuildResult) -> dict[str, str]:
+    return {layer.name: layer.digest for layer in result.layers}
+
+
+def test_flask_app_builds_a_venv_layer_and_an_app_layer(
+    env: Env, flask_first: tuple[BuildResult, list[str]]
+) -> None:
+    result, log = flask_first
+    assert result.buildpacks == ["python"]
+    assert [layer.name for layer in result.layers] == ["python/venv", "app"]
+    assert not any(layer.reused for layer in result.layers)
+    assert result.process_types == {"web": "python app.py", "worker": "python worker.py"}
+    assert result.env["PATH"] == "/app/.layers/python/venv/bin:/usr/local/bin:/usr/bin:/bin"
+    assert result.env["VIRTUAL_ENV"] == "/app/.layers/python/venv"
+    text = "\n".join(log)
+    assert "-----> Installing requirements with pip" in text
+    assert "-----> Layers" in log
+    assert any(line.startswith("       python/venv") and line.endswith("new") for line in log)
+    with tarfile.open(env.store.blob_path(by_name(result)["python/venv"])) as tar:
+        names = tar.getnames()
+    assert any(
+        name.startswith(".layers/python/venv/lib/python3") and "/flask/" in name for name in names
+    )
+    with tarfile.open(env.store.blob_path(by_name(result)["app"])) as tar:
+        assert sorted(tar.getnames()) == ["Procfile", "app.py", "requirements.txt", "worker.py"]
+    assert (env.base / "cache" / "flask" / "python" / "pip-cache").is_dir()
+
+
+def test_code_only_change_reuses_the_venv_layer(
+    env: Env, flask_first: tuple[BuildResult, list[str]]
+) -> None:
+    first, _ = flask_first
+    source = env.app("flask-2", "flask-hello")
+    (source / "app.py").write_text((source / "app.py").read_text() + "\n# a code change\n")
+    result, log = env.build(source, "flask", previous={layer.digest for layer in first.layers})
+    old, new = by_name(first), by_name(result)
+    assert new["python/venv"] == old["python/venv"]
+    assert new["app"] != old["app"]
+    assert [layer.reused for layer in result.layers] == [True, False]
+    assert "-----> Reusing virtualenv" in log
+    assert "Installing requirements" not in "\n".join(log)
+
+
+def test_broken_requirements_fail_with_pips_error(env: Env) -> None:
+    with pytest.raises(BuildFailed, match="python failed: bin/build exited with status 1"):
+        env.build(env.app("broken", "broken-build"), "broken")
+    text = "\n".join(env.logs["broken"])
+    assert "paas-this-package-does-not-exist" in text
+    assert "No matching distribution" in text or "Could not find a version" in text
+    assert "pip could not install the packages in requirements.txt" in text
+
+
+def test_procfile_only_app_gets_just_the_app_layer(env: Env) -> None:
+    result, log = env.build(env.app("static", "procfile-only"), "static")
+    assert result.buildpacks == ["procfile"]
+    assert [layer.name for layer in result.layers] == ["app"]
+    assert result.process_types == {"web": "/usr/bin/python3 -m http.server $PORT"}
+    assert result.env == {"PATH": "/usr/local/bin:/usr/bin:/bin"}
+    assert "-----> Procfile declares types -> web" in log
+
+
+def test_undetected_app_lists_what_buildpacks_look_for(env: Env) -> None:
+    source = env.app("nothing")
+    (source / "README").write_text("no code\n")
+    with pytest.raises(BuildFailed, match=r"python: a requirements.txt; procfile: a Procfile"):
+        env.build(source, "nothing")
+
+
+@pytest.mark.parametrize("uri", ["../outside", "/etc", "./missing"])
+def test_project_toml_uri_outside_or_missing_is_refused(env: Env, uri: str) -> None:
+    source = env.app("escape-" + uri.strip("./"))
+    (source / "project.toml").write_text(f'[[build.buildpacks]]\nuri = "{uri}"\n')
+    with pytest.raises(BuildFailed, match=r"project\.toml: buildpack"):
+        env.build(source, "escape")
+
+
+OWN_BUILD = """#!/usr/bin/env bash
+# usage: bin/build <layers> <platform> <plan>
+set -euo pipefail
+layers="$1"
+[[ -z "${SECRET:-}" ]] || { echo "config var leaked into the env"; exit 3; }
+[[ "$(cat "$2/env/SECRET")" == "s3cret" ]] || { echo "no /platform/env/SECRET"; exit 4; }
+mkdir -p "$layers/tool/bin" "$layers/tool/env.launch" "$layers/tool/env"
+printf '%s' hello >"$layers/tool/env.launch/GREETING.default"
+printf '%s' /extra >"$layers/tool/env/EXTRA_PATH.prepend"
+printf '%s' : >"$layers/tool/env/EXTRA_PATH.delim"
+printf '[types]\\nlaunch = true\\n' >"$layers/tool.toml"
+printf '[[processes]]\\ntype = "web"\\ncommand = ["tool", "serve"]\\n' >"$layers/launch.toml"
+echo "-----> own buildpack done"
+"""
+
+
+def test_own_buildpack_layers_env_and_processes(env: Env) -> None:
+    source = env.app("own")
+    bp = source / "bp"
+    (bp / "bin").mkdir(parents=True)
+    (bp / "buildpack.toml").write_text('api = "0.10"\n[buildpack]\nid = "acme/tool"\n')
+    (bp / "bin" / "detect").write_text("#!/usr/bin/env bash\nexit 0\n")
+    (bp / "bin" / "build").write_text(OWN_BUILD)
+    for script in ("detect", "build"):
+        (bp / "bin" / script).chmod(0o755)
+    (source / "project.toml").write_text('[[build.buildpacks]]\nuri = "./bp"\n')
+    result, log = env.build(source, "own", config_vars={"SECRET": "s3cret"})
+    assert "-----> own buildpack done" in log
+    assert not any("s3cret" in line for line in log)
+    assert result.buildpacks == ["acme/tool"]
+    assert [layer.name for layer in result.layers] == ["acme_tool/tool", "app"]
+    assert result.process_types == {"web": "tool serve"}
+    assert result.env["PATH"].startswith("/app/.layers/acme_tool/tool/bin:")
+    assert result.env["GREETING"] == "hello"
+    assert result.env["EXTRA_PATH"] == "/extra"
+    assert not (env.base / "cache" / "own" / "acme_tool" / "tool").exists()
+
+
+def test_slow_build_waits_for_the_gate(env: Env) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as gate:
+        port = gate.getsockname()[1]
+        result, log = env.build(
+            env.app("slow", "slow-build"), "slow", config_vars={"PAAS_TEST_GATE_PORT": str(port)}
+        )
+    assert "-----> Waiting for the test" in log
+    assert any(f"gate on port {port} opened" in line for line in log)
+    assert [layer.name for layer in result.layers] == ["test_slow/marker", "app"]
+
+
+def test_stack_change_rebuilds_the_venv(
+    env: Env, flask_first: tuple[BuildResult, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("paas.build.buildpacks.stack_id", lambda: "upgraded-stack")
+    result, log = env.build(env.app("flask-3", "flask-hello"), "flask")
+    assert "-----> Creating virtualenv" in log
+    assert by_name(result)["python/venv"] != by_name(flask_first[0])["python/venv"]
+
+
+def test_timeout_names_the_setting(env: Env) -> None:
+    source = env.app("sleepy")
+    bp = source / "bp"
+    (bp / "bin").mkdir(parents=True)
+    (bp / "buildpack.toml").write_text('api = "0.10"\n[buildpack]\nid = "sleepy"\n')
+    (bp / "bin" / "detect").write_text("#!/usr/bin/env bash\nexit 0\n")
+    (bp / "bin" / "build").write_text("#!/usr/bin/env bash\necho sleeping\nsleep 60\n")
+    for script in ("detect", "build"):
+        (bp / "bin" / script).chmod(0o755)
+    (source / "project.toml").write_text('[[build.buildpacks]]\nuri = "./bp"\n')
+    quick = Env(env.base, replace(env.settings, build_timeout=3), env.runtime, env.store)
+    with pytest.raises(BuildFailed, match=r"build timed out after 3 s \(PAAS_BUILD_TIMEOUT\)"):
+        quick.build(source, "sleepy")
+    assert quick.logs["sleepy"] == ["-----> Building with buildpacks: sleepy 0.0.0", "sleeping"]

@@ -1,0 +1,337 @@
+"""The container runtime against real runc, overlayfs and network namespaces (root only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from paas.runtime import BuildContainerSpec, DynoSpec, DynoStatus, Runtime
+from paas.runtime.host import mounts_under
+from paas.runtime.hostconfig import client_config
+from paas.runtime.network import links_with_prefix, netns_with_prefix
+from paas.settings import Settings
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("runc") is None, reason="needs root and runc"
+)
+
+UID = 10001
+APP_INDEX = 7
+PROBE = """\
+echo "uid=$(id -u)"
+echo "pid1=$(tr '\\0' ' ' </proc/1/cmdline)"
+grep -E '^(CapEff|NoNewPrivs)' /proc/self/status
+for p in "$PROBE_PATH" /root /home; do
+  if [ -e "$p" ]; then echo "visible $p"; else echo "hidden $p"; fi
+done
+unshare -U true 2>/dev/null && echo userns-allowed || echo userns-blocked
+echo "routes:"; ip route
+echo "probe done"
+exit 7
+"""
+
+
+@dataclass
+class Env:
+    runtime: Runtime
+    settings: Settings
+    base: Path
+    layer: Path
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[Env]:
+    base = Path(tempfile.mkdtemp(prefix="paas-rt-", dir="/tmp"))
+    base.chmod(0o755)
+    layer = base / "layer"
+    layer.mkdir(mode=0o755)
+    (layer / "probe.sh").write_text(PROBE)
+    (layer / "probe.sh").chmod(0o644)
+    settings = Settings(home=base / "home", dyno_subnet="10.214.0.0/16")
+    runtime = Runtime(settings)
+    try:
+        yield Env(runtime, settings, base, layer)
+    finally:
+        runtime.teardown()
+        iid = settings.install_id
+        assert netns_with_prefix(f"p{iid}-") == []
+        assert links_with_prefix(f"v{iid}") == []
+        assert links_with_prefix(f"pb{iid}") == []
+        assert mounts_under(base) == []
+        assert not any(Path("/sys/fs/cgroup").glob(f"*/paas-{iid}"))
+        shutil.rmtree(base)
+
+
+def dyno_spec(env: Env, dyno_id: str, command: list[str], **extra: object) -> DynoSpec:
+    fields: dict[str, object] = {
+        "id": dyno_id,
+        "app": "demo",
+        "app_index": APP_INDEX,
+        "uid": UID,
+        "command": command,
+        "env": {"PROBE_PATH": str(env.settings.home)},
+        "layers": [env.layer],
+        "memory_mb": 128,
+        "pids_limit": 64,
+        "metadata": {"release": "v1"},
+    }
+    fields.update(extra)
+    return DynoSpec(**fields)  # type: ignore[arg-type]
+
+
+def status_of(runtime: Runtime, dyno_id: str) -> DynoStatus:
+    return next(s for s in runtime.list_dynos() if s.id == dyno_id)
+
+
+def wait_for(predicate: object, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_dyno_runs_isolated_and_records_its_exit(env: Env) -> None:
+    status = env.runtime.start_dyno(dyno_spec(env, "probe", ["/bin/sh", "/app/probe.sh"]))
+    assert status.ip.startswith(f"10.214.{APP_INDEX}.")
+    wait_for(lambda: status_of(env.runtime, "probe").state == "exited")
+    exited = status_of(env.runtime, "probe")
+    assert exited.exit_code == 7
+    assert exited.metadata == {"release": "v1"}
+    out = exited.log_path.read_text()
+    assert "probe done" in out
+    assert f"uid={UID}" in out
+    assert "pid1=/bin/sh /app/probe.sh" in out
+    assert "CapEff:\t0000000000000000" in out
+    assert "NoNewPrivs:\t1" in out
+    assert f"hidden {env.settings.home}" in out
+    assert "hidden /root" in out
+    assert "hidden /home" in out
+    assert "userns-blocked" in out
+    routes = out.split("routes:")[1]
+    assert f"10.214.{APP_INDEX}.0/24 dev eth0" in routes
+    assert "default" not in routes
+
+    host = subprocess.run(
+        ["/bin/sh", str(env.layer / "probe.sh")],
+        env={**os.environ, "PROBE_PATH": str(env.settings.home)},
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    assert f"visible {env.settings.home}" in host
+    assert "visible /root" in host
+    assert "userns-allowed" in host
+    env.runtime.remove_dyno("probe")
+    assert not (env.settings.dynos_dir / "probe").exists()
+    env.runtime.remove_dyno("probe")
+
+
+def test_host_reaches_a_dyno_server_on_its_ip(env: Env) -> None:
+    top = env.base / "top-layer"
+    top.mkdir(mode=0o755)
+    (top / "which.txt").write_text("top\n")
+    (env.layer / "which.txt").write_text("bottom\n")
+    for path in (top / "which.txt", env.layer / "which.txt"):
+        path.chmod(0o644)
+    command = ["/usr/bin/python3", "-m", "http.server", "8000"]
+    status = env.runtime.start_dyno(dyno_spec(env, "web-1", command, layers=[top, env.layer]))
+    assert status.state == "running"
+    cgroup = f"paas-{env.settings.install_id}/web-1"
+    limit = Path(f"/sys/fs/cgroup/memory/{cgroup}/memory.limit_in_bytes").read_text()
+    assert int(limit) == 128 * 1024 * 1024
+    assert Path(f"/sys/fs/cgroup/pids/{cgroup}/pids.max").read_text().strip() == "64"
+
+    def serving() -> bool:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            return sock.connect_ex((status.ip, 8000)) == 0
+
+    wait_for(serving)
+    with urllib.request.urlopen(f"http://{status.ip}:8000/probe.sh", timeout=5) as response:
+        assert response.read().decode() == PROBE
+    with urllib.request.urlopen(f"http://{status.ip}:8000/which.txt", timeout=5) as response:
+        assert response.read() == b"top\n"
+    env.runtime.remove_dyno("web-1")
+    assert "web-1" not in [s.id for s in env.runtime.list_dynos()]
+
+
+def test_stop_sends_term_first_then_kill(env: Env) -> None:
+    loop = "echo ready; while :; do sleep 0.2; done"
+    specs = [
+        dyno_spec(env, "polite", ["/bin/sh", "-c", f"trap 'echo got-term; exit 0' TERM; {loop}"]),
+        dyno_spec(env, "stubborn", ["/bin/sh", "-c", f"trap '' TERM; {loop}"]),
+    ]
+    started: list[DynoStatus] = []
+    threads = [
+        threading.Thread(target=lambda s=s: started.append(env.runtime.start_dyno(s)))
+        for s in specs
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({s.ip for s in started}) == 2
+    for status in started:
+        wait_for(lambda status=status: "ready" in status.log_path.read_text())
+
+    assert env.runtime.stop_dyno("polite", grace=5) is False
+    polite = status_of(env.runtime, "polite")
+    assert (polite.state, polite.exit_code) == ("exited", 0)
+    assert "got-term" in polite.log_path.read_text()
+
+    begin = time.monotonic()
+    assert env.runtime.stop_dyno("stubborn", grace=1) is True
+    assert time.monotonic() - begin >= 1
+    stubborn = status_of(env.runtime, "stubborn")
+    assert (stubborn.state, stubborn.exit_code) == ("exited", 137)
+    assert env.runtime.stop_dyno("stubborn", grace=1) is False
+    env.runtime.remove_dyno("polite")
+    env.runtime.remove_dyno("stubborn")
+
+
+STARTER = """
+import sys
+from pathlib import Path
+from paas.runtime import DynoSpec, Runtime
+from paas.settings import Settings
+settings = Settings(home=Path(sys.argv[1]), dyno_subnet="10.214.0.0/16")
+Runtime(settings).start_dyno(DynoSpec(
+    id="ticker", app="demo", app_index=7, uid=10001,
+    command=["/bin/sh", "-c", "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.1; done"],
+    env={}, layers=[Path(sys.argv[2])], memory_mb=64, pids_limit=32, metadata={"k": "v"},
+))
+"""
+
+
+def test_a_new_process_adopts_a_dyno_that_outlives_its_starter(env: Env) -> None:
+    subprocess.run(
+        [sys.executable, "-c", STARTER, str(env.settings.home), str(env.layer)],
+        check=True,
+        timeout=30,
+    )
+    adopted = status_of(Runtime(env.settings), "ticker")
+    assert adopted.state == "running"
+    assert adopted.metadata == {"k": "v"}
+    size = adopted.log_path.stat().st_size
+    wait_for(lambda: adopted.log_path.stat().st_size > size + 20)
+    assert Runtime(env.settings).stop_dyno("ticker", grace=0.5) is True
+    assert status_of(env.runtime, "ticker").exit_code == 137
+    env.runtime.remove_dyno("ticker")
+
+
+def build_spec(env: Env, build_id: str, script: str, **extra: object) -> BuildContainerSpec:
+    workspace = env.base / f"ws-{build_id}"
+    workspace.mkdir(exist_ok=True)
+    fields: dict[str, object] = {
+        "id": build_id,
+        "uid": UID,
+        "workspace": workspace,
+        "ro_binds": [],
+        "rw_binds": [],
+        "command": ["/bin/sh", "-c", script],
+        "env": {"GREETING": "hello"},
+        "memory_mb": 256,
+        "timeout": 20,
+    }
+    fields.update(extra)
+    return BuildContainerSpec(**fields)  # type: ignore[arg-type]
+
+
+def test_build_streams_lines_and_returns_the_exit_code(env: Env) -> None:
+    seen: list[tuple[float, str]] = []
+    script = 'echo "$GREETING one"; sleep 1; echo two >&2; exit 5'
+    code = env.runtime.run_build(
+        build_spec(env, "build-stream", script), lambda line: seen.append((time.monotonic(), line))
+    )
+    end = time.monotonic()
+    assert code == 5
+    assert [line for _, line in seen] == ["hello one", "two"]
+    assert end - seen[0][0] >= 0.8
+
+
+def test_build_timeout_returns_124_and_leaves_nothing(env: Env) -> None:
+    begin = time.monotonic()
+    code = env.runtime.run_build(
+        build_spec(env, "build-slow", "echo start; sleep 30", timeout=1), lambda _: None
+    )
+    assert code == 124
+    assert time.monotonic() - begin < 10
+    runc = ["runc", "--root", str(env.settings.runc_root), "list", "--format", "json"]
+    listed = json.loads(subprocess.run(runc, capture_output=True, text=True).stdout or "null")
+    assert "build-slow" not in [c["id"] for c in listed or []]
+    assert not (env.runtime.build_root / "build-slow").exists()
+    iid = env.settings.install_id
+    assert not any(Path("/sys/fs/cgroup").glob(f"*/paas-{iid}/build-slow"))
+
+
+def test_build_writes_workspace_and_binds_but_not_the_stack(env: Env) -> None:
+    buildpacks = env.base / "buildpacks"
+    buildpacks.mkdir(mode=0o755, exist_ok=True)
+    (buildpacks / "detect").write_text("python\n")
+    (buildpacks / "detect").chmod(0o644)
+    cache = env.base / "cache"
+    cache.mkdir(exist_ok=True)
+    script = (
+        "id -u; grep CapEff /proc/self/status; echo built > /app/out.txt; "
+        "cat /cnb/buildpacks/detect; echo cached > /cache/c.txt; "
+        "touch /usr/nope 2>/dev/null && echo usr-writable || echo usr-readonly; "
+        "touch /cnb/buildpacks/nope 2>/dev/null && echo bp-writable || echo bp-readonly; "
+        "test -s /etc/resolv.conf && echo resolv-ok"
+    )
+    lines: list[str] = []
+    spec = build_spec(
+        env,
+        "build-fs",
+        script,
+        ro_binds=[(buildpacks, "/cnb/buildpacks")],
+        rw_binds=[(cache, "/cache")],
+    )
+    assert env.runtime.run_build(spec, lines.append) == 0
+    assert lines[:2] == [str(UID), "CapEff:\t0000000000000000"]
+    assert "python" in lines
+    assert "usr-readonly" in lines
+    assert "bp-readonly" in lines
+    if Path("/etc/resolv.conf").stat().st_size:
+        assert "resolv-ok" in lines
+    assert (spec.workspace / "out.txt").read_text() == "built\n"
+    assert (spec.workspace / "out.txt").stat().st_uid == UID
+    assert (cache / "c.txt").read_text() == "cached\n"
+    assert not Path("/usr/nope").exists()
+
+
+def test_build_sees_the_hosts_pip_configuration(env: Env) -> None:
+    host_conf = subprocess.run(
+        ["/usr/bin/python3", "-m", "pip", "config", "list"], capture_output=True, text=True
+    )
+    if host_conf.returncode != 0 or not host_conf.stdout.strip():
+        pytest.skip("the host has no pip configuration")
+    lines: list[str] = []
+    spec = build_spec(env, "build-pip", "/usr/bin/python3 -m pip config list")
+    assert env.runtime.run_build(spec, lines.append) == 0
+    assert sorted(lines) == sorted(host_conf.stdout.splitlines())
+    mentioned = client_config(os.environ).paths
+    probe = " ".join(f"test -e {shlex.quote(str(p))} || echo missing {p};" for p in mentioned)
+    lines.clear()
+    assert env.runtime.run_build(build_spec(env, "build-paths", probe or "true"), lines.append) == 0
+    assert lines == []
+
+
+def test_teardown_of_an_empty_installation_is_safe(tmp_path: Path) -> None:
+    runtime = Runtime(Settings(home=tmp_path / "nothing", dyno_subnet="10.214.0.0/16"))
+    runtime.teardown()
+    runtime.teardown()
+    assert runtime.list_dynos() == []

@@ -1,0 +1,158 @@
+"""A whole paas platform for end-to-end tests: `paas up` in a subprocess on free ports, in a
+private PAAS_HOME, torn down with `paas down`; and a git client that pushes to it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = ROOT / "tests" / "apps"
+PAAS = str(Path(sys.executable).parent / "paas")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Platform:
+    home: Path
+    env: dict[str, str]
+    process: subprocess.Popen | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.home.parent / "paas-up.log"
+
+    @classmethod
+    def create(cls, subnet: str = "10.215.0.0/16", **settings: str) -> Platform:
+        base = Path(tempfile.mkdtemp(prefix="paas-e2e-"))
+        base.chmod(0o711)
+        home = base / "home"
+        env = {
+            **os.environ,
+            "PAAS_HOME": str(home),
+            "PAAS_API_PORT": str(free_port()),
+            "PAAS_ROUTER_PORT": str(free_port()),
+            "PAAS_ROUTER_CONTROL_PORT": str(free_port()),
+            "PAAS_DYNO_SUBNET": subnet,
+            "PAAS_STOP_GRACE": "3",
+            "PAAS_BOOT_TIMEOUT": "30",
+            "PAAS_BUILD_TIMEOUT": "300",
+            "PAAS_AGENT_INTERVAL": "0.5",
+            "GIT_TERMINAL_PROMPT": "0",
+            **settings,
+        }
+        for key in ("PAAS_API_URL", "PAAS_API_TOKEN", "PAAS_REDIS_URL", "PAAS_DATABASE_URL"):
+            env.pop(key, None)
+        return cls(home, env)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['PAAS_API_PORT']}"
+
+    @property
+    def router_port(self) -> int:
+        return int(self.env["PAAS_ROUTER_PORT"])
+
+    @property
+    def token(self) -> str:
+        return (self.home / "admin-token").read_text().strip()
+
+    def up(self, timeout: float = 90) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen([PAAS, "up"], env=self.env, stdout=log,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while b"| up: API" not in self.log_path.read_bytes():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"paas up failed:\n{self.output()}")
+            time.sleep(0.2)
+
+    def stop_control_plane(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(60)
+
+    def down(self) -> None:
+        self.paas("down", check=False, timeout=120)
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+        shutil.rmtree(self.home.parent, ignore_errors=True)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")[-20000:]
+
+    def paas(self, *args: str, check: bool = True, timeout: float = 120,
+             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([PAAS, *args], env=self.env, capture_output=True, text=True,
+                                timeout=timeout, cwd=cwd)
+        if check and result.returncode != 0:
+            raise AssertionError(f"paas {' '.join(args)} failed:\n{result.stdout}\n"
+                                 f"{result.stderr}")
+        return result
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(base_url=self.api_url, timeout=30,
+                            headers={"Authorization": f"Bearer {self.token}"})
+
+    def get(self, app: str, path: str = "/", **kwargs: object) -> httpx.Response:
+        """A request through the router, as a visitor of http://<app>.localhost/ sends it."""
+        url = f"http://127.0.0.1:{self.router_port}{path}"
+        return httpx.get(url, headers={"Host": f"{app}.localhost"}, timeout=30, **kwargs)
+
+    def wait_for(self, app: str, text: str, timeout: float = 60) -> httpx.Response:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                last = self.get(app)
+                if text in last.text:
+                    return last
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"{app} never served {text!r}; last: "
+                             f"{last.status_code if last else None} {last.text if last else ''}")
+
+    def remote_url(self, app: str, token: str | None = None) -> str:
+        return (f"http://paas:{token or self.token}@127.0.0.1:{self.env['PAAS_API_PORT']}"
+                f"/git/{app}.git")
+
+
+def git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "HOME": str(repo.parent),
+           "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+           "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}
+    result = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True,
+                            timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def app_repo(tmp: Path, sample: str) -> Path:
+    """A git repository holding a copy of a sample app, committed on main."""
+    repo = tmp / sample
+    shutil.copytree(APPS / sample, repo)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "initial")
+    return repo
+
+
+def commit_all(repo: Path, message: str) -> None:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)

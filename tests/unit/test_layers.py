@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from paas.errors import PaasError
+from paas.settings import Settings
+from paas.slugs.layers import LayerStore
+
+UID = 10077
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LayerStore:
+    return LayerStore(Settings(home=tmp_path / "home"))
+
+
+def make_tree(root: Path) -> Path:
+    (root / "pkg" / "sub").mkdir(parents=True)
+    (root / "app.py").write_text("print('hi')\n")
+    (root / "pkg" / "sub" / "data.txt").write_text("data\n")
+    run = root / "run.sh"
+    run.write_text("#!/bin/sh\necho run\n")
+    run.chmod(0o755)
+    (root / "link").symlink_to("pkg/sub/data.txt")
+    (root / "abs-link").symlink_to("/usr/bin/python3")
+    os.mkfifo(root / "fifo")
+    return root
+
+
+def test_same_tree_same_digest_even_after_touching(store: LayerStore, tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    first = store.add_dir(src, "")
+    for path in [src, *src.rglob("*")]:
+        os.utime(path, (1, 1), follow_symlinks=False)
+    assert store.add_dir(src, "") == first
+    assert first.startswith("sha256:") and store.has(first)
+    assert (store.root / "oci-layout").is_file()
+    assert not [p for p in store.blobs.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_changed_content_or_mode_changes_digest(store: LayerStore, tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    first = store.add_dir(src, "")
+    (src / "app.py").write_text("print('bye')\n")
+    second = store.add_dir(src, "")
+    assert second != first
+    (src / "app.py").chmod(0o700)
+    assert store.add_dir(src, "") != second
+
+
+def test_entries_are_normalized_and_prefixed(store: LayerStore, tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    digest = store.add_dir(src, ".layers/python/venv")
+    with tarfile.open(store.blob_path(digest)) as tar:
+        members = tar.getmembers()
+    names = [m.name for m in members]
+    assert names[:3] == [".layers", ".layers/python", ".layers/python/venv"]
+    assert ".layers/python/venv/pkg/sub/data.txt" in names
+    assert not any("fifo" in n for n in names)
+    assert all(m.mtime == 0 and m.uid == 0 and m.uname == "" for m in members)
+    link = next(m for m in members if m.name.endswith("/abs-link"))
+    assert link.issym() and link.linkname == "/usr/bin/python3"
+
+
+def test_excluded_top_level_names(store: LayerStore, tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    (src / ".git").mkdir()
+    (src / ".git" / "HEAD").write_text("ref\n")
+    digest = store.add_dir(src, "", exclude=frozenset({".git"}))
+    with tarfile.open(store.blob_path(digest)) as tar:
+        assert not [n for n in tar.getnames() if n.startswith(".git")]
+
+
+def test_unpack_round_trip_and_ownership(store: LayerStore, tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    digest = store.add_dir(src, ".layers/bp/l")
+    out = store.unpacked(digest, UID)
+    assert out == store.root / "unpacked" / str(UID) / digest.removeprefix("sha256:")
+    base = out / ".layers" / "bp" / "l"
+    assert (base / "pkg" / "sub" / "data.txt").read_text() == "data\n"
+    assert (base / "run.sh").stat().st_mode & 0o777 == 0o755
+    assert os.readlink(base / "link") == "pkg/sub/data.txt"
+    for path in [out, *out.rglob("*")]:
+        st = path.lstat()
+        assert (st.st_uid, st.st_gid) == (UID, UID), path
+        if path.is_dir() and not path.is_symlink():
+            assert st.st_mode & 0o777 == 0o755
+    assert store.unpacked(digest, UID) == out
+
+
+def _evil_blob(store: LayerStore, members: list[tuple[tarfile.TarInfo, bytes]]) -> str:
+    import hashlib
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data else None)
+    raw = buf.getvalue()
+    hexdigest = hashlib.sha256(raw).hexdigest()
+    store.blobs.mkdir(parents=True, exist_ok=True)
+    (store.blobs / hexdigest).write_bytes(raw)
+    return f"sha256:{hexdigest}"
+
+
+def _file(name: str) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = 1
+    return info, b"x"
+
+
+def _symlink(name: str, target: str) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.SYMTYPE
+    info.linkname = target
+    return info, b""
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        [_file("/etc/evil")],
+        [_file("a/../../evil")],
+        [_symlink("a", str(Path("/tmp"))), _file("a/evil")],
+    ],
+)
+def test_unsafe_members_are_refused(store: LayerStore, members: list) -> None:
+    digest = _evil_blob(store, members)
+    with pytest.raises(PaasError, match="refusing"):
+        store.unpacked(digest, UID)
+    assert not (store.root / "unpacked" / str(UID) / digest.removeprefix("sha256:")).exists()
