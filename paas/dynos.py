@@ -16,6 +16,7 @@ def _dyno_env(app: App, release: Release, process_type: str, index: int,
     slug = release.slug or {}
     name = f"{process_type}.{index}"
     return {
+        "PYTHONUNBUFFERED": "1",
         **slug.get("env", {}),
         **release.config,
         "PORT": str(port),

@@ -61,18 +61,21 @@ def fetch_routes(settings: Settings) -> dict[str, list[str]]:
 def listen(url: str, wake: threading.Event, stop: threading.Event, complaints: _Complaints) -> None:
     """Set `wake` on every message on CHANNEL; reconnect forever."""
     while not stop.is_set():
+        client = redis.Redis.from_url(url, socket_connect_timeout=2.0)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
-            client = redis.Redis.from_url(url, socket_connect_timeout=2.0)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
             pubsub.subscribe(CHANNEL)
             complaints.ok("redis")
-            wake.set()
+            wake.set()  # whatever was published while we were away
             while not stop.is_set():
                 if pubsub.get_message(timeout=1.0) is not None:
                     wake.set()
         except (redis.RedisError, OSError) as exc:
             complaints.fail("redis", exc)
             stop.wait(1.0)
+        finally:
+            pubsub.close()
+            client.close()
 
 
 def sync_once(router: Router, settings: Settings, complaints: _Complaints) -> None:

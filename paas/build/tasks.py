@@ -53,13 +53,20 @@ def slug_of(result: BuildResult) -> dict:
 
 def run(build_id: str, settings: Settings) -> None:
     api = service_client(settings)
-    events = RedisEvents(redis.Redis.from_url(settings.redis_url, decode_responses=True))
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    events = RedisEvents(client)
     try:
         info = api.get(f"/v1/internal/builds/{build_id}")
         if info["status"] in TERMINAL:
             return
         api.post(f"/v1/internal/builds/{build_id}/start")
         log = lambda line: events.deploy_line(build_id, line)  # noqa: E731
+        # One build of an app at a time: builds share the app's build cache.
+        cache_lock = client.lock(f"paas:build-cache:{info['app']}",
+                                 timeout=settings.build_timeout + 120)
+        if not cache_lock.acquire(blocking=False):
+            log("-----> Waiting for the app's previous build to finish")
+            cache_lock.acquire(blocking_timeout=settings.build_timeout + 120)
         try:
             slug = slug_of(_build(build_id, info, settings, api, log))
         except BuildFailed as failure:
@@ -68,6 +75,9 @@ def run(build_id: str, settings: Settings) -> None:
         except Exception as error:  # the task boundary: the pusher must hear of any crash
             _fail(api, build_id, log, f"the build crashed ({type(error).__name__}: {error})")
             raise
+        finally:
+            if cache_lock.owned():
+                cache_lock.release()
         log("-----> Build succeeded")
         api.post(f"/v1/internal/builds/{build_id}/result", {"status": "succeeded", "slug": slug})
     finally:

@@ -81,7 +81,7 @@ def absolute_paths(text: str) -> list[Path]:
 def bindable(paths: Iterable[Path]) -> list[Path]:
     """Existing paths not already visible, without paths nested in another one kept."""
     chosen: list[Path] = []
-    for path in sorted({p for p in paths if p.exists()}, key=lambda p: len(p.parts)):
+    for path in sorted({p for p in paths if p.exists()}, key=lambda p: (len(p.parts), str(p))):
         text = str(path)
         if text in NEVER_BIND or any(text.startswith(v) for v in ALREADY_VISIBLE):
             continue

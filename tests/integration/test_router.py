@@ -54,7 +54,13 @@ class Echo(BaseHTTPRequestHandler):
         if self.headers.get("Upgrade", "").lower() == "websocket":
             self._upgrade()
             return
-        self._reply({"name": self.server.name, "headers": dict(self.headers.items())})  # type: ignore[attr-defined]
+        self._reply(
+            {
+                "name": self.server.name,  # type: ignore[attr-defined]
+                "headers": dict(self.headers.items()),
+                "peer_port": self.client_address[1],
+            }
+        )
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -156,6 +162,7 @@ def test_unknown_host_is_a_404_page(router: Router, client: httpx.Client) -> Non
     assert response.status_code == 404
     assert "text/html" in response.headers["content-type"]
     assert "no such app" in response.text.lower()
+    assert client.get("/routes").status_code == 404  # the control endpoint is not public
 
 
 def test_requests_alternate_between_peers(
@@ -166,6 +173,14 @@ def test_requests_alternate_between_peers(
     names = [get(client).json()["name"] for _ in range(6)]
     assert sorted(names) == ["a", "a", "a", "b", "b", "b"]
     assert all(names[i] != names[i + 1] for i in range(5))
+
+
+def test_upstream_connections_are_kept_alive(
+    router: Router, client: httpx.Client, upstreams: tuple[str, str]
+) -> None:
+    router.set_routes({"app.localhost": [upstreams[0]]})
+    ports = {get(client, Connection="close").json()["peer_port"] for _ in range(4)}
+    assert len(ports) == 1
 
 
 def test_forwarding_headers(
