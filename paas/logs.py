@@ -11,6 +11,8 @@ import redis
 import redis.asyncio as aredis
 
 ROUTES_CHANNEL = "paas:routes"
+ROUTES_GENERATION = "paas:routes:generation"
+ROUTES_APPLIED = "paas:routes:applied"
 BUILD_STREAM_TTL = 24 * 3600
 
 
@@ -38,7 +40,14 @@ class RedisEvents:
         self.client.expire(key, BUILD_STREAM_TTL)
 
     def routes_changed(self) -> None:
-        self.client.publish(ROUTES_CHANNEL, "changed")
+        generation = self.client.incr(ROUTES_GENERATION)
+        self.client.publish(ROUTES_CHANNEL, str(generation))
+
+    def routes_generation(self) -> int:
+        return int(self.client.get(ROUTES_GENERATION) or 0)
+
+    def routes_applied(self) -> int:
+        return int(self.client.get(ROUTES_APPLIED) or 0)
 
     def app_log(self, app: str, source: str, line: str) -> None:
         self.client.xadd(app_key(app), {"source": source, "line": line},

@@ -111,6 +111,8 @@ def _fail(db: Session, app: App, release: Release, events: Events, error: str) -
     release.error = error
     app.pending_release_id = None
     if release.build_id:
+        for line in error.splitlines():
+            events.deploy_line(release.build_id, f" !     {line}")
         events.deploy_end(release.build_id, False, f"release v{release.version} failed: {error}")
 
 

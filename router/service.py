@@ -46,7 +46,11 @@ class _Complaints:
                 log.info("at=info what=%s recovered", what)
 
 
-def fetch_routes(settings: Settings) -> dict[str, list[str]]:
+APPLIED_KEY = "paas:routes:applied"
+
+
+def fetch_routes(settings: Settings) -> tuple[dict[str, list[str]], int]:
+    """The API's route table and its generation (how many route changes it includes)."""
     token = settings.service_token_path.read_text().strip()
     response = httpx.get(
         f"{settings.api_url}/v1/internal/routes",
@@ -54,8 +58,19 @@ def fetch_routes(settings: Settings) -> dict[str, list[str]]:
         timeout=5.0,
     )
     response.raise_for_status()
-    routes = response.json()["routes"]
-    return {str(host): [str(peer) for peer in peers] for host, peers in routes.items()}
+    body = response.json()
+    routes = {str(host): [str(peer) for peer in peers] for host, peers in body["routes"].items()}
+    return routes, int(body.get("generation", 0))
+
+
+def acknowledge(settings: Settings, generation: int) -> None:
+    """Tells the API (through Redis) which generation nginx now serves, so a deploy can say
+    "deployed" only once its routes are live."""
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0)
+    try:
+        client.set(APPLIED_KEY, generation)
+    finally:
+        client.close()
 
 
 def listen(url: str, wake: threading.Event, stop: threading.Event, complaints: _Complaints) -> None:
@@ -86,7 +101,7 @@ def sync_once(router: Router, settings: Settings, complaints: _Complaints) -> No
         complaints.fail("nginx", exc)
         return
     try:
-        wanted = fetch_routes(settings)
+        wanted, generation = fetch_routes(settings)
         complaints.ok("api")
     except (OSError, httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError) as exc:
         complaints.fail("api", exc)
@@ -100,6 +115,11 @@ def sync_once(router: Router, settings: Settings, complaints: _Complaints) -> No
         complaints.ok("routes")
     except PaasError as exc:
         complaints.fail("routes", exc)
+        return
+    try:
+        acknowledge(settings, generation)
+    except (redis.RedisError, OSError) as exc:
+        complaints.fail("redis", exc)
 
 
 def main() -> None:

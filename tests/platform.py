@@ -72,9 +72,9 @@ class Platform:
         return (self.home / "admin-token").read_text().strip()
 
     def up(self, timeout: float = 90) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen([PAAS, "up"], env=self.env, stdout=log,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen([PAAS, "up"], env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while b"| up: API" not in self.log_path.read_bytes():
             if self.process.poll() is not None or time.monotonic() > deadline:

@@ -73,7 +73,9 @@ def _evaluate(call: Call, app: App) -> None:
 
 
 def show_routes(call: Call) -> dict[str, Any]:
-    return {"routes": dynos.routes(call.db, call.ctx.settings.domain)}
+    # Read before the table: a router that applies this table has at least this generation.
+    generation = call.ctx.events.routes_generation()
+    return {"routes": dynos.routes(call.db, call.ctx.settings.domain), "generation": generation}
 
 
 def routes(ctx: Context) -> list[Route]:

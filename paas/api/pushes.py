@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -46,8 +47,21 @@ class PushBackend:
             if not ok:
                 raise PushRejected(message.splitlines()[0] if message else "deploy failed")
             yield f"-----> {message}"
+            if not await self._routes_live():
+                yield "       (the router has not picked up the new dynos yet)"
             yield f"       {await run_in_threadpool(self._web_url, app)} deployed to paas"
             return
+
+    async def _routes_live(self, timeout: float = 15) -> bool:
+        """Waits until the router serves the routes of the release just promoted."""
+        events = self.ctx.events
+        wanted = await run_in_threadpool(events.routes_generation)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while await run_in_threadpool(events.routes_applied) < wanted:
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.1)
+        return True
 
     def _create_build(self, app_name: str, update: RefUpdate) -> str:
         if self.ctx.repos.head(app_name, update.ref) != update.old:

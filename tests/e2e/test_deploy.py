@@ -53,7 +53,7 @@ def test_a_failed_build_rejects_the_push_and_the_old_release_keeps_serving(
     repo = app_repo(tmp_path, "procfile-only")
     assert push(platform, repo, "fails").returncode == 0
     before = git(repo, "rev-parse", "HEAD").stdout.strip()
-    platform.wait_for("fails", "procfile-only app")
+    platform.wait_for("fails", "Procfile-only app")
 
     (repo / "requirements.txt").write_text("paas-this-package-does-not-exist==0.0.0\n")
     commit_all(repo, "break the build")
@@ -62,7 +62,7 @@ def test_a_failed_build_rejects_the_push_and_the_old_release_keeps_serving(
     assert result.returncode != 0
     assert "! [remote rejected] main -> main" in result.stderr
     assert "paas-this-package-does-not-exist" in result.stderr
-    assert "procfile-only app" in platform.get("fails").text
+    assert "Procfile-only app" in platform.get("fails").text
     remote_head = git(repo, "ls-remote", platform.remote_url("fails"), "main").stdout.split()[0]
     assert remote_head == before
     statuses = [b["status"] for b in json.loads(
@@ -133,7 +133,7 @@ def test_the_new_release_answers_before_the_old_one_stops(platform: Platform,
     platform.paas("apps:create", "switch")
     repo = app_repo(tmp_path, "procfile-only")
     assert push(platform, repo, "switch").returncode == 0
-    platform.wait_for("switch", "procfile-only app")
+    platform.wait_for("switch", "Procfile-only app")
 
     result = platform.paas("config:set", "COLOR=blue", "-a", "switch")
     assert "v2" in result.stdout
