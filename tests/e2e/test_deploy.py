@@ -78,30 +78,26 @@ def test_build_output_reaches_the_pusher_while_the_build_runs(platform: Platform
     port = gate.getsockname()[1]
     platform.paas("config:set", f"PAAS_TEST_GATE_PORT={port}", "-a", "slow")
     repo = app_repo(tmp_path, "slow-build")
-    env_push = subprocess.Popen(
-        ["git", "push", platform.remote_url("slow"), "main"], cwd=repo,
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-        env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
-    try:
-        assert env_push.stderr is not None
+    with gate, subprocess.Popen(
+            ["git", "push", platform.remote_url("slow"), "main"], cwd=repo,
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+            env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    ) as pushing:
+        assert pushing.stderr is not None
         seen = []
-        for line in env_push.stderr:
+        for line in pushing.stderr:
             seen.append(line)
             if "remote: -----> Waiting for the test" in line:
                 break
         assert any("Waiting for the test" in line for line in seen), "".join(seen)
         builds = json.loads(platform.paas("builds", "-a", "slow", "--json").stdout)
         assert builds[0]["status"] == "building"
-        assert env_push.poll() is None
+        assert pushing.poll() is None
         gate.listen(1)
-        rest = env_push.stderr.read()
-        assert env_push.wait(120) == 0, "".join(seen) + rest
-    finally:
-        gate.close()
-        if env_push.poll() is None:
-            env_push.kill()
+        rest = pushing.stderr.read()
+        assert pushing.wait(120) == 0, "".join(seen) + rest
     assert "the gate on port" in rest
-    platform.wait_for("slow", "slow-build app")
+    platform.wait_for("slow", "slow-build is up")
 
 
 def test_procfile_comments_and_a_worker_process_type(platform: Platform,
