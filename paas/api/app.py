@@ -8,7 +8,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from paas import auth
-from paas.api import internal, v1
+from paas.api import apps, config, dynos, internal
 from paas.api.context import Context
 from paas.api.pushes import PushBackend
 from paas.build.celery_app import make_celery
@@ -32,7 +32,9 @@ def create_app(settings: Settings) -> Starlette:
         auth.bootstrap(db, settings.admin_token_path, settings.service_token_path)
     routes = [
         Route("/healthz", healthz),
-        *v1.routes(ctx),
+        *apps.routes(ctx),
+        *config.routes(ctx),
+        *dynos.routes(ctx),
         *internal.routes(ctx),
         *git_routes(PushBackend(ctx), settings.max_push_bytes),
     ]

@@ -1,0 +1,78 @@
+"""/v1/apps: apps, their builds and releases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.routing import Route
+
+from paas import apps, builds, dynos, formation, releases
+from paas.api.context import Context
+from paas.api.handlers import Call, endpoint
+from paas.errors import Invalid
+from paas.models import App
+
+
+def app_of(call: Call) -> App:
+    return apps.get(call.db, call.params["app"], call.user)
+
+
+def _app_dict(call: Call, app: App) -> dict[str, Any]:
+    s = call.ctx.settings
+    return apps.to_dict(app, releases.current(call.db, app), s.domain, s.router_port)
+
+
+def list_apps(call: Call) -> list[dict[str, Any]]:
+    return [_app_dict(call, app) for app in apps.visible(call.db, call.user)]
+
+
+def create_app(call: Call) -> dict[str, Any]:
+    name = (call.body or {}).get("name")
+    if not isinstance(name, str):
+        raise Invalid('give the app a name: {"name": "my-app"}')
+    app = apps.create(call.db, name, call.user)
+    call.ctx.repos.create(app.name)
+    return _app_dict(call, app)
+
+
+def show_app(call: Call) -> dict[str, Any]:
+    app = app_of(call)
+    info = _app_dict(call, app)
+    info["git_url"] = f"{call.ctx.settings.api_url}/git/{app.name}.git"
+    info["formation"] = {row.type: row.quantity for row in formation.for_app(call.db, app)}
+    info["dynos"] = [dynos.to_dict(d) for d in dynos.for_app(call.db, app)]
+    pending = releases.pending(call.db, app)
+    info["pending_release"] = pending.version if pending else None
+    return info
+
+
+def destroy_app(call: Call) -> dict[str, Any]:
+    app = app_of(call)
+    apps.destroy(call.db, app, call.query.get("confirm"))
+    call.ctx.repos.delete(app.name)
+    call.events.routes_changed()
+    return {"destroyed": app.name}
+
+
+def list_builds(call: Call) -> list[dict[str, Any]]:
+    return [builds.to_dict(b) for b in builds.for_app(call.db, app_of(call))]
+
+
+def list_releases(call: Call) -> list[dict[str, Any]]:
+    app = app_of(call)
+    return [releases.to_dict(r, app) for r in releases.for_app(call.db, app)]
+
+
+def route(ctx: Context, path: str, handler: Any, methods: list[str], **kw: Any) -> Route:
+    return Route(path, endpoint(ctx, handler, **kw), methods=methods)
+
+
+def routes(ctx: Context) -> list[Route]:
+    return [
+        route(ctx, "/v1/apps", list_apps, ["GET"]),
+        route(ctx, "/v1/apps", create_app, ["POST"], write=True, status=201),
+        route(ctx, "/v1/apps/{app}", show_app, ["GET"]),
+        route(ctx, "/v1/apps/{app}", destroy_app, ["DELETE"], write=True),
+        route(ctx, "/v1/apps/{app}/builds", list_builds, ["GET"]),
+        route(ctx, "/v1/apps/{app}/releases", list_releases, ["GET"]),
+    ]
