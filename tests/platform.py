@@ -37,7 +37,9 @@ class Platform:
         self.log_path = self.home.parent / "paas-up.log"
 
     @classmethod
-    def create(cls, subnet: str = "10.215.0.0/16", **settings: str) -> Platform:
+    def create(cls, **settings: str) -> Platform:
+        """PAAS_TEST_SUBNET lets concurrent test runs on one machine use separate networks."""
+        subnet = os.environ.get("PAAS_TEST_SUBNET", "10.215.0.0/16")
         base = Path(tempfile.mkdtemp(prefix="paas-e2e-"))
         base.chmod(0o711)
         home = base / "home"
