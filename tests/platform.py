@@ -74,11 +74,12 @@ class Platform:
         return (self.home / "admin-token").read_text().strip()
 
     def up(self, timeout: float = 90) -> None:
+        start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen([PAAS, "up"], env=self.env, stdout=log,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
-        while b"| up: API" not in self.log_path.read_bytes():
+        while b"| up: API" not in self.log_path.read_bytes()[start:]:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"paas up failed:\n{self.output()}")
             time.sleep(0.2)

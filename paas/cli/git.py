@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 
@@ -27,7 +29,8 @@ def git_remote(app: str, remote: str) -> None:
     else:
         _git("remote", "add", remote, url)
     _git("config", f"credential.{api.base_url}.helper", "")
-    _git("config", "--add", f"credential.{api.base_url}.helper", "!paas git:credential")
+    paas = shlex.quote(str(Path(sys.argv[0]).resolve()))
+    _git("config", "--add", f"credential.{api.base_url}.helper", f"!{paas} git:credential")
     click.echo(f"set git remote {remote} to {url}")
 
 

@@ -1,0 +1,89 @@
+"""`paas up` / `paas down`: the control plane stops without taking the apps down, comes back
+adopting them, and `paas down` leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.platform import PAAS, Platform, app_repo, git
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def own_platform() -> Iterator[Platform]:
+    """A platform of this test's own: the test stops and restarts its control plane."""
+    subnet = os.environ.get("PAAS_TEST_SUBNET_2", "10.221.0.0/16")
+    platform = Platform.create(PAAS_DYNO_SUBNET=subnet)
+    try:
+        platform.up()
+        yield platform
+    finally:
+        platform.down()
+
+
+def _host_leftovers(install_id: str) -> list[str]:
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    mounts = Path("/proc/self/mounts").read_text()
+    return [line for line in (links + netns).splitlines() if install_id in line] + [
+        line for line in mounts.splitlines() if "paas-e2e" in line]
+
+
+def _install_id(platform: Platform) -> str:
+    code = "from paas.settings import load; print(load().install_id)"
+    return subprocess.run([sys.executable, "-c", code], env=platform.env, capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def test_apps_outlive_the_control_plane_and_paas_down_cleans_up(own_platform: Platform,
+                                                               tmp_path: Path) -> None:
+    platform = own_platform
+    platform.paas("apps:create", "survivor")
+    repo = app_repo(tmp_path, "procfile-only")
+    assert git(repo, "push", platform.remote_url("survivor"), "main",
+               check=False).returncode == 0
+    platform.wait_for("survivor", "Procfile-only app")
+    dynos_before = json.loads(platform.paas("ps", "-a", "survivor", "--json").stdout)
+
+    platform.stop_control_plane()
+    assert "Procfile-only app" in platform.get("survivor").text
+
+    platform.up()
+    platform.wait_for("survivor", "Procfile-only app")
+    dynos_after = json.loads(platform.paas("ps", "-a", "survivor", "--json").stdout)
+    assert [d["id"] for d in dynos_after] == [d["id"] for d in dynos_before]
+    assert [d["restarts"] for d in dynos_after] == [0]
+
+    install_id = _install_id(platform)
+    assert _host_leftovers(install_id)
+    result = platform.paas("down")
+    assert "paas is down" in result.stdout
+    assert _host_leftovers(install_id) == []
+    with pytest.raises(httpx.HTTPError):
+        platform.get("survivor")
+
+
+def test_git_remote_sets_up_credentials_for_a_plain_push(platform: Platform,
+                                                         tmp_path: Path) -> None:
+    platform.paas("apps:create", "remote-app")
+    repo = app_repo(tmp_path, "procfile-only")
+    env = {**platform.env, "HOME": str(tmp_path)}
+    subprocess.run([PAAS, "git:remote", "-a", "remote-app"], cwd=repo, env=env, check=True,
+                   capture_output=True)
+
+    result = subprocess.run(["git", "push", "paas", "main"], cwd=repo, env=env,
+                            capture_output=True, text=True, timeout=300)
+
+    assert result.returncode == 0, result.stderr
+    assert "Released v1" in result.stderr
+    info = json.loads(platform.paas("apps:info", "--json", cwd=repo).stdout)
+    assert info["name"] == "remote-app"
