@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,3 +88,35 @@ def test_git_remote_sets_up_credentials_for_a_plain_push(platform: Platform,
     assert "Released v1" in result.stderr
     info = json.loads(platform.paas("apps:info", "--json", cwd=repo).stdout)
     assert info["name"] == "remote-app"
+
+
+def test_the_admin_token_is_private_and_the_api_refuses_requests_without_it(
+        platform: Platform) -> None:
+    assert (platform.home / "admin-token").stat().st_mode & 0o777 == 0o600
+    assert httpx.get(f"{platform.api_url}/healthz").json() == {"status": "ok"}
+    refused = httpx.get(f"{platform.api_url}/v1/apps")
+    assert refused.status_code == 401
+    assert "paas login" in refused.json()["message"]
+    wrong = httpx.get(f"{platform.api_url}/v1/apps", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+
+
+def test_destroying_an_app_needs_its_name_and_takes_it_off_the_router(
+        platform: Platform, tmp_path: Path) -> None:
+    platform.paas("apps:create", "doomed")
+    repo = app_repo(tmp_path, "procfile-only")
+    assert git(repo, "push", platform.remote_url("doomed"), "main", check=False).returncode == 0
+    platform.wait_for("doomed", "Procfile-only app")
+
+    refused = platform.paas("apps:destroy", "doomed", check=False)
+    assert refused.returncode != 0
+    assert "--confirm doomed" in refused.stderr
+    platform.paas("apps:destroy", "doomed", "--confirm", "doomed")
+
+    assert "doomed" not in platform.paas("apps").stdout
+    deadline = time.monotonic() + 30
+    while platform.get("doomed").status_code != 404 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert platform.get("doomed").status_code == 404
+    missing = platform.paas("apps:info", "-a", "doomed", check=False)
+    assert missing.returncode != 0 and "no app named 'doomed'" in missing.stderr
