@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON := /usr/bin/python3
 VENV := .venv
 APT_PACKAGES := runc nginx-light libnginx-mod-http-lua lua-resty-core redis-server iproute2 \
-	git openssh-client python3-venv python3-dev build-essential ca-certificates procps psmisc
+	git openssh-client python3-venv python3-dev build-essential ca-certificates procps psmisc wrk
 
 .PHONY: run test setup apt venv lint clean-test
 
@@ -29,6 +29,9 @@ apt:
 		echo "Installing:" $$missing; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+	@# The nodejs buildpack uses the stack's /usr/bin/node and npm (a nodejs package may bring npm).
+	@[ -x /usr/bin/node ] && [ -x /usr/bin/npm ] || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm; }
 
 venv: $(VENV)/.installed
 

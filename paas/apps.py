@@ -37,7 +37,7 @@ def create(db: Session, name: str, owner: User) -> App:
     validate_name(name)
     if db.scalar(select(App).where(App.name == name)):
         raise Conflict(f"app {name} already exists: choose another name")
-    app = App(name=name, slot=_free_slot(db), owner_id=None if owner.is_admin else owner.id)
+    app = App(name=name, slot=_free_slot(db), owner_id=owner.id)
     db.add(app)
     db.flush()
     return app
@@ -52,13 +52,13 @@ def by_name(db: Session, name: str) -> App:
 
 def get(db: Session, name: str, user: User) -> App:
     app = db.scalar(select(App).where(App.name == name)) if NAME.fullmatch(name) else None
-    if app is None or not may_access(user, app):
+    if app is None or not may_access(db, user, app):
         raise NotFound(f"no app named {name!r}: `paas apps` lists yours")
     return app
 
 
 def visible(db: Session, user: User) -> list[App]:
-    return [a for a in db.scalars(select(App).order_by(App.name)) if may_access(user, a)]
+    return [a for a in db.scalars(select(App).order_by(App.name)) if may_access(db, user, a)]
 
 
 def destroy(db: Session, app: App, confirm: str | None) -> None:

@@ -14,9 +14,10 @@ from paas.events import Events
 from paas.models import BUILD_TRANSITIONS, App, Build, BuildStatus, now
 
 
-def create(db: Session, app: App, ref: str, old_commit: str, commit: str) -> Build:
+def create(db: Session, app: App, ref: str, old_commit: str, commit: str,
+           created_by: str = "") -> Build:
     build = Build(id=str(uuid.uuid4()), app_id=app.id, ref=ref, old_commit=old_commit,
-                  commit=commit)
+                  commit=commit, created_by=created_by)
     db.add(build)
     db.flush()
     return build
@@ -80,8 +81,11 @@ def to_dict(build: Build) -> dict[str, Any]:
         "commit": build.commit,
         "ref": build.ref,
         "error": build.error,
+        "created_by": build.created_by,
         "created_at": build.created_at,
         "duration": duration,
         "layers": (build.slug or {}).get("layers", []),
         "process_types": (build.slug or {}).get("process_types", {}),
+        "buildpacks": (build.slug or {}).get("buildpacks", []),
+        "manifest": (build.slug or {}).get("manifest"),
     }

@@ -16,8 +16,19 @@ MAX_KEY = 255
 MAX_VALUE = 32 * 1024
 
 
+def _encodable(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def validate(changes: dict[str, str | None]) -> None:
     for key, value in changes.items():
+        if value is not None and not value.isascii() and not _encodable(value):
+            raise Invalid(f"the value of {key!r} is not valid Unicode (a lone surrogate): "
+                          "send UTF-8 text")
         if not KEY.fullmatch(key) or len(key) > MAX_KEY:
             raise Invalid(f"invalid config var name {key!r}: use letters, digits and "
                           "underscores, not starting with a digit (e.g. DATABASE_URL)")
@@ -56,3 +67,13 @@ def apply(db: Session, app: App, changes: dict[str, str | None]) -> str:
     if unset_keys:
         parts.append(f"Unset {', '.join(unset_keys)} config vars")
     return "; ".join(parts)
+
+
+def replace(db: Session, app: App, config: dict[str, str]) -> None:
+    """Makes the app's vars exactly `config` (a rollback restores an old release's)."""
+    for row in db.scalars(select(ConfigVar).where(ConfigVar.app_id == app.id)):
+        db.delete(row)
+    db.flush()
+    for key, value in config.items():
+        db.add(ConfigVar(app_id=app.id, key=key, value=value))
+    db.flush()

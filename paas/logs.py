@@ -3,6 +3,8 @@ app's log (`logs:<app>`, bounded like Heroku's 1,500 lines)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,7 +92,11 @@ async def follow(client: aredis.Redis, key: str, block_ms: int = 1000,
     """Entries of a stream as they arrive; None each time `block_ms` passed without one."""
     last = after
     while True:
-        batch = await client.xread({key: last}, block=block_ms, count=200)
+        try:
+            batch = await client.xread({key: last}, block=block_ms, count=200)
+        except redis.RedisError:  # Redis restarting: the caller asks the database meanwhile
+            await asyncio.sleep(block_ms / 1000)
+            batch = None
         if not batch:
             yield None
             continue
@@ -103,3 +109,57 @@ async def follow(client: aredis.Redis, key: str, block_ms: int = 1000,
 def recent(client: redis.Redis, app: str, count: int) -> list[dict[str, str]]:
     entries = client.xrevrange(app_key(app), count=count)
     return [fields for _, fields in reversed(entries)]
+
+
+def run_stream(app: str, name: str) -> str:
+    """The stream an attached one-off's output goes to (not the app's log)."""
+    return f"run:{app}:{name}"
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """`paas logs --ps web.1 --source app`: a dyno name (or a process type), a source."""
+
+    dyno: str | None = None
+    source: str | None = None
+
+    def matches(self, fields: dict[str, str]) -> bool:
+        source = fields.get("source", "")
+        kind, _, rest = source.partition("[")
+        dyno = rest.rstrip("]")
+        if self.source and kind != self.source:
+            return False
+        return not self.dyno or dyno == self.dyno or dyno.split(".")[0] == self.dyno
+
+
+def _entry(entry_id: str, fields: dict[str, str]) -> dict[str, str]:
+    millis = int(entry_id.split("-")[0])
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(millis / 1000))
+    return {**fields, "id": entry_id, "time": f"{stamp}.{millis % 1000:03d}+00:00"}
+
+
+def recent_filtered(client: redis.Redis, app: str, count: int,
+                    wanted: LogFilter) -> list[dict[str, str]]:
+    """The last `count` lines that match, oldest first."""
+    found: list[dict[str, str]] = []
+    for entry_id, fields in client.xrevrange(app_key(app)):
+        if wanted.matches(fields):
+            found.append(_entry(entry_id, fields))
+            if len(found) >= count:
+                break
+    return list(reversed(found))
+
+
+def after(client: redis.Redis, app: str, last: str, wanted: LogFilter,
+          wait: float) -> list[dict[str, str]]:
+    """Lines after stream id `last` ("$" for only new ones), waiting up to `wait` seconds for
+    the first: what `paas logs --tail` polls."""
+    if last == "$":
+        newest = client.xrevrange(app_key(app), count=1)
+        last = newest[0][0] if newest else "0-0"
+    batch = client.xread({app_key(app): last}, count=500, block=int(wait * 1000) or None)
+    entries = batch[0][1] if batch else []
+    matched = [_entry(i, f) for i, f in entries if wanted.matches(f)]
+    if entries and not matched:  # nothing for this filter: still move the cursor on
+        matched = [{"id": entries[-1][0], "skip": "1"}]
+    return matched

@@ -69,6 +69,24 @@ class DynoState(enum.StrEnum):
     DOWN = "down"
 
 
+class OneOffState(enum.StrEnum):
+    """A one-off dyno (`paas run`, a release phase): requested → running → exited;
+    requested → exited (it could not start); requested | running → stopping → exited."""
+
+    REQUESTED = "requested"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    EXITED = "exited"
+
+
+ONEOFF_TRANSITIONS: dict[OneOffState, set[OneOffState]] = {
+    OneOffState.REQUESTED: {OneOffState.RUNNING, OneOffState.STOPPING, OneOffState.EXITED},
+    OneOffState.RUNNING: {OneOffState.STOPPING, OneOffState.EXITED},
+    OneOffState.STOPPING: {OneOffState.EXITED},
+    OneOffState.EXITED: set(),
+}
+
+
 class User(Base):
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -89,6 +107,19 @@ class Token(Base):
     user: Mapped[User] = relationship()
 
 
+class SshKey(Base):
+    """A user's SSH public key: it lets git push and fetch over SSH as that user."""
+
+    __tablename__ = "ssh_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    fingerprint: Mapped[str] = mapped_column(String(100), unique=True)  # "SHA256:..."
+    public_key: Mapped[str] = mapped_column(Text)  # "ssh-ed25519 AAAA..." without comment
+    comment: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[float] = mapped_column(default=now)
+    user: Mapped[User] = relationship()
+
+
 class App(Base):
     __tablename__ = "apps"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -103,6 +134,10 @@ class App(Base):
         ForeignKey("releases.id", use_alter=True), default=None
     )
     created_at: Mapped[float] = mapped_column(default=now)
+    # `paas maintenance:on`: the router answers 503 H80 instead of routing to the dynos.
+    maintenance: Mapped[bool] = mapped_column(default=False)
+    # SIGTERM → this many seconds → SIGKILL; None: the platform's PAAS_STOP_GRACE.
+    stop_grace: Mapped[float | None] = mapped_column(default=None)
 
     @property
     def uid(self) -> int:
@@ -122,6 +157,7 @@ class Build(Base):
     created_at: Mapped[float] = mapped_column(default=now)
     started_at: Mapped[float | None] = mapped_column(default=None)
     finished_at: Mapped[float | None] = mapped_column(default=None)
+    created_by: Mapped[str] = mapped_column(String(254), default="")
     app: Mapped[App] = relationship()
 
 
@@ -153,6 +189,18 @@ class ConfigVar(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+class Collaborator(Base):
+    """A user other than the owner who may see and change an app."""
+
+    __tablename__ = "collaborators"
+    __table_args__ = (UniqueConstraint("app_id", "user_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[float] = mapped_column(default=now)
+    user: Mapped[User] = relationship()
+
+
 class Formation(Base):
     __tablename__ = "formation"
     __table_args__ = (UniqueConstraint("app_id", "type"),)
@@ -161,6 +209,8 @@ class Formation(Base):
     type: Mapped[str] = mapped_column(String(63))
     quantity: Mapped[int] = mapped_column(Integer, default=0)
     size: Mapped[str] = mapped_column(String(32), default="basic")
+    # `ps:restart`: "*" (every dyno of the type) or a dyno index -> when it was asked for.
+    restart_marks: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
 
 
 class Dyno(Base):
@@ -179,6 +229,56 @@ class Dyno(Base):
     exit_code: Mapped[int | None] = mapped_column(default=None)
     restarts: Mapped[int] = mapped_column(Integer, default=0)
     output_tail: Mapped[str] = mapped_column(Text, default="")
+    memory_mb: Mapped[float] = mapped_column(default=0.0)
+    # Why the platform stopped or failed it (R10, a failed health check, R15), if it did.
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class OneOff(Base):
+    """A one-off dyno: `paas run` (type "run") or a release phase (type "release")."""
+
+    __tablename__ = "oneoffs"
+    __table_args__ = (UniqueConstraint("app_id", "type", "number"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(16), default="run")
+    number: Mapped[int] = mapped_column(Integer)
+    command: Mapped[str] = mapped_column(Text)
+    attach: Mapped[bool] = mapped_column(default=False)
+    size: Mapped[str] = mapped_column(String(32), default="basic")
+    env: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default=OneOffState.REQUESTED)
+    exit_code: Mapped[int | None] = mapped_column(default=None)
+    output_tail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float] = mapped_column(default=now)
+    finished_at: Mapped[float | None] = mapped_column(default=None)
+    release: Mapped[Release] = relationship()
+
+
+class Domain(Base):
+    """A custom hostname (or `*.example.com` wildcard) routed to one app."""
+
+    __tablename__ = "domains"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    hostname: Mapped[str] = mapped_column(String(253), unique=True)
+    created_at: Mapped[float] = mapped_column(default=now)
+
+
+class Certificate(Base):
+    """A TLS certificate and its key, served by SNI for the hostnames it covers."""
+
+    __tablename__ = "certificates"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    cert_pem: Mapped[str] = mapped_column(Text)
+    key_pem: Mapped[str] = mapped_column(Text)
+    hostnames: Mapped[list[str]] = mapped_column(JSON, default=list)
+    expires_at: Mapped[float] = mapped_column(default=0.0)
+    created_at: Mapped[float] = mapped_column(default=now)
+    app: Mapped[App] = relationship()
 
 
 def make_engine(url: str) -> Engine:

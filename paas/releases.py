@@ -11,8 +11,20 @@ from sqlalchemy.orm import Session
 from paas import config_vars, formation
 from paas.errors import Conflict, NotFound, PaasError
 from paas.events import Events
-from paas.models import RELEASE_TRANSITIONS, App, Build, Dyno, DynoState, Release, ReleaseStatus
+from paas.models import (
+    RELEASE_TRANSITIONS,
+    App,
+    Build,
+    Dyno,
+    DynoState,
+    OneOff,
+    OneOffState,
+    Release,
+    ReleaseStatus,
+)
 from paas.repos import Repos
+from paas.slugs import gc as slugs_gc
+from paas.slugs.layers import LayerStore
 
 
 def _next_version(db: Session, app: App) -> int:
@@ -39,7 +51,10 @@ def create(db: Session, app: App, *, slug: dict[str, Any], description: str, com
             _move(superseded, ReleaseStatus.FAILED)
             superseded.error = f"superseded by v{release.version}"
     app.pending_release_id = release.id
-    formation.ensure_types(db, app, list(slug.get("process_types", {})))
+    manifest = slug.get("app_json") or {}
+    formation.ensure_types(db, app, list(slug.get("process_types", {})),
+                           manifest.get("formation"))
+    _start_release_phase(db, app, release)
     return release
 
 
@@ -49,9 +64,41 @@ def create_from_build(db: Session, build: Build, events: Events) -> Release:
     if existing is not None:
         return existing
     release = create(db, app, slug=build.slug or {}, build=build, commit=build.commit,
+                     created_by=build.created_by,
                      description=f"Deploy {build.commit[:7]}")
     events.deploy_line(build.id, f"-----> Releasing v{release.version}")
     return release
+
+
+def rollback(db: Session, app: App, version: int | None, created_by: str,
+             store: LayerStore | None = None) -> Release:
+    """A new release with an earlier release's slug and config (no build); the app's config
+    vars become that config again. Without a version: the last good one before the current.
+    With the layer store: refused when that slug's layers were garbage-collected."""
+    now = current(db, app)
+    if now is None:
+        raise Conflict(f"{app.name} has no release to roll back from: push code first")
+    target = get(db, app, version) if version is not None else _previous(db, app, now)
+    if target.id == now.id:
+        raise Conflict(f"v{target.version} is the current release already")
+    if target.status != ReleaseStatus.SUCCEEDED or not target.slug:
+        raise Conflict(f"v{target.version} never went live: roll back to one that did "
+                       "(`paas releases` shows their status)")
+    if store is not None:
+        slugs_gc.require_layers(store, target)
+    config_vars.replace(db, app, target.config)
+    return create(db, app, slug=target.slug, description=f"Rollback to v{target.version}",
+                  commit=target.commit, created_by=created_by)
+
+
+def _previous(db: Session, app: App, now: Release) -> Release:
+    query = (select(Release).where(Release.app_id == app.id, Release.version < now.version,
+                                   Release.status == ReleaseStatus.SUCCEEDED)
+             .order_by(Release.version.desc()))
+    found = db.scalars(query).first()
+    if found is None:
+        raise Conflict(f"{app.name} has no release before v{now.version} to roll back to")
+    return found
 
 
 def current(db: Session, app: App) -> Release | None:
@@ -87,6 +134,12 @@ def evaluate(db: Session, app: App, repos: Repos, events: Events) -> None:
     release = pending(db, app)
     if release is None:
         return
+    phase = _release_phase(db, release)
+    if phase is not None and phase.state != OneOffState.EXITED:
+        return
+    if phase is not None and phase.exit_code != 0:
+        _fail(db, app, release, events, _phase_message(phase))
+        return
     wanted = formation.quantity(db, app, "web") if "web" in _types(release) else 0
     dynos = _web_dynos(db, app, release)
     crashed = [d for d in dynos if d.state == DynoState.CRASHED]
@@ -102,8 +155,54 @@ def _types(release: Release) -> dict[str, str]:
 
 def _crash_message(dyno: Dyno) -> str:
     tail = "\n".join("       " + line for line in dyno.output_tail.splitlines()[-20:])
+    if dyno.reason:
+        return (f"web.{dyno.index} of v{dyno.release_version} never became healthy: "
+                f"{dyno.reason}; its last output:\n{tail}")
     return (f"web.{dyno.index} of v{dyno.release_version} crashed before it answered on $PORT "
             f"(exit code {dyno.exit_code}); its last output:\n{tail}")
+
+
+def declared_types(db: Session, app: App) -> list[str]:
+    """The process types of the app's current release (what ps:scale may change)."""
+    release = current(db, app)
+    return list(_types(release)) if release is not None else []
+
+
+def _release_phase(db: Session, release: Release) -> OneOff | None:
+    return db.scalar(select(OneOff).where(OneOff.release_id == release.id,
+                                          OneOff.type == "release"))
+
+
+def phase_passed(db: Session, release: Release) -> bool:
+    """True when the release has no release phase, or its release phase exited 0."""
+    phase = _release_phase(db, release)
+    return phase is None or (phase.state == OneOffState.EXITED and phase.exit_code == 0)
+
+
+def _start_release_phase(db: Session, app: App, release: Release) -> None:
+    """The `release:` process (after app.json's predeploy script) runs as a one-off dyno
+    before the release's dynos start."""
+    from paas import dynos  # dynos reads releases: imported here, not at the top
+
+    scripts = ((release.slug or {}).get("app_json") or {}).get("scripts", {})
+    commands = [c for c in (scripts.get("predeploy"), _types(release).get("release")) if c]
+    if commands:
+        command = commands[0] if len(commands) == 1 else " && ".join(
+            f"( {c}\n)" for c in commands)
+        dynos.create_oneoff(db, app, release, command, process_type="release")
+
+
+def _start_postdeploy(db: Session, app: App, release: Release) -> None:
+    from paas import dynos  # dynos reads releases: imported here, not at the top
+
+    command = ((release.slug or {}).get("app_json") or {}).get("scripts", {}).get("postdeploy")
+    if command:
+        dynos.create_oneoff(db, app, release, command, process_type="postdeploy")
+
+
+def _phase_message(phase: OneOff) -> str:
+    tail = "\n".join("       " + line for line in phase.output_tail.splitlines()[-20:])
+    return f"the release phase failed (exit code {phase.exit_code}); its output:\n{tail}"
 
 
 def _fail(db: Session, app: App, release: Release, events: Events, error: str) -> None:
@@ -128,6 +227,7 @@ def _promote(db: Session, app: App, release: Release, repos: Repos, events: Even
     app.current_release_id = release.id
     app.pending_release_id = None
     events.routes_changed()
+    _start_postdeploy(db, app, release)
     if build is not None:
         events.deploy_end(build.id, True, f"Released v{release.version}")
 

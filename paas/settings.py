@@ -33,6 +33,13 @@ class Settings:
     router_control_port: int = field(
         default_factory=lambda: _int("PAAS_ROUTER_CONTROL_PORT", 8401)
     )
+    router_tls_port: int = field(default_factory=lambda: _int("PAAS_ROUTER_TLS_PORT", 443))
+    # Heroku's router: 30 s for the app's first response byte (H12), then 503.
+    router_timeout: float = field(default_factory=lambda: _float("PAAS_ROUTER_TIMEOUT", 30))
+    router_connect_timeout: float = field(
+        default_factory=lambda: _float("PAAS_ROUTER_CONNECT_TIMEOUT", 5)
+    )
+    router_max_body_mb: int = field(default_factory=lambda: _int("PAAS_ROUTER_MAX_BODY_MB", 100))
     domain: str = field(default_factory=lambda: _env("PAAS_DOMAIN", "localhost"))
     database_url_override: str = field(default_factory=lambda: _env("PAAS_DATABASE_URL", ""))
     redis_url_override: str = field(default_factory=lambda: _env("PAAS_REDIS_URL", ""))
@@ -41,6 +48,9 @@ class Settings:
     dyno_port: int = field(default_factory=lambda: _int("PAAS_DYNO_PORT", 5000))
     build_timeout: float = field(default_factory=lambda: _float("PAAS_BUILD_TIMEOUT", 900))
     build_memory_mb: int = field(default_factory=lambda: _int("PAAS_BUILD_MEMORY_MB", 2048))
+    # A build worker refreshes its build's lease this often; a lease not refreshed for three
+    # intervals means the worker is gone, and the API's reaper fails the build.
+    build_heartbeat: float = field(default_factory=lambda: _float("PAAS_BUILD_HEARTBEAT", 5))
     boot_timeout: float = field(default_factory=lambda: _float("PAAS_BOOT_TIMEOUT", 60))
     stop_grace: float = field(default_factory=lambda: _float("PAAS_STOP_GRACE", 30))
     agent_interval: float = field(default_factory=lambda: _float("PAAS_AGENT_INTERVAL", 1.0))
@@ -54,6 +64,11 @@ class Settings:
     max_push_bytes: int = field(
         default_factory=lambda: _int("PAAS_MAX_PUSH_BYTES", 512 * 1024 * 1024)
     )
+    # git over SSH, served by the API process; host empty: the API's host
+    ssh_host: str = field(default_factory=lambda: _env("PAAS_SSH_HOST", ""))
+    ssh_port: int = field(default_factory=lambda: _int("PAAS_SSH_PORT", 2222))
+    # The dashboard's signed session cookie is refused after this many seconds.
+    session_max_age: float = field(default_factory=lambda: _float("PAAS_SESSION_MAX_AGE", 43200))
 
     @property
     def api_url(self) -> str:

@@ -1,19 +1,24 @@
 """The router's hold on nginx: render its config, start or adopt it, push the route table.
 
 nginx is the data plane. The route table lives in a lua_shared_dict that a loopback-only
-control server (inside nginx) replaces on `PUT /routes`, so route changes never reload nginx.
+control server (inside nginx) replaces on `PUT /routes`, so route changes (dynos, domains,
+maintenance) never reload nginx. Certificates are server-level: they re-render the config,
+which is tested with `nginx -t` before a graceful reload; a rejected config is never applied.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
 import signal
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jinja2
@@ -25,45 +30,110 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 MODULES_DIR = Path("/usr/lib/nginx/modules")
 NGINX = "nginx"
 WORKER_USER = "nobody nogroup"
-_HOST_RE = re.compile(r"^[a-z0-9._-]+$")
+_HOST_RE = re.compile(r"^(\*\.)?[a-z0-9._-]+$")
+_APP_RE = re.compile(r"^[a-z0-9-]+$")
+_DYNO_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _PEER_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3}):(\d{1,5})$")
 _TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+MODES = ("up", "idle", "crashed", "maintenance")
 
 
+class ConfigRejected(PaasError):
+    """nginx -t refused the rendered config; the running config stays."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    addr: str
+    dyno: str
+
+
+@dataclass(frozen=True)
+class Route:
+    app: str
+    mode: str = "up"
+    peers: tuple[Peer, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Route:
+        peers = tuple(Peer(str(p["addr"]), str(p["dyno"])) for p in data.get("peers", []))
+        return cls(str(data["app"]), str(data.get("mode", "up")), peers)
+
+
+@dataclass(frozen=True)
+class Cert:
+    name: str
+    hostnames: tuple[str, ...]
+    cert: str
+    key: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Cert:
+        return cls(str(data["name"]), tuple(str(h) for h in data["hostnames"]),
+                   str(data["cert"]), str(data["key"]))
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256((self.cert + self.key).encode()).hexdigest()[:16]
+
+
+@dataclass
 class Router:
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 30.0,
-    ) -> None:
-        self.settings = settings
-        self.dir = settings.router_dir
+    settings: Settings
+    certificates: tuple[Cert, ...] | None = None  # None: not known yet
+    reloads: int = field(default=0, init=False)
+    _rejected: tuple[str, ConfigRejected] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.dir = self.settings.router_dir
         self.conf_path = self.dir / "nginx.conf"
         self.pid_path = self.dir / "nginx.pid"
         self.lua_dir = self.dir / "lua"
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.control_url = f"http://127.0.0.1:{settings.router_control_port}/routes"
+        self.certs_dir = self.dir / "certs"
+        self.log_socket = self.dir / "log.sock"
+        self.control_url = f"http://127.0.0.1:{self.settings.router_control_port}/routes"
 
     # -- nginx process -------------------------------------------------------------------
 
-    def ensure_nginx(self) -> None:
-        """Render the config; start nginx, or adopt the running one (reloading it if the
-        config changed). Idempotent."""
+    def ensure_nginx(self, certificates: tuple[Cert, ...] | None = None) -> bool:
+        """Render the config (with `certificates` when given); start nginx, or adopt the
+        running one, gracefully reloading it if the config changed. Returns True when nginx
+        was (re)started: its route table is empty then. A config nginx rejects raises
+        ConfigRejected, after starting nginx with the last good config if it was down."""
         self._prepare_dirs()
-        self._install_lua()
-        conf = self.render()
-        changed = not self.conf_path.exists() or self.conf_path.read_text() != conf
-        if changed:
-            self._write_tested(conf)
+        lua_changed = self._install_lua()
+        if certificates is not None:
+            self.certificates = certificates
+        if self.certificates is None and self.conf_path.exists():
+            # Certificates not known yet (the API is down): keep serving the last good config.
+            conf = self.conf_path.read_text()
+        else:
+            conf = self.render()
+        changed = lua_changed or not self.conf_path.exists() or \
+            self.conf_path.read_text() != conf
+        rejected: ConfigRejected | None = None
+        if changed and self._rejected is not None and self._rejected[0] == conf:
+            rejected, changed = self._rejected[1], False  # tested already: not again
+        elif changed:
+            try:
+                self._write_tested(conf)
+            except ConfigRejected as exc:
+                rejected, changed = exc, False
+                self._rejected = (conf, exc)
+        started = False
         pid = self.pid()
-        if pid is None:
+        if pid is None and self.conf_path.exists():
             self._kill_orphans()
             self._start()
-        elif changed:
+            started = True
+        elif pid is not None and changed:
             os.kill(pid, signal.SIGHUP)
+            self.reloads += 1
+        if not rejected:
+            self._prune_certs(conf)
+        if rejected:
+            raise rejected
+        return started
 
     def nginx_running(self) -> bool:
         return self.pid() is not None
@@ -95,42 +165,74 @@ class Router:
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
         )
+        s = self.settings
+        certs = [{"hostnames": c.hostnames, "cert_path": self._cert_path(c, "crt"),
+                  "key_path": self._cert_path(c, "key")} for c in self.certificates or ()]
         return env.get_template("nginx.conf.j2").render(
             modules_dir=MODULES_DIR,
             user=WORKER_USER,
+            workers="auto",
             dir=self.dir,
             lua_dir=self.lua_dir,
-            router_port=self.settings.router_port,
-            control_port=self.settings.router_control_port,
-            connect_timeout=_ms(self.connect_timeout),
-            read_timeout=_ms(self.read_timeout),
+            log_socket=self.log_socket,
+            router_port=s.router_port,
+            tls_port=s.router_tls_port,
+            control_port=s.router_control_port,
+            connect_timeout=_ms(s.router_connect_timeout),
+            read_timeout=_ms(s.router_timeout),
+            max_body=f"{s.router_max_body_mb}m" if s.router_max_body_mb > 0 else "0",
+            certificates=certs,
             shutdown_timeout=10,
             routes_dict_size="16m",
             routes_body_size="8m",
         )
 
+    def _cert_path(self, cert: Cert, kind: str) -> Path:
+        return self.certs_dir / f"{cert.digest}.{kind}"
+
+    def _write_certs(self) -> None:
+        """Certificate files are named by their content: a running config's files are never
+        overwritten by a candidate's."""
+        for cert in self.certificates or ():
+            for kind, text in (("crt", cert.cert), ("key", cert.key)):
+                path = self._cert_path(cert, kind)
+                if not path.exists():
+                    tmp = path.with_suffix(".tmp")
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                    with os.fdopen(fd, "w") as f:
+                        f.write(text)
+                    tmp.replace(path)
+
+    def _prune_certs(self, conf: str) -> None:
+        for path in self.certs_dir.iterdir():
+            if str(path) not in conf:
+                path.unlink(missing_ok=True)
+
     def _prepare_dirs(self) -> None:
         for sub in _TEMP_DIRS:
             (self.dir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
         self.lua_dir.mkdir(exist_ok=True)
+        self.certs_dir.mkdir(exist_ok=True, mode=0o700)
         self.dir.chmod(0o755)
 
-    def _install_lua(self) -> None:
+    def _install_lua(self) -> bool:
         source = PACKAGE_DIR / "lua" / "paas_router.lua"
         target = self.lua_dir / source.name
-        if not target.exists() or target.read_bytes() != source.read_bytes():
-            tmp = target.with_suffix(".tmp")
-            shutil.copyfile(source, tmp)
-            tmp.replace(target)
-            # A changed Lua module needs a reload even when nginx.conf did not change.
-            self.conf_path.unlink(missing_ok=True)
+        if target.exists() and target.read_bytes() == source.read_bytes():
+            return False
+        tmp = target.with_suffix(".tmp")
+        shutil.copyfile(source, tmp)
+        tmp.replace(target)
+        return True  # a changed Lua module needs a reload even when nginx.conf did not change
 
     def _write_tested(self, conf: str) -> None:
+        self._write_certs()
         candidate = self.dir / "nginx.conf.new"
         candidate.write_text(conf)
         result = self._nginx("-t", "-c", str(candidate))
         if result.returncode != 0:
-            raise PaasError(f"nginx rejected the router config: {_tail(result.stderr)}")
+            raise ConfigRejected(f"nginx rejected the router config, keeping the last good "
+                                 f"one: {_tail(result.stderr)}")
         candidate.replace(self.conf_path)
 
     def _start(self) -> None:
@@ -162,7 +264,8 @@ class Router:
 
     def _kill_orphans(self) -> None:
         """Workers outlive a SIGKILLed master and keep our ports: end them."""
-        ports = {self.settings.router_port, self.settings.router_control_port}
+        s = self.settings
+        ports = {s.router_port, s.router_control_port, s.router_tls_port}
         inodes = _listening_inodes(ports)
         if not inodes:
             return
@@ -173,8 +276,8 @@ class Router:
 
     # -- route table ---------------------------------------------------------------------
 
-    def set_routes(self, routes: dict[str, list[str]]) -> None:
-        """Replace the whole route table (host -> ["ip:port", ...]) without a reload."""
+    def set_routes(self, routes: dict[str, Route]) -> None:
+        """Replace the whole route table without a reload."""
         body = format_routes(routes)
         try:
             response = httpx.put(self.control_url, content=body.encode(), timeout=5.0)
@@ -183,7 +286,7 @@ class Router:
         if response.status_code != 204:
             raise PaasError(f"router rejected the route table: {response.text.strip()}")
 
-    def get_routes(self) -> dict[str, list[str]]:
+    def get_routes(self) -> dict[str, Route]:
         try:
             response = httpx.get(self.control_url, timeout=5.0)
         except httpx.HTTPError as exc:
@@ -193,35 +296,40 @@ class Router:
         return parse_routes(response.text)
 
 
-def format_routes(routes: dict[str, list[str]]) -> str:
+def format_routes(routes: dict[str, Route]) -> str:
     lines = []
-    for host, peers in sorted(routes.items()):
+    for host, route in sorted(routes.items()):
         name = host.lower()
         if not _HOST_RE.match(name):
             raise Invalid(f"not a valid router host name: {host!r}")
-        for peer in peers:
+        if not _APP_RE.match(route.app) or route.mode not in MODES:
+            raise Invalid(f"not a valid route for {host}: {route!r}")
+        for peer in route.peers:
             _check_peer(peer)
-        lines.append(" ".join([name, *peers]) + "\n")
+        words = [name, route.app, route.mode, *(f"{p.addr}/{p.dyno}" for p in route.peers)]
+        lines.append(" ".join(words) + "\n")
     return "".join(lines)
 
 
-def parse_routes(text: str) -> dict[str, list[str]]:
-    routes: dict[str, list[str]] = {}
+def parse_routes(text: str) -> dict[str, Route]:
+    routes: dict[str, Route] = {}
     for line in text.splitlines():
         words = line.split()
-        if words:
-            routes[words[0]] = words[1:]
+        if len(words) >= 3:
+            peers = tuple(Peer(*w.split("/", 1)) for w in words[3:])
+            routes[words[0]] = Route(words[1], words[2], peers)
     return routes
 
 
-def _check_peer(peer: str) -> None:
-    match = _PEER_RE.match(peer)
+def _check_peer(peer: Peer) -> None:
+    match = _PEER_RE.match(peer.addr)
     if (
         not match
         or any(int(octet) > 255 for octet in match.groups()[:4])
         or not 0 < int(match.group(5)) < 65536
+        or not _DYNO_RE.match(peer.dyno)
     ):
-        raise Invalid(f"not an ip:port peer: {peer!r}")
+        raise Invalid(f"not an ip:port peer with a dyno name: {peer!r}")
 
 
 def _ms(seconds: float) -> str:

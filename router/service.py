@@ -1,27 +1,43 @@
-"""`python -m router`: keep nginx up and its route table equal to the API's.
+"""`python -m router`: keep nginx up and its route table equal to the API's; ingest nginx's
+access log into the apps' log streams and figures.
 
-Polls once a second, and at once on a message on the Redis channel "paas:routes". nginx is left
-running on exit: dynos and nginx outlive the control plane.
+Polls once a second, and at once on a message on the Redis channel "paas:routes". Route
+changes are pushed into nginx's shared dict at once; certificate changes reload nginx at
+most once per RELOAD_INTERVAL, so a burst of them costs one reload. nginx is left running on
+exit: dynos and nginx outlive the control plane.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import pwd
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
+from dataclasses import dataclass, field
 from types import FrameType
 
 import httpx
 import redis
 
+from paas import metrics
 from paas.errors import PaasError
+from paas.logs import app_key
 from paas.settings import Settings
-from router.nginx import Router
+from router.nginx import Cert, ConfigRejected, Route, Router
 
 CHANNEL = "paas:routes"
+APPLIED_KEY = "paas:routes:applied"
 POLL_INTERVAL = 1.0
+RELOAD_INTERVAL = 1.0
+LOG_SOURCE = "router"
+FLUSH_INTERVAL = 0.25
 log = logging.getLogger("router")
 
 
@@ -46,11 +62,15 @@ class _Complaints:
                 log.info("at=info what=%s recovered", what)
 
 
-APPLIED_KEY = "paas:routes:applied"
+@dataclass(frozen=True)
+class Wanted:
+    routes: dict[str, Route]
+    certificates: tuple[Cert, ...]
+    generation: int
 
 
-def fetch_routes(settings: Settings) -> tuple[dict[str, list[str]], int]:
-    """The API's route table and its generation (how many route changes it includes)."""
+def fetch(settings: Settings) -> Wanted:
+    """The API's route table, certificates and generation (how many changes it includes)."""
     token = settings.service_token_path.read_text().strip()
     response = httpx.get(
         f"{settings.api_url}/v1/internal/routes",
@@ -59,18 +79,15 @@ def fetch_routes(settings: Settings) -> tuple[dict[str, list[str]], int]:
     )
     response.raise_for_status()
     body = response.json()
-    routes = {str(host): [str(peer) for peer in peers] for host, peers in body["routes"].items()}
-    return routes, int(body.get("generation", 0))
+    routes = {str(host): Route.from_json(route) for host, route in body["routes"].items()}
+    certs = tuple(Cert.from_json(c) for c in body.get("certificates", []))
+    return Wanted(routes, certs, int(body.get("generation", 0)))
 
 
-def acknowledge(settings: Settings, generation: int) -> None:
+def acknowledge(client: redis.Redis, generation: int) -> None:
     """Tells the API (through Redis) which generation nginx now serves, so a deploy can say
     "deployed" only once its routes are live."""
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0)
-    try:
-        client.set(APPLIED_KEY, generation)
-    finally:
-        client.close()
+    client.set(APPLIED_KEY, generation)
 
 
 def listen(url: str, wake: threading.Event, stop: threading.Event, complaints: _Complaints) -> None:
@@ -93,33 +110,161 @@ def listen(url: str, wake: threading.Event, stop: threading.Event, complaints: _
             client.close()
 
 
-def sync_once(router: Router, settings: Settings, complaints: _Complaints) -> None:
-    try:
-        router.ensure_nginx()
-        complaints.ok("nginx")
-    except (PaasError, OSError, subprocess.SubprocessError) as exc:
-        complaints.fail("nginx", exc)
-        return
-    try:
-        wanted, generation = fetch_routes(settings)
-        complaints.ok("api")
-    except (OSError, httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        complaints.fail("api", exc)
-        return
-    try:
-        # Compared with what nginx holds, not with what was last sent: a restarted nginx
-        # starts with an empty table.
-        if router.get_routes() != wanted:
-            router.set_routes(wanted)
-            log.info("at=info routes=%d applied", len(wanted))
-        complaints.ok("routes")
-    except PaasError as exc:
-        complaints.fail("routes", exc)
-        return
-    try:
-        acknowledge(settings, generation)
-    except (redis.RedisError, OSError) as exc:
-        complaints.fail("redis", exc)
+@dataclass
+class Syncer:
+    """One pass of the control loop, with what it must remember between passes."""
+
+    router: Router
+    settings: Settings
+    complaints: _Complaints
+    redis: redis.Redis
+    last_routes: dict[str, Route] | None = None
+    last_reload: float = 0.0
+    pending_certs: bool = False
+
+    def sync_once(self) -> None:
+        wanted = self._fetch()
+        if not self._ensure_nginx(wanted):
+            return
+        if wanted is None:
+            return
+        try:
+            # Compared with what nginx holds, not with what was last sent: a restarted nginx
+            # starts with an empty table.
+            if self.router.get_routes() != wanted.routes:
+                self.router.set_routes(wanted.routes)
+                log.info("at=info routes=%d applied generation=%d", len(wanted.routes),
+                         wanted.generation)
+            self.last_routes = wanted.routes
+            self.complaints.ok("routes")
+        except PaasError as exc:
+            self.complaints.fail("routes", exc)
+            return
+        try:
+            acknowledge(self.redis, wanted.generation)
+        except (redis.RedisError, OSError) as exc:
+            self.complaints.fail("redis", exc)
+
+    def _fetch(self) -> Wanted | None:
+        try:
+            wanted = fetch(self.settings)
+        except (OSError, httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            self.complaints.fail("api", exc)
+            return None
+        self.complaints.ok("api")
+        return wanted
+
+    def _ensure_nginx(self, wanted: Wanted | None) -> bool:
+        """nginx running with the wanted certificates (at most one reload per
+        RELOAD_INTERVAL); a restarted nginx gets the last known routes even without the API."""
+        certs = None
+        self.pending_certs = False
+        if wanted is not None and wanted.certificates != self.router.certificates:
+            if time.monotonic() - self.last_reload >= RELOAD_INTERVAL:
+                certs = wanted.certificates
+                self.last_reload = time.monotonic()
+            else:
+                self.pending_certs = True
+        try:
+            started = self.router.ensure_nginx(certs)
+            self.complaints.ok("nginx")
+            self.complaints.ok("config")
+        except ConfigRejected as exc:
+            self.complaints.fail("config", exc)
+            started = False
+        except (PaasError, OSError, subprocess.SubprocessError) as exc:
+            self.complaints.fail("nginx", exc)
+            return False
+        if certs is not None:
+            log.info("at=info certificates=%d reloads=%d", len(certs), self.router.reloads)
+        if started:
+            log.info("at=info nginx started")
+            if self.last_routes is not None and wanted is None:
+                with contextlib.suppress(PaasError):
+                    self.router.set_routes(self.last_routes)
+        return True
+
+
+# -- router log lines -------------------------------------------------------------------------
+
+_STATUS = re.compile(r" status=(\d{3}) ")
+_SERVICE = re.compile(r" service=(\d+)ms ")
+_CODE = re.compile(r" code=(H\d\d) ")
+
+
+def parse_datagram(data: bytes) -> tuple[str, str] | None:
+    """(app, Heroku-format line) from one syslog datagram nginx sent, or None."""
+    text = data.decode("utf-8", errors="replace").rstrip("\n")
+    _, sep, message = text.partition("paas: ")
+    if not sep:
+        return None
+    app, _, line = message.partition(" ")
+    return (app, line) if line.startswith("at=") else None
+
+
+@dataclass
+class LogShipper:
+    """Buffers router lines and figures; `flush` sends them to Redis in one round trip."""
+
+    client: redis.Redis
+    log_lines: int
+    lines: list[tuple[str, str]] = field(default_factory=list)
+    aggregator: metrics.Aggregator = field(default_factory=metrics.Aggregator)
+
+    def add(self, app: str, line: str) -> None:
+        if app == "-":  # no app: the platform's own log
+            log.info("%s", line)
+            return
+        self.lines.append((app, line))
+        status = _STATUS.search(line)
+        service = _SERVICE.search(line)
+        code = _CODE.search(line)
+        self.aggregator.add(app, int(status.group(1)) if status else 0,
+                            int(service.group(1)) if service else 0,
+                            code.group(1) if code else None)
+
+    def flush(self) -> None:
+        if self.lines:
+            pipe = self.client.pipeline(transaction=False)
+            for app, line in self.lines:
+                pipe.xadd(app_key(app), {"source": LOG_SOURCE, "line": line},
+                          maxlen=self.log_lines, approximate=True)
+            pipe.execute()
+            self.lines.clear()
+        self.aggregator.flush(self.client)
+
+
+def bind_log_socket(path: str) -> socket.socket:
+    """The unix datagram socket nginx's workers (user nobody) send access log lines to."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    sock.bind(path)
+    nobody = pwd.getpwnam("nobody").pw_uid
+    os.chown(path, nobody, -1)
+    os.chmod(path, 0o600)
+    sock.settimeout(FLUSH_INTERVAL)
+    return sock
+
+
+def ship_logs(sock: socket.socket, shipper: LogShipper, stop: threading.Event,
+              complaints: _Complaints) -> None:
+    next_flush = time.monotonic() + FLUSH_INTERVAL
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            parsed = parse_datagram(sock.recv(65536))
+            if parsed:
+                shipper.add(*parsed)
+        if time.monotonic() >= next_flush:
+            next_flush = time.monotonic() + FLUSH_INTERVAL
+            try:
+                shipper.flush()
+                complaints.ok("logs")
+            except (redis.RedisError, OSError) as exc:
+                complaints.fail("logs", exc)
+                shipper.lines.clear()
+                shipper.aggregator.counts.clear()
 
 
 def main() -> None:
@@ -137,11 +282,18 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    settings.router_dir.mkdir(parents=True, exist_ok=True)
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0)
+    shipper = LogShipper(client, settings.log_lines)
+    log_socket = bind_log_socket(str(router.log_socket))
+    threading.Thread(target=ship_logs, args=(log_socket, shipper, stop, complaints),
+                     daemon=True).start()
     threading.Thread(
         target=listen, args=(settings.redis_url, wake, stop, complaints), daemon=True
     ).start()
+    syncer = Syncer(router, settings, complaints, client)
     while not stop.is_set():
-        sync_once(router, settings, complaints)
-        wake.wait(POLL_INTERVAL)
+        syncer.sync_once()
+        wake.wait(0.2 if syncer.pending_certs else POLL_INTERVAL)
         wake.clear()
     log.info("at=info stopping; nginx keeps serving")

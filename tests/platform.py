@@ -49,6 +49,9 @@ class Platform:
             "PAAS_API_PORT": str(free_port()),
             "PAAS_ROUTER_PORT": str(free_port()),
             "PAAS_ROUTER_CONTROL_PORT": str(free_port()),
+            "PAAS_ROUTER_TLS_PORT": str(free_port()),
+            "PAAS_ROUTER_TIMEOUT": "10",
+            "PAAS_SSH_PORT": str(free_port()),
             "PAAS_DYNO_SUBNET": subnet,
             "PAAS_STOP_GRACE": "3",
             "PAAS_BOOT_TIMEOUT": "30",
@@ -68,6 +71,10 @@ class Platform:
     @property
     def router_port(self) -> int:
         return int(self.env["PAAS_ROUTER_PORT"])
+
+    @property
+    def ssh_port(self) -> int:
+        return int(self.env["PAAS_SSH_PORT"])
 
     @property
     def token(self) -> str:

@@ -7,12 +7,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from paas import auth
-from paas.api import apps, config, dynos, internal
+from paas import auth, dashboard
+from paas.api import access, apps, certs, config, domains, dynos, internal, keys, openapi, users
+from paas.api import slugs as slug_routes
 from paas.api.context import Context
 from paas.api.pushes import PushBackend
 from paas.build.celery_app import make_celery
 from paas.git import git_routes
+from paas.git.ssh import ssh_lifespan
+from paas.reaper import chain, reaper_lifespan
 from paas.settings import Settings
 
 
@@ -21,8 +24,19 @@ async def healthz(_request: Request) -> JSONResponse:
 
 
 async def not_found(_request: Request, _exc: Exception) -> JSONResponse:
-    return JSONResponse({"id": "not_found", "message": "no such endpoint; see /v1/"},
+    return JSONResponse({"id": "not_found",
+                         "message": "no such endpoint; /v1/openapi.json lists them"},
                         status_code=404)
+
+
+async def method_not_allowed(request: Request, _exc: Exception) -> JSONResponse:
+    return JSONResponse({"id": "method_not_allowed", "message": f"{request.method} is not "
+                         "allowed here; /v1/openapi.json lists the methods"}, status_code=405)
+
+
+async def server_error(_request: Request, _exc: Exception) -> JSONResponse:
+    return JSONResponse({"id": "error", "message": "the platform failed on this request; "
+                         "its API log says why"}, status_code=500)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -30,14 +44,25 @@ def create_app(settings: Settings) -> Starlette:
     ctx = Context.create(settings, make_celery(settings))
     with ctx.sessions() as db:
         auth.bootstrap(db, settings.admin_token_path, settings.service_token_path)
+    backend = PushBackend(ctx)
     routes = [
         Route("/healthz", healthz),
         *apps.routes(ctx),
         *config.routes(ctx),
         *dynos.routes(ctx),
+        *domains.routes(ctx),
+        *certs.routes(ctx),
+        *access.routes(ctx),
+        *users.routes(ctx),
+        *keys.routes(ctx),
+        *openapi.routes(),
         *internal.routes(ctx),
-        *git_routes(PushBackend(ctx), settings.max_push_bytes),
+        *slug_routes.routes(ctx),
+        *git_routes(backend, settings.max_push_bytes),
+        *dashboard.routes(ctx),
     ]
-    app = Starlette(routes=routes, exception_handlers={404: not_found})
+    lifespan = chain(ssh_lifespan(backend, settings), reaper_lifespan(ctx))
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
+        404: not_found, 405: method_not_allowed, Exception: server_error})
     app.state.ctx = ctx
     return app

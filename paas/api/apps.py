@@ -6,11 +6,12 @@ from typing import Any
 
 from starlette.routing import Route
 
-from paas import apps, builds, dynos, formation, releases
+from paas import apps, auth, builds, domains, dynos, formation, metrics, releases
 from paas.api.context import Context
 from paas.api.handlers import Call, endpoint
 from paas.errors import Invalid
-from paas.models import App
+from paas.models import App, User
+from paas.slugs.layers import LayerStore
 
 
 def app_of(call: Call) -> App:
@@ -19,7 +20,10 @@ def app_of(call: Call) -> App:
 
 def _app_dict(call: Call, app: App) -> dict[str, Any]:
     s = call.ctx.settings
-    return apps.to_dict(app, releases.current(call.db, app), s.domain, s.router_port)
+    info = apps.to_dict(app, releases.current(call.db, app), s.domain, s.router_port)
+    owner = call.db.get(User, app.owner_id) if app.owner_id else None
+    info["owner"] = owner.email if owner else None
+    return info
 
 
 def list_apps(call: Call) -> list[dict[str, Any]]:
@@ -43,11 +47,15 @@ def show_app(call: Call) -> dict[str, Any]:
     info["dynos"] = [dynos.to_dict(d) for d in dynos.for_app(call.db, app)]
     pending = releases.pending(call.db, app)
     info["pending_release"] = pending.version if pending else None
+    info["domains"] = [d.hostname for d in domains.for_app(call.db, app)]
+    info["maintenance"] = app.maintenance
+    info["router"] = metrics.summary(call.ctx.redis, app.name)
     return info
 
 
 def destroy_app(call: Call) -> dict[str, Any]:
     app = app_of(call)
+    auth.require_manage(call.user, app, "destroy it")
     apps.destroy(call.db, app, call.query.get("confirm"))
     call.ctx.repos.delete(app.name)
     call.events.routes_changed()
@@ -63,6 +71,34 @@ def list_releases(call: Call) -> list[dict[str, Any]]:
     return [releases.to_dict(r, app) for r in releases.for_app(call.db, app)]
 
 
+def _version(raw: str) -> int:
+    digits = raw[1:] if raw[:1] in ("v", "V") else raw
+    if not digits.isdigit() or len(digits) > 9:
+        raise Invalid(f"{raw[:20]!r} is not a release version: use a number like 3 or v3")
+    return int(digits)
+
+
+def show_release(call: Call) -> dict[str, Any]:
+    app = app_of(call)
+    release = releases.get(call.db, app, _version(call.params["version"]))
+    info = releases.to_dict(release, app)
+    info["config_keys"] = sorted(release.config)
+    return info
+
+
+def create_release(call: Call) -> dict[str, Any]:
+    """Only rollbacks: every other release comes from a build or a config change."""
+    app = app_of(call)
+    body = call.body if isinstance(call.body, dict) else {}
+    if "rollback" not in body:
+        raise Invalid('send {"rollback": N} (or {"rollback": null} for the previous release)')
+    target = body["rollback"]
+    version = None if target is None else _version(str(target))
+    release = releases.rollback(call.db, app, version, call.user.email,
+                                LayerStore(call.ctx.settings))
+    return releases.to_dict(release, app)
+
+
 def route(ctx: Context, path: str, handler: Any, methods: list[str], **kw: Any) -> Route:
     return Route(path, endpoint(ctx, handler, **kw), methods=methods)
 
@@ -75,4 +111,7 @@ def routes(ctx: Context) -> list[Route]:
         route(ctx, "/v1/apps/{app}", destroy_app, ["DELETE"], write=True),
         route(ctx, "/v1/apps/{app}/builds", list_builds, ["GET"]),
         route(ctx, "/v1/apps/{app}/releases", list_releases, ["GET"]),
+        route(ctx, "/v1/apps/{app}/releases", create_release, ["POST"], write=True,
+              status=201),
+        route(ctx, "/v1/apps/{app}/releases/{version}", show_release, ["GET"]),
     ]

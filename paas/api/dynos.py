@@ -1,16 +1,24 @@
-"""/v1/apps/{app}/formation, dynos and logs."""
+"""/v1/apps/{app}/formation, dynos (ps, run, restart, stop) and logs."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from paas import dynos, formation, logs, releases
+from paas import apps, dynos, formation, logs, releases
 from paas.api.apps import app_of, route
 from paas.api.context import Context
 from paas.api.handlers import Call
 from paas.errors import Invalid
+from paas.models import OneOffState
+
+MAX_GRACE = 3600
+MAX_LOG_WAIT = 30
 
 
 def show_formation(call: Call) -> list[dict[str, Any]]:
@@ -19,13 +27,30 @@ def show_formation(call: Call) -> list[dict[str, Any]]:
 
 
 def update_formation(call: Call) -> list[dict[str, Any]]:
+    """{"web": 2} scales; {"web": {"quantity": 2, "size": "standard"}} scales and resizes."""
     app = app_of(call)
-    changes = call.body
-    if not isinstance(changes, dict) or not all(isinstance(v, int) for v in changes.values()):
-        raise Invalid('send {"web": 2, "worker": 1}')
-    current = releases.current(call.db, app)
-    declared = list(((current.slug or {}) if current else {}).get("process_types", {}))
-    formation.scale(call.db, app, declared, changes)
+    body = call.body
+    if not isinstance(body, dict) or not body:
+        raise Invalid('send {"web": 2, "worker": 1} or {"web": {"size": "standard"}}')
+    quantities: dict[str, int] = {}
+    sizes: dict[str, str] = {}
+    for process_type, change in body.items():
+        if isinstance(change, dict):
+            change = dict(change)
+            if "size" in change:
+                sizes[process_type] = str(change.pop("size"))
+            if "quantity" in change:
+                change = change.pop("quantity")
+            elif not change:
+                continue
+        if isinstance(change, bool) or not isinstance(change, int):
+            raise Invalid(f'{process_type}: send a quantity (e.g. {{"{process_type}": 2}})')
+        quantities[process_type] = change
+    declared = releases.declared_types(call.db, app)
+    if sizes:
+        formation.resize(call.db, app, declared, sizes)
+    if quantities:
+        formation.scale(call.db, app, declared, quantities)
     return show_formation(call)
 
 
@@ -33,10 +58,109 @@ def list_dynos(call: Call) -> list[dict[str, Any]]:
     return [dynos.to_dict(d) for d in dynos.for_app(call.db, app_of(call))]
 
 
-def show_logs(call: Call) -> list[dict[str, str]]:
+def run_oneoff(call: Call) -> dict[str, Any]:
     app = app_of(call)
-    count = min(int(call.query.get("lines", "100")), call.ctx.settings.log_lines)
-    return logs.recent(call.ctx.redis, app.name, count)
+    body = call.body or {}
+    command, env = body.get("command"), body.get("env") or {}
+    if not isinstance(command, str):
+        raise Invalid('send {"command": "python manage.py migrate"}')
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        raise Invalid('"env" must map names to strings')
+    oneoff = dynos.run(call.db, app, command, attach=bool(body.get("attach")),
+                       size=str(body.get("size") or "basic"), env=env)
+    call.events.app_log(app.name, "paas[api]", f"Starting process with command `{command}` "
+                        f"by user {call.user.email} as {oneoff.type}.{oneoff.number}")
+    return dynos.oneoff_to_dict(oneoff)
+
+
+def show_oneoff(call: Call) -> dict[str, Any]:
+    return dynos.oneoff_to_dict(dynos.get_oneoff(call.db, app_of(call), call.params["name"]))
+
+
+def attach(call: Call) -> StreamingResponse:
+    """An attached one-off's output as NDJSON: {"line": ...} ... then {"exit_code": N}."""
+    app = app_of(call)
+    oneoff = dynos.get_oneoff(call.db, app, call.params["name"])
+    name = f"{oneoff.type}.{oneoff.number}"
+    ctx, app_name = call.ctx, app.name
+
+    def outcome() -> dict[str, Any] | None:
+        with ctx.read() as db:
+            found = dynos.get_oneoff(db, apps.by_name(db, app_name), name)
+            if found.state != OneOffState.EXITED:
+                return None
+            return dynos.oneoff_to_dict(found)
+
+    async def stream() -> AsyncIterator[bytes]:
+        quiet = 0
+        async for entry in logs.follow(ctx.aredis, logs.run_stream(app_name, name)):
+            if entry is not None and entry.line is not None:
+                yield (json.dumps({"line": entry.line}) + "\n").encode()
+                continue
+            if entry is not None:
+                code = int(entry.end) if entry.end not in (None, "None") else None
+                yield (json.dumps({"exit_code": code}) + "\n").encode()
+                return
+            yield b"\n"  # a heartbeat: the client's connection stays open
+            done = await run_in_threadpool(outcome)
+            quiet = quiet + 1 if done else 0
+            if done and quiet > 2:  # exited, and the agent wrote no end marker: it failed
+                yield (json.dumps({"line": done["output_tail"]}) + "\n").encode()
+                yield (json.dumps({"exit_code": done["exit_code"]}) + "\n").encode()
+                return
+
+    return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+
+def restart(call: Call) -> dict[str, Any]:
+    """{"target": null | "web" | "web.1"}: restart every dyno, a type, or one dyno."""
+    app = app_of(call)
+    target = (call.body or {}).get("target")
+    declared = releases.declared_types(call.db, app)
+    process_type, _, index = (target or "").partition(".")
+    if index and not index.isdigit():
+        raise Invalid(f"{target!r} is neither a process type nor a dyno name (web.1)")
+    formation.restart(call.db, app, declared, process_type or None,
+                      int(index) if index else None)
+    return {"restarting": target or "all"}
+
+
+def stop(call: Call) -> dict[str, Any]:
+    app = app_of(call)
+    outcome = dynos.stop(call.db, app, call.params["name"])
+    return {"dyno": call.params["name"], "outcome": outcome}
+
+
+def show_settings(call: Call) -> dict[str, Any]:
+    app = app_of(call)
+    return {"stop_grace": app.stop_grace, "default_stop_grace": call.ctx.settings.stop_grace}
+
+
+def update_settings(call: Call) -> dict[str, Any]:
+    app = app_of(call)
+    grace = (call.body or {}).get("stop_grace")
+    if grace is not None and (isinstance(grace, bool) or not isinstance(grace, int | float)
+                              or not 0 <= grace <= MAX_GRACE):
+        raise Invalid(f"stop_grace must be a number of seconds from 0 to {MAX_GRACE} "
+                      "(or null for the platform's default)")
+    app.stop_grace = grace
+    return show_settings(call)
+
+
+def show_logs(call: Call) -> list[dict[str, str]]:
+    """?num=N&ps=web.1&source=app|router|paas&after=STREAM_ID&wait=SECONDS (long poll)."""
+    app = app_of(call)
+    query = call.query
+    try:
+        count = min(int(query.get("num") or query.get("lines") or 100),
+                    call.ctx.settings.log_lines)
+        wait = min(float(query.get("wait", 0)), MAX_LOG_WAIT)
+    except ValueError:
+        raise Invalid("num and wait must be numbers") from None
+    wanted = logs.LogFilter(dyno=query.get("ps") or None, source=query.get("source") or None)
+    if query.get("after"):
+        return logs.after(call.ctx.redis, app.name, query["after"], wanted, wait)
+    return logs.recent_filtered(call.ctx.redis, app.name, count, wanted)
 
 
 def routes(ctx: Context) -> list[Route]:
@@ -44,5 +168,12 @@ def routes(ctx: Context) -> list[Route]:
         route(ctx, "/v1/apps/{app}/formation", show_formation, ["GET"]),
         route(ctx, "/v1/apps/{app}/formation", update_formation, ["PATCH"], write=True),
         route(ctx, "/v1/apps/{app}/dynos", list_dynos, ["GET"]),
+        route(ctx, "/v1/apps/{app}/dynos", run_oneoff, ["POST"], write=True, status=201),
+        route(ctx, "/v1/apps/{app}/dynos/restart", restart, ["POST"], write=True),
+        route(ctx, "/v1/apps/{app}/dynos/{name}", show_oneoff, ["GET"]),
+        route(ctx, "/v1/apps/{app}/dynos/{name}/attach", attach, ["GET"]),
+        route(ctx, "/v1/apps/{app}/dynos/{name}/stop", stop, ["POST"], write=True),
+        route(ctx, "/v1/apps/{app}/ps-settings", show_settings, ["GET"]),
+        route(ctx, "/v1/apps/{app}/ps-settings", update_settings, ["PATCH"], write=True),
         route(ctx, "/v1/apps/{app}/logs", show_logs, ["GET"]),
     ]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -15,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from paas import auth
 from paas.api.context import Context
-from paas.errors import Invalid, PaasError
+from paas.errors import Invalid, PaasError, Unavailable
 from paas.events import Events
 from paas.logs import BufferedEvents
 from paas.models import User
@@ -32,6 +33,8 @@ class Call:
     params: dict[str, Any]
     query: dict[str, str]
     body: Any = field(default=None)
+    # The id of the token this request came with (None for anonymous endpoints).
+    token_id: int | None = field(default=None)
 
 
 Handler = Callable[[Call], Any]
@@ -60,13 +63,17 @@ def error_response(error: PaasError) -> JSONResponse:
 
 
 def endpoint(ctx: Context, handler: Handler, *, write: bool = False, service: bool = False,
-             status: int = 200) -> Callable[[Request], Any]:
+             status: int = 200, anonymous: bool = False) -> Callable[[Request], Any]:
+    """`anonymous` endpoints run without a token (Call.user is then None)."""
+
     def run(token: str | None, params: dict, query: dict, body: Any) -> Any:
         def work(db: Session, events: Events) -> Any:
-            user = auth.authenticate(db, token)
+            row = None if anonymous else auth.token_row(db, token)
+            user = row.user if row else None
             if service:
                 auth.require_service(user)
-            return handler(Call(ctx, db, events, user, params, query, body))
+            return handler(Call(ctx, db, events, user, params, query, body,  # type: ignore[arg-type]
+                                row.id if row else None))
 
         if write:
             return ctx.write(work)
@@ -81,8 +88,15 @@ def endpoint(ctx: Context, handler: Handler, *, write: bool = False, service: bo
                                              dict(request.query_params), body)
         except PaasError as error:
             return error_response(error)
+        except redis.RedisError:
+            return error_response(Unavailable("the platform's Redis is not answering (it may be "
+                                              "restarting): try again in a moment"))
         if isinstance(result, Response):
             return result
         return JSONResponse(result, status_code=status)
 
+    # read by paas/api/openapi.py
+    wrapped.auth = "none" if anonymous else "service" if service else "user"  # type: ignore[attr-defined]
+    wrapped.handler = handler  # type: ignore[attr-defined]
+    wrapped.status = status  # type: ignore[attr-defined]
     return wrapped

@@ -11,6 +11,7 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from paas import builds, config_vars, dynos, releases
+from paas import routes as routes_
 from paas.api.context import Context
 from paas.api.handlers import Call, endpoint
 from paas.errors import Invalid
@@ -53,7 +54,7 @@ def finish_build(call: Call) -> dict[str, Any]:
 
 
 def desired(call: Call) -> dict[str, Any]:
-    return {"dynos": dynos.desired(call.db, call.ctx.settings.dyno_port)}
+    return dynos.desired(call.db, call.ctx.settings.dyno_port)
 
 
 def report_dynos(call: Call) -> dict[str, Any]:
@@ -61,6 +62,10 @@ def report_dynos(call: Call) -> dict[str, Any]:
     if not isinstance(reported, list):
         raise Invalid('send {"dynos": [...]}')
     changed = dynos.report(call.db, reported)
+    for failed in (call.body or {}).get("failed_oneoffs") or []:
+        changed.add(dynos.start_failed(call.db, failed["app"], failed["type"], failed["index"],
+                                       failed["error"]) or 0)
+    changed.discard(0)
     for app in call.db.scalars(select(App).where(App.id.in_(changed))):
         _evaluate(call, app)
     if changed:
@@ -75,7 +80,9 @@ def _evaluate(call: Call, app: App) -> None:
 def show_routes(call: Call) -> dict[str, Any]:
     # Read before the table: a router that applies this table has at least this generation.
     generation = call.ctx.events.routes_generation()
-    return {"routes": dynos.routes(call.db, call.ctx.settings.domain), "generation": generation}
+    domain = call.ctx.settings.domain
+    return {"routes": routes_.table(call.db, domain), "generation": generation,
+            "certificates": routes_.certificates(call.db, domain)}
 
 
 def routes(ctx: Context) -> list[Route]:

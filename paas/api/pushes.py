@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from paas import apps, auth, builds
+from paas import apps, auth, builds, keys
 from paas.api.context import Context
+from paas.errors import Unauthorized
 from paas.git import PushRejected, RefUpdate
 from paas.logs import build_key, follow
-from paas.models import BuildStatus, Release, ReleaseStatus
+from paas.models import BuildStatus, Release, ReleaseStatus, User
 from paas.repos import ZERO
 
 
@@ -20,10 +22,24 @@ class PushBackend:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    def authorize(self, app: str, password: str | None, write: bool) -> None:
+    def authorize(self, app: str, password: str | None, write: bool) -> str:
         with self.ctx.read() as db:
             user = auth.authenticate(db, password)
             apps.get(db, app, user)
+            return user.email
+
+    def user_for_key(self, key: Any) -> int | None:
+        with self.ctx.read() as db:
+            user = keys.owner(db, key)
+            return user.id if user is not None else None
+
+    def authorize_user(self, app: str, user_id: int | None, write: bool) -> str:
+        with self.ctx.read() as db:
+            user = db.get(User, user_id) if user_id is not None else None
+            if user is None:
+                raise Unauthorized("this SSH key is not registered: add it with `paas keys:add`")
+            apps.get(db, app, user)
+            return user.email
 
     def repo_path(self, app: str) -> Path:
         return self.ctx.repos.path(app)
@@ -69,7 +85,8 @@ class PushBackend:
 
         def work(db, _events) -> str:  # type: ignore[no-untyped-def]
             app = apps.by_name(db, app_name)
-            return builds.create(db, app, update.ref, update.old, update.new).id
+            return builds.create(db, app, update.ref, update.old, update.new,
+                                 created_by=update.pusher).id
 
         build_id = self.ctx.write(work)
         self.ctx.enqueue_build(build_id)

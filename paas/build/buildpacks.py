@@ -14,6 +14,7 @@ store; layers marked cache=true stay in the build cache for the next build.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -22,14 +23,15 @@ import shutil
 import time
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from paas.build import layerenv
+from paas.build import classic, layerenv
 from paas.build.cnb import (
     WHAT_THEY_DETECT,
     Buildpack,
     BuildpackError,
+    Kind,
     default_order,
     project_buildpacks,
     read_inside,
@@ -39,17 +41,21 @@ from paas.build.stack import stack_id
 from paas.errors import Invalid
 from paas.runtime import BuildContainerSpec, Runtime
 from paas.settings import Settings
-from paas.slugs.layers import LayerStore
+from paas.slugs.layers import LayerStore, StoredLayer
 
 APP_DIR = "/app"
 LAYERS_DIR = "/app/.layers"
 PLATFORM_DIR = "/platform"
 BUILDPACKS_DIR = "/cnb/buildpacks"
 PLAN_DIR = "/cnb/plan"
+ADAPTER_MOUNT = "/cnb/adapter"
 DETECT_PASS, DETECT_FAIL = 0, 100
 TIMEOUT_EXIT, KILLED_EXIT = 124, 137
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _KEEP_IN_CACHE = {"store.toml"}
+_NOT_IN_SLUG = frozenset({".layers", ".git"})
+# Sourced before every process when the app has a .profile.d (Heroku runs these at dyno start).
+PROFILE_PREFIX = 'for f in /app/.profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; '
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class Layer:
     name: str
     digest: str
     reused: bool
+    size: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,7 @@ class BuildResult:
     process_types: dict[str, str]
     env: dict[str, str]
     buildpacks: list[str]
+    manifest: str = ""
 
 
 class BuildFailed(Exception):
@@ -81,8 +89,11 @@ class _Build:
     root: Path
     deadline: float
     token: str = field(default_factory=lambda: secrets.token_hex(4))
+    config_vars: dict[str, str] = field(default_factory=dict)
     steps: int = 0
     group: list[Buildpack] | None = None
+    before_classic: dict[str, classic.Signature] | None = None
+    oom_kills: int = 0  # of the last step
 
     @property
     def app_dir(self) -> Path:
@@ -110,7 +121,14 @@ class _Build:
         self.steps += 1
         own = f"{BUILDPACKS_DIR}/{bp.dirname}"
         ro_binds = [(self.platform_dir, PLATFORM_DIR), (bp.path, own)]
+        if bp.kind == Kind.CLASSIC:
+            ro_binds.append((classic.ADAPTER_DIR, ADAPTER_MOUNT))
+            env = {**env, "CLASSIC_BUILDPACK_DIR": own}
+            own = ADAPTER_MOUNT
         rw_binds = [(self.plan_dir, PLAN_DIR), (self.layers_host(bp), f"{LAYERS_DIR}/{bp.dirname}")]
+        for other in group:
+            self.layers_host(other).mkdir(parents=True, exist_ok=True, mode=0o755)
+            (self.app_dir / ".layers" / other.dirname).mkdir(exist_ok=True, mode=0o755)
         ro_binds += [
             (self.layers_host(other), f"{LAYERS_DIR}/{other.dirname}")
             for other in group
@@ -127,19 +145,40 @@ class _Build:
             memory_mb=self.settings.build_memory_mb,
             timeout=max(self.deadline - time.monotonic(), 1.0),
         )
-        return self.runtime.run_build(spec, on_line)
+        code = self.runtime.run_build(spec, on_line)
+        # Read from the container's cgroup: a shell that survives an OOM-killed pip or npm in
+        # a pipeline exits 1, not 137.
+        self.oom_kills = self.runtime.build_oom_kills.pop(spec.id, 0)
+        if code == 0 and self.oom_kills:
+            self.log(f"       Warning: the kernel killed a process of buildpack {bp.id} at the "
+                     f"build memory limit ({self.memory_limit}); the buildpack went on")
+        return code
+
+    @property
+    def memory_limit(self) -> str:
+        return f"builds may use {self.settings.build_memory_mb} MB (PAAS_BUILD_MEMORY_MB)"
 
     def fail_on_exit(self, bp: Buildpack, phase: str, code: int) -> None:
         if code == TIMEOUT_EXIT:
             limit = f"{self.settings.build_timeout:g}"
             raise BuildFailed(f"build timed out after {limit} s (PAAS_BUILD_TIMEOUT)")
+        if self.oom_kills:
+            raise BuildFailed(
+                f"buildpack {bp.id} ran out of memory during {phase}: the kernel killed "
+                f"{_processes(self.oom_kills)} at the build memory limit, and bin/{phase} "
+                f"exited with status {code}: {self.memory_limit}. Use less memory at build "
+                "time (fewer parallel jobs), or ask the operator to raise the limit."
+            )
         if code == KILLED_EXIT:
             raise BuildFailed(
                 f"buildpack {bp.id} was killed during {phase} (exit 137), most likely out of "
-                f"memory: builds may use {self.settings.build_memory_mb} MB "
-                "(PAAS_BUILD_MEMORY_MB)"
+                f"memory: {self.memory_limit}"
             )
         raise BuildFailed(f"buildpack {bp.id} failed: bin/{phase} exited with status {code}")
+
+
+def _processes(count: int) -> str:
+    return "a process" if count == 1 else f"{count} processes"
 
 
 def build_app(
@@ -153,6 +192,7 @@ def build_app(
     store: LayerStore,
     log: Callable[[str], None],
     previous_digests: set[str] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> BuildResult:
     settings.builds_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
     build = _Build(
@@ -163,20 +203,23 @@ def build_app(
         cache_dir=cache_dir,
         root=settings.builds_dir / f"build-{secrets.token_hex(8)}",
         deadline=time.monotonic() + settings.build_timeout,
+        config_vars=config_vars,
     )
     try:
         _prepare(build, source, config_vars)
         group = _detect(build)
         log(f"-----> Building with buildpacks: {', '.join(bp.label for bp in group)}")
         _build_group(build, group)
-        layers = _store_layers(build, group, store, previous_digests or set())
+        stored = _store_layers(build, group, store, previous_digests or set())
+        layers = [layer for layer, _ in stored]
         _log_layers(log, layers)
-        return BuildResult(
+        result = BuildResult(
             layers=layers,
             process_types=_process_types(build, group),
             env=_launch_env(build, group),
             buildpacks=[bp.id for bp in group],
         )
+        return _with_manifest(result, [s for _, s in stored], store, labels or {})
     except BuildpackError as err:
         raise BuildFailed(str(err)) from None
     finally:
@@ -224,16 +267,19 @@ def _write_platform(platform_dir: Path, config_vars: dict[str, str], uid: int) -
 
 
 def _detect(build: _Build) -> list[Buildpack]:
-    chosen = project_buildpacks(build.app_dir)
+    chosen = classic.chosen(build.app_dir, build.config_vars, build.root / "buildpacks", build.log)
+    if chosen is None:
+        chosen = project_buildpacks(build.app_dir)
     if chosen is not None:
         _detect_project(build, chosen)
         build.group = chosen
         return chosen
     results: dict[str, bool] = {}
     for group in default_order():
-        if all(_detect_one(build, bp, group, results) for bp in group):
-            build.group = group
-            return group
+        passed = [bp for bp in group if _detect_one(build, bp, group, results)]
+        if all(bp in passed for bp in group if not bp.optional):
+            build.group = passed
+            return passed
     looks_for = "; ".join(f"{bp_id}: {what}" for bp_id, what in WHAT_THEY_DETECT.items())
     raise BuildFailed(
         "No buildpack detected this app. The built-in buildpacks look for "
@@ -247,8 +293,9 @@ def _detect_project(build: _Build, group: list[Buildpack]) -> None:
     for bp in group:
         if not _detect_one(build, bp, group, results):
             raise BuildFailed(
-                f"buildpack {bp.id} (named in project.toml) did not detect this app: its "
-                "bin/detect exited with status 100. Fix the app or remove it from project.toml."
+                f"buildpack {bp.id} (named by the app) did not detect this app: its bin/detect "
+                "said no. Fix the app, or remove the buildpack from project.toml, .buildpacks "
+                "or BUILDPACK_URL."
             )
 
 
@@ -295,6 +342,8 @@ def _build_group(build: _Build, group: list[Buildpack]) -> None:
         layers = build.layers_host(bp)
         for stale in ("launch.toml", "build.toml"):
             (layers / stale).unlink(missing_ok=True)
+        if bp.kind == Kind.CLASSIC and build.before_classic is None:
+            build.before_classic = classic.snapshot(build.app_dir, _NOT_IN_SLUG)
         plan_name = f"{bp.dirname}.build.toml"
         (build.plan_dir / plan_name).write_text("")
         plan = f"{PLAN_DIR}/{plan_name}"
@@ -322,14 +371,44 @@ def _launch_layers(
 
 def _store_layers(
     build: _Build, group: list[Buildpack], store: LayerStore, previous: set[str]
-) -> list[Layer]:
+) -> list[tuple[Layer, StoredLayer]]:
+    def layer(name: str, stored: StoredLayer) -> tuple[Layer, StoredLayer]:
+        reused = stored.digest in previous or not stored.created
+        return Layer(name, stored.digest, reused, stored.size), stored
+
     layers = []
     for bp, info in _launch_layers(build, group):
-        digest, created = store.put_dir(info.host_dir, f".layers/{bp.dirname}/{info.name}")
-        layers.append(Layer(f"{bp.dirname}/{info.name}", digest, digest in previous or not created))
-    digest, created = store.put_dir(build.app_dir, "", exclude=frozenset({".layers", ".git"}))
-    layers.append(Layer("app", digest, digest in previous or not created))
+        name = f"{bp.dirname}/{info.name}"
+        # The memo is keyed by the cache dir that holds the layer between builds.
+        memo = f"{build.cache_dir}/{name}"
+        layers.append(layer(name, store.put_dir(info.host_dir, f".layers/{name}", memo=memo)))
+    keep_app = None
+    if build.before_classic is not None:
+        before = build.before_classic
+        output = store.put_dir(build.app_dir, "", _NOT_IN_SLUG,
+                               keep=classic.added_by_buildpacks(before))
+        layers.append(layer(classic.LAYER_NAME, output))
+        keep_app = classic.from_the_app(before)
+    layers.append(layer("app", store.put_dir(build.app_dir, "", _NOT_IN_SLUG, keep=keep_app)))
     return layers
+
+
+def _with_manifest(result: BuildResult, stored: list[StoredLayer], store: LayerStore,
+                   labels: dict[str, str]) -> BuildResult:
+    config = {
+        "Env": [f"{key}={value}" for key, value in sorted(result.env.items())],
+        "WorkingDir": APP_DIR,
+        "ExposedPorts": {},
+    }
+    all_labels = {
+        **labels,
+        "io.paas.buildpacks": ",".join(result.buildpacks),
+        "io.paas.stack": stack_id(),
+        "io.paas.process-types": json.dumps(result.process_types, sort_keys=True),
+    }
+    ref = f"{labels.get('io.paas.app', 'app')}:{labels.get('io.paas.build', secrets.token_hex(4))}"
+    manifest = store.write_image(stored, config, all_labels, ref)
+    return replace(result, manifest=manifest)
 
 
 def _log_layers(log: Callable[[str], None], layers: list[Layer]) -> None:
@@ -337,7 +416,15 @@ def _log_layers(log: Callable[[str], None], layers: list[Layer]) -> None:
     width = max(len(layer.name) for layer in layers)
     for layer in layers:
         state = "reused" if layer.reused else "new"
-        log(f"       {layer.name:<{width}}  {layer.digest[7:19]}  {state}")
+        log(f"       {layer.name:<{width}}  {layer.digest[7:19]}  {_human(layer.size):>9}  {state}")
+
+
+def _human(size: int) -> str:
+    for unit in ("B", "KB", "MB"):
+        if size < 1024 or unit == "MB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]
+    return f"{size} B"
 
 
 def _prune_cache(build: _Build, group: list[Buildpack] | None) -> None:
@@ -366,6 +453,7 @@ def _process_types(build: _Build, group: list[Buildpack]) -> dict[str, str]:
     processes: dict[str, str] = {}
     for bp in group:
         processes.update(_launch_processes(build.layers_host(bp) / "launch.toml"))
+        processes.update(_classic_processes(build.layers_host(bp) / "release.yml"))
     procfile = build.app_dir / "Procfile"
     if procfile.is_file() or procfile.is_symlink():
         try:
@@ -377,7 +465,16 @@ def _process_types(build: _Build, group: list[Buildpack]) -> dict[str, str]:
             "No process types: add a Procfile to the root of the app, with a line like "
             "`web: python app.py` (listening on $PORT)."
         )
+    profile_d = build.app_dir / ".profile.d"
+    if profile_d.is_dir() and not profile_d.is_symlink():
+        processes = {kind: PROFILE_PREFIX + command for kind, command in processes.items()}
     return processes
+
+
+def _classic_processes(path: Path) -> dict[str, str]:
+    if not path.is_file() or path.is_symlink():
+        return {}
+    return classic.default_process_types(path.read_text(errors="replace"))
 
 
 def _launch_processes(path: Path) -> dict[str, str]:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import StrEnum
 from pathlib import Path
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "buildpacks"
-DEFAULT_ORDER: list[list[str]] = [["python"], ["procfile"]]
+# Each group: buildpack ids in order; a trailing "?" marks an optional one (it runs when it
+# detects, and the group still builds when it does not).
+DEFAULT_ORDER: list[list[str]] = [["nodejs?", "python"], ["nodejs"], ["static"], ["procfile"]]
 WHAT_THEY_DETECT = {
-    "python": "a requirements.txt",
+    "nodejs": "a package.json",
+    "python": "a requirements.txt, pyproject.toml or Pipfile.lock",
+    "static": "an index.html (without a Procfile) or a .static file",
     "procfile": "a Procfile",
 }
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
@@ -20,11 +25,18 @@ class BuildpackError(Exception):
     """A buildpack or a project.toml that cannot be used; the message says how to fix it."""
 
 
+class Kind(StrEnum):
+    CNB = "cnb"
+    CLASSIC = "classic"  # a Heroku classic buildpack, run through the adapter
+
+
 @dataclass(frozen=True)
 class Buildpack:
     id: str
     version: str
     path: Path
+    kind: Kind = Kind.CNB
+    optional: bool = False
 
     @property
     def dirname(self) -> str:
@@ -61,7 +73,12 @@ def builtin(bp_id: str, root: Path = BUILTIN_DIR) -> Buildpack:
 
 
 def default_order(root: Path = BUILTIN_DIR) -> list[list[Buildpack]]:
-    return [[builtin(bp_id, root) for bp_id in group] for group in DEFAULT_ORDER]
+    return [[_order_entry(entry, root) for entry in group] for group in DEFAULT_ORDER]
+
+
+def _order_entry(entry: str, root: Path) -> Buildpack:
+    bp = builtin(entry.removesuffix("?"), root)
+    return replace(bp, optional=True) if entry.endswith("?") else bp
 
 
 def project_buildpacks(app_dir: Path, root: Path = BUILTIN_DIR) -> list[Buildpack] | None:
@@ -71,9 +88,13 @@ def project_buildpacks(app_dir: Path, root: Path = BUILTIN_DIR) -> list[Buildpac
         return None
     text = read_inside(app_dir, "project.toml")
     try:
-        entries = tomllib.loads(text).get("build", {}).get("buildpacks", [])
+        build = tomllib.loads(text).get("build", {})
     except tomllib.TOMLDecodeError as err:
         raise BuildpackError(f"project.toml is not valid TOML: {err}") from None
+    entries = build.get("buildpacks", []) if isinstance(build, dict) else None
+    if not isinstance(entries, list):
+        raise BuildpackError("project.toml: [build] must be a table whose buildpacks is a list "
+                             'of [[build.buildpacks]] tables (uri = "./path" or id = "...")')
     if not entries:
         return None
     return [_project_entry(app_dir, entry, root) for entry in entries]
@@ -98,7 +119,7 @@ def _local_uri(app_dir: Path, uri: str) -> Path:
         f"project.toml: buildpack uri {uri!r} must be a directory inside the repository, "
         'like uri = "./buildpacks/mine"'
     )
-    if "://" in uri or uri.startswith("/") or ".." in Path(uri).parts:
+    if "://" in uri or uri.startswith("/") or "\0" in uri or ".." in Path(uri).parts:
         raise BuildpackError(bad)
     root = app_dir.resolve()
     path = (app_dir / uri).resolve()

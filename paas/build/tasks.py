@@ -3,23 +3,33 @@ the buildpacks in a build container and reports the slug. Idempotent, so acks_la
 
 from __future__ import annotations
 
+import errno
 import io
 import shutil
 import tarfile
 import tempfile
+import time
 from pathlib import Path, PurePosixPath
 
 import redis
+from celery.signals import worker_ready
 
+from paas import appjson
+from paas.build import lease
 from paas.build.buildpacks import BuildFailed, BuildResult, build_app
 from paas.build.celery_app import app as celery_app
+from paas.build.orphans import remove_orphans
 from paas.client import ApiClient
+from paas.errors import Conflict, PaasError, Unavailable
+from paas.formation import SIZES
 from paas.logs import RedisEvents
 from paas.runtime import Runtime
 from paas.settings import Settings, load
 from paas.slugs.layers import LayerStore
 
 TERMINAL = {"succeeded", "failed"}
+# How long a finished build waits for the API to come back (a restart) to report its outcome.
+API_PATIENCE = 120.0
 
 
 def service_client(settings: Settings) -> ApiClient:
@@ -43,53 +53,140 @@ def extract_source(data: bytes, dest: Path) -> None:
 
 def slug_of(result: BuildResult) -> dict:
     return {
-        "layers": [{"name": layer.name, "digest": layer.digest, "reused": layer.reused}
-                   for layer in result.layers],
+        "layers": [{"name": layer.name, "digest": layer.digest, "reused": layer.reused,
+                    "size": layer.size} for layer in result.layers],
         "process_types": result.process_types,
         "env": result.env,
         "buildpacks": result.buildpacks,
+        "manifest": result.manifest,
     }
 
 
 def run(build_id: str, settings: Settings) -> None:
     api = service_client(settings)
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    events = RedisEvents(client)
+    interval = settings.build_heartbeat
+    build_lease = lease.make_lock(client, lease.lease_key(build_id), interval)
     try:
-        info = api.get(f"/v1/internal/builds/{build_id}")
-        if info["status"] in TERMINAL:
+        remove_orphans(settings)
+        if api.get(f"/v1/internal/builds/{build_id}")["status"] in TERMINAL:
             return
-        api.post(f"/v1/internal/builds/{build_id}/start")
-        log = lambda line: events.deploy_line(build_id, line)  # noqa: E731
-        # One build of an app at a time: builds share the app's build cache.
-        cache_lock = client.lock(f"paas:build-cache:{info['app']}",
-                                 timeout=settings.build_timeout + 120)
-        if not cache_lock.acquire(blocking=False):
-            log("-----> Waiting for the app's previous build to finish")
-            cache_lock.acquire(blocking_timeout=settings.build_timeout + 120)
-        try:
-            slug = slug_of(_build(build_id, info, settings, api, log))
-        except BuildFailed as failure:
-            _fail(api, build_id, log, str(failure))
+        # A redelivered task waits for the lease of an earlier delivery: a live worker keeps
+        # refreshing it (this delivery is a duplicate: drop it), a dead one's expires (take
+        # the build over).
+        if not lease.acquire(build_lease, wait=lease.ttl(interval) + interval):
             return
-        except Exception as error:  # the task boundary: the pusher must hear of any crash
-            _fail(api, build_id, log, f"the build crashed ({type(error).__name__}: {error})")
-            raise
-        finally:
-            if cache_lock.owned():
-                cache_lock.release()
-        log("-----> Build succeeded")
-        api.post(f"/v1/internal/builds/{build_id}/result", {"status": "succeeded", "slug": slug})
+        with lease.Heartbeat([build_lease], interval) as beat:
+            _run_leased(build_id, settings, api, client, beat)
     finally:
         api.close()
 
 
+def _run_leased(build_id: str, settings: Settings, api: ApiClient, client: redis.Redis,
+                beat: lease.Heartbeat) -> None:
+    log = BuildLog(RedisEvents(client), build_id)
+    info = api.get(f"/v1/internal/builds/{build_id}")
+    if info["status"] in TERMINAL:  # the reaper failed it while this delivery waited
+        return
+    if info["status"] == "building":
+        log("-----> Building again: the worker that started this build was lost")
+    api.post(f"/v1/internal/builds/{build_id}/start")
+    # One build of an app at a time: builds share the app's build cache.
+    cache_key = f"paas:build-cache:{info['app']}"
+    cache_lock = lease.make_lock(client, cache_key, settings.build_heartbeat)
+    if not lease.acquire(cache_lock, wait=0):
+        log("-----> Waiting for the app's previous build to finish")
+        if not lease.acquire(cache_lock, wait=settings.build_timeout + 120):
+            _fail(api, build_id, log, "the app's previous build never finished; push again")
+            return
+    beat.keep(cache_lock)
+    try:
+        result, manifest = _build(build_id, info, settings, api, log)
+        slug = {**slug_of(result), "app_json": manifest}
+    except BuildFailed as failure:
+        _fail(api, build_id, log, str(failure))
+        return
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            _fail(api, build_id, log, f"the build crashed ({type(error).__name__}: {error})")
+            raise
+        _fail(api, build_id, log, "the platform's disk is full (no space left on device "
+              f"under {settings.home}); the app keeps its current release. Ask the operator "
+              "to free space (`paas slugs:gc` drops unused layers), then push again")
+        return
+    except Exception as error:  # the task boundary: the pusher must hear of any crash
+        _fail(api, build_id, log, f"the build crashed ({type(error).__name__}: {error})")
+        raise
+    finally:
+        lease.release(cache_lock)
+    log("-----> Build succeeded")
+    _report(api, build_id, {"status": "succeeded", "slug": slug})
+    _collect_garbage(api, log)
+
+
+class BuildLog:
+    """The build's output stream. A line waits out a short Redis outage (a restart), then is
+    dropped: losing a line of output must not fail the build."""
+
+    def __init__(self, events: RedisEvents, build_id: str, patience: float = 10) -> None:
+        self.events = events
+        self.build_id = build_id
+        self.patience = patience
+
+    def __call__(self, line: str) -> None:
+        deadline = time.monotonic() + self.patience
+        while True:
+            try:
+                self.events.deploy_line(self.build_id, line)
+                return
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.5)
+
+
+def _report(api: ApiClient, build_id: str, body: dict) -> None:
+    """Posts the build's outcome, waiting out an API restart. A Conflict means the build is
+    already terminal (the reaper failed it, or an earlier post went through): nothing to do."""
+    deadline = time.monotonic() + API_PATIENCE
+    while True:
+        try:
+            api.post(f"/v1/internal/builds/{build_id}/result", body)
+            return
+        except Conflict:
+            return
+        except Unavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def _collect_garbage(api: ApiClient, log) -> None:  # type: ignore[no-untyped-def]
+    """Layers no longer named by the last releases go (a failure here never fails a deploy)."""
+    try:
+        api.post("/v1/internal/slugs/gc")
+    except Exception as error:  # best effort
+        log(f"       (layer garbage collection skipped: {error})")
+
+
 def _fail(api: ApiClient, build_id: str, log, message: str) -> None:  # type: ignore[no-untyped-def]
     log(f" !     {message}")
-    api.post(f"/v1/internal/builds/{build_id}/result", {"status": "failed", "error": message})
+    _report(api, build_id, {"status": "failed", "error": message})
 
 
-def _build(build_id: str, info: dict, settings: Settings, api: ApiClient, log) -> BuildResult:  # type: ignore[no-untyped-def]
+def read_app_json(source: Path) -> dict:
+    """The source's app.json as the platform reads it ({} without one)."""
+    path = source / "app.json"
+    if path.is_symlink() or not path.is_file():
+        return {}
+    try:
+        return appjson.parse(path.read_text(errors="replace"), set(SIZES))
+    except PaasError as error:
+        raise BuildFailed(error.message) from None
+
+
+def _build(build_id: str, info: dict, settings: Settings, api: ApiClient,  # type: ignore[no-untyped-def]
+           log) -> tuple[BuildResult, dict]:
     settings.builds_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{build_id}-", dir=settings.builds_dir))
     try:
@@ -97,6 +194,7 @@ def _build(build_id: str, info: dict, settings: Settings, api: ApiClient, log) -
         source.mkdir()
         extract_source(api.http.get(f"/v1/internal/builds/{build_id}/source").content, source)
         log(f"-----> Building {info['app']} from {info['commit'][:7]}")
+        manifest = read_app_json(source)
         return build_app(
             source=source,
             cache_dir=settings.home / "cache" / info["app"],
@@ -107,9 +205,17 @@ def _build(build_id: str, info: dict, settings: Settings, api: ApiClient, log) -
             store=LayerStore(settings),
             log=log,
             previous_digests=set(info["previous_layers"]),
-        )
+            labels={"io.paas.app": info["app"], "io.paas.commit": info["commit"],
+                    "io.paas.build": build_id},
+        ), manifest
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@worker_ready.connect
+def _remove_orphans_at_start(**_kwargs: object) -> None:
+    """Build containers of a worker that died before this one started are not anyone's."""
+    remove_orphans(load(), log=lambda line: print(f"worker: {line}", flush=True))
 
 
 @celery_app.task(name="paas.build.tasks.build")

@@ -7,7 +7,7 @@ import shlex
 import click
 
 from paas.cli import connection
-from paas.cli.main import app_option, cli, json_option
+from paas.cli.main import add_alias, app_option, cli, json_option
 from paas.cli.output import emit_json, heading
 from paas.errors import Invalid
 
@@ -17,7 +17,7 @@ from paas.errors import Invalid
 @json_option
 @click.option("--shell", is_flag=True, help="print KEY=value lines for a shell")
 def config_show(app: str, as_json: bool, shell: bool) -> None:
-    """Show an app's config vars."""
+    """Show an app's config vars (`paas env` is the same; so are env:get, env:set...)."""
     config = connection.client().get(f"/v1/apps/{app}/config")
     if as_json:
         return emit_json(config)
@@ -49,10 +49,11 @@ def config_get(key: str, app: str) -> None:
 def config_set(pairs: tuple[str, ...], app: str, no_restart: bool) -> None:
     """Set config vars: KEY=VALUE [KEY2=VALUE2 ...]. Makes a new release."""
     changes: dict[str, str | None] = {}
-    for pair in pairs:
+    for position, pair in enumerate(pairs, 1):
         key, sep, value = pair.partition("=")
         if not sep:
-            raise Invalid(f"{pair!r} is not KEY=VALUE")
+            # never echo it: a value pasted without its KEY= is likely a secret
+            raise Invalid(f"argument {position} is not KEY=VALUE (e.g. DATABASE_URL=...)")
         changes[key] = value
     _apply(app, changes, no_restart)
 
@@ -70,7 +71,8 @@ def _apply(app: str, changes: dict[str, str | None], no_restart: bool) -> None:
     params = {"restart": "false"} if no_restart else {}
     names = ", ".join(changes)
     verb = "Setting" if any(v is not None for v in changes.values()) else "Unsetting"
-    click.echo(f"{verb} {names} and restarting {app}... ", nl=False)
+    then = "" if no_restart else " and restarting"
+    click.echo(f"{verb} {names}{then} {app}... ", nl=False)
     result = connection.client().patch(f"/v1/apps/{app}/config", changes, params=params)
     release = result["release"]
     click.echo(f"done, v{release}" if release else "done (applies on the next deploy)")
@@ -78,4 +80,4 @@ def _apply(app: str, changes: dict[str, str | None], no_restart: bool) -> None:
 
 for alias, command in (("env", config_show), ("env:get", config_get), ("env:set", config_set),
                        ("env:unset", config_unset)):
-    cli.add_command(command, alias)
+    add_alias(command, alias)

@@ -27,6 +27,30 @@ def saved_credentials() -> dict[str, str]:
         return {}
 
 
+def save_credentials(values: dict[str, str]) -> Path:
+    """Writes the credentials file (0600, in a 0700 directory), replacing it whole."""
+    path = credentials_path()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(values, f, indent=2)
+    os.replace(tmp, path)
+    return path
+
+
+def forget_credentials() -> bool:
+    try:
+        credentials_path().unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def anonymous_client() -> ApiClient:
+    return ApiClient(api_url(), None)
+
+
 def api_url() -> str:
     return os.environ.get("PAAS_API_URL") or saved_credentials().get("api_url") or load().api_url
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -37,6 +38,13 @@ def app_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def add_alias(command: click.Command, name: str) -> None:
+    """Registers `command` under another name too, left out of the command list."""
+    alias = copy.copy(command)
+    alias.hidden = True
+    cli.add_command(alias, name)
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="print JSON")
 
 
@@ -48,7 +56,8 @@ def help_command(ctx: click.Context, command: str | None) -> None:
     target = cli.get_command(ctx, command) if command else cli
     if target is None:
         raise click.UsageError(f"no command {command!r}; `paas help` lists them")
-    with click.Context(target, info_name=command or "paas", parent=ctx.parent) as sub:
+    parent = ctx.find_root() if command else None
+    with click.Context(target, info_name=command or "paas", parent=parent) as sub:
         click.echo(target.get_help(sub))
 
 
@@ -101,6 +110,10 @@ def apps_info(app: str, as_json: bool) -> None:
                          ("Dynos", " ".join(f"{t}: {n}" for t, n in info["formation"].items())
                           or "none")):
         click.echo(f"{label + ':':<10} {value}")
+    from paas.cli.domains import router_lines
+
+    for label, value in router_lines(info):
+        click.echo(f"{label + ':':<10} {value}")
 
 
 @cli.command("builds")
@@ -126,11 +139,25 @@ def releases_list(app: str, as_json: bool) -> None:
         return emit_json(releases)
     heading(f"{app} Releases")
     table([(f"v{r['version']}", r["description"], r["status"] + (" (current)" if r["current"]
-            else ""), r["created_by"], ago(r["created_at"])) for r in releases],
-          ["VERSION", "DESCRIPTION", "STATUS", "BY", "CREATED"])
+            else ""), r["created_by"] or "-", ago(r["created_at"])) for r in releases],
+          ["VERSION", "DESCRIPTION", "STATUS", "BY", "WHEN"])
 
 
 def main() -> None:
-    from paas.cli import config_vars, git, platform, ps  # noqa: F401 - registers commands
+    from paas.cli import (  # noqa: F401 - registers commands
+        access,
+        auth,
+        certs,
+        config_vars,
+        domains,
+        git,
+        keys,
+        maintenance,
+        platform,
+        ps,
+        releases,
+        slugs,
+        users,
+    )
 
     cli(prog_name="paas")

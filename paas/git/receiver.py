@@ -4,24 +4,19 @@
     POST /git/{app}.git/git-receive-pack
     POST /git/{app}.git/git-upload-pack
 
-A push is received in full, its objects are added to the app's repository without moving any
-ref, then each accepted command is handed to `GitBackend.deploy`, whose progress lines stream
-back to the client as `remote:` lines while the build runs. The backend moves the ref.
+A push is read as it arrives (`paas.git.session`: its objects are checked in a quarantine and
+added to the app's repository without moving any ref), then each accepted command is handed to
+`GitBackend.deploy`, whose progress lines stream back to the client as `remote:` lines while
+the build runs. The backend moves the ref.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import logging
-import re
-import tempfile
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import aclosing
 from pathlib import Path
-from typing import IO, Any
 
 from dulwich.errors import GitProtocolError, HangupException
 from starlette.concurrency import run_in_threadpool
@@ -30,28 +25,19 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from paas.errors import Forbidden, Invalid, NotFound, PaasError, Unauthorized
-from paas.git import protocol
-from paas.git.protocol import PreparedPush
+from paas.git import protocol, session
+from paas.git.protocol import ByteStream
 from paas.git.types import GitBackend, PushRejected, RefUpdate
 
 __all__ = ["GitBackend", "PushRejected", "RefUpdate", "git_routes"]
 
-log = logging.getLogger(__name__)
-
-APP_NAME = re.compile(r"[a-z][a-z0-9-]{1,29}")
 SERVICES = ("git-upload-pack", "git-receive-pack")
-KEEPALIVE_SECONDS = 5.0
-SPOOL_IN_MEMORY = 1 << 20
 MAX_UPLOAD_REQUEST = 16 << 20  # a fetch's want/have negotiation, not a pack
 NO_CACHE = {
     "Expires": "Fri, 01 Jan 1980 00:00:00 GMT",
     "Pragma": "no-cache",
     "Cache-Control": "no-cache, max-age=0, must-revalidate",
 }
-KEEPALIVE = b"0005\x01"  # an empty side-band-1 packet, as git's receive-pack sends
-
-# Deploys outlive the request that started them; asyncio keeps only weak references to tasks.
-_running_deploys: set[asyncio.Task[None]] = set()
 
 
 def git_routes(backend: GitBackend, max_push_bytes: int) -> list[BaseRoute]:
@@ -123,94 +109,34 @@ class _GitHttp:
         _require_content_type(request, "git-receive-pack")
         app = request.path_params["app"]
         path = await self._authorized_repo(request, write=True)
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as body:
-            too_large = await _spool_body(request, self.max_push_bytes, body)
-            try:
-                push = await run_in_threadpool(protocol.prepare_push, path, body, too_large)
-            except GitProtocolError as e:
-                raise Invalid(str(e)) from e
+        stream = ByteStream(_decoded(request))
+        try:
+            push = await session.receive(path, stream, self.max_push_bytes)
+        except GitProtocolError as e:
+            raise Invalid(f"bad receive-pack request: {e}") from e
+        # the whole body, so that a client still sending hears the answer, not a reset
+        await stream.drain(4 * self.max_push_bytes + (64 << 20))
         # started here, not in the response body: it must run even if the response never does
-        events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        task = asyncio.create_task(self._deploy_all(app, push.deployable, events))
-        _running_deploys.add(task)
-        task.add_done_callback(_running_deploys.discard)
+        pusher = request.state.pusher
+        events = (session.start_deploys(self.backend, app, path, push, pusher)
+                  if push.commands else None)
         return StreamingResponse(
-            _push_result(push, events),
+            session.result(push, events),
             media_type="application/x-git-receive-pack-result",
             headers=NO_CACHE,
         )
 
     async def _authorized_repo(self, request: Request, write: bool) -> Path:
         app = request.path_params["app"]
-        if not APP_NAME.fullmatch(app):
+        if not protocol.valid_app_name(app):
             raise NotFound(f"no such app: {app[:40]}")
         password = _basic_password(request.headers.get("authorization"))
 
         def check() -> Path:
-            self.backend.authorize(app, password, write)
+            request.state.pusher = self.backend.authorize(app, password, write) or ""
             return self.backend.repo_path(app)
 
         return await run_in_threadpool(check)
-
-    async def _deploy_all(
-        self, app: str, updates: list[RefUpdate], events: asyncio.Queue[tuple[str, Any]]
-    ) -> None:
-        """Runs to the end even when the client has gone: a build is never cancelled."""
-        results: dict[str, str | None] = {}
-        for update in updates:
-            results[update.ref] = await self._deploy(app, update, events)
-        events.put_nowait(("done", results))
-
-    async def _deploy(
-        self, app: str, update: RefUpdate, events: asyncio.Queue[tuple[str, Any]]
-    ) -> str | None:
-        try:
-            async for text in self.backend.deploy(app, update):
-                for line in text.splitlines() or [""]:
-                    events.put_nowait(("line", line))
-        except PushRejected as e:
-            return str(e) or "rejected"
-        except Exception:
-            log.exception("deploy of %s %s failed", app, update)
-            return "deploy failed: internal error"
-        return None
-
-
-async def _push_result(
-    push: PreparedPush, events: asyncio.Queue[tuple[str, Any]]
-) -> AsyncIterator[bytes]:
-    for message in push.messages:
-        yield protocol.progress(push, message)
-    results: dict[str, str | None] = {}
-    async with aclosing(_with_keepalive(events)) as items:
-        async for kind, value in items:
-            if kind == "line":
-                yield protocol.progress(push, value)
-            elif kind == "keepalive" and b"side-band-64k" in push.capabilities:
-                yield KEEPALIVE
-            elif kind == "done":
-                results = value
-                break
-    yield protocol.report_status(push, results)
-
-
-async def _with_keepalive(
-    events: asyncio.Queue[tuple[str, Any]],
-) -> AsyncIterator[tuple[str, Any]]:
-    """The queue's items, with ("keepalive", None) after each quiet spell."""
-    getter: asyncio.Task[tuple[str, Any]] | None = None
-    try:
-        while True:
-            getter = getter or asyncio.ensure_future(events.get())
-            done, _ = await asyncio.wait({getter}, timeout=KEEPALIVE_SECONDS)
-            if not done:
-                yield ("keepalive", None)
-                continue
-            item, getter = getter.result(), None
-            yield item
-    finally:
-        if getter is not None:
-            getter.cancel()
 
 
 def _require_content_type(request: Request, service: str) -> None:
@@ -233,31 +159,11 @@ def _basic_password(header: str | None) -> str | None:
     return password if sep else None
 
 
-async def _spool_body(request: Request, limit: int, file: IO[bytes]) -> str | None:
-    """Write the decoded body to `file`, cut off past `limit` bytes; say so if it was.
-
-    A body over the limit is still read to its end (up to a bound), so that the client, still
-    sending, receives the refusal instead of a reset connection.
-    """
-    size, received, too_large = 0, 0, False
-    drain_bound = 4 * limit + (64 << 20)
+async def _decoded(request: Request) -> AsyncIterator[bytes]:
     inflate = _decoder(request.headers.get("content-encoding", ""))
     async for chunk in request.stream():
-        received += len(chunk)
-        if too_large:
-            if received > drain_bound:
-                break
-            continue
         for data in inflate(chunk):
-            size += len(data)
-            if size > limit:
-                too_large = True
-                break
-            file.write(data)
-    file.seek(0)
-    if too_large:
-        return f"push rejected: it is larger than the limit of {limit} bytes"
-    return None
+            yield data
 
 
 async def _read_small_body(request: Request, limit: int) -> bytes:

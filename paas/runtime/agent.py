@@ -2,19 +2,24 @@
 it starts what is missing, stops what is not wanted, checks health, restarts crashed dynos
 with backoff, ships their output to the log stream and reports every dyno's state.
 
-Killed and started again, it adopts the running dynos: their state lives on disk and in runc,
-and a per-dyno offset file says how much of each output log was already shipped."""
+A web dyno that is no longer wanted keeps running until the router has applied a route table
+without it (`paas:routes:applied` >= the generation after it was reported down), then gets
+SIGTERM: a deploy, a restart or a scale-down drops no request.
+
+Killed and started again, it adopts the running dynos: their state lives on disk and in runc
+(the agent's notes in each dyno's `agent.json`), and a per-dyno offset file says how much of
+each output log was already shipped."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import signal
-import socket
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +27,18 @@ import redis
 
 from paas.client import ApiClient
 from paas.errors import PaasError
-from paas.logs import RedisEvents
+from paas.logs import RedisEvents, run_stream
 from paas.models import DynoState
 from paas.runtime import DynoSpec, DynoStatus, Runtime
+from paas.runtime.health import accepts, http_check
 from paas.settings import Settings, load
 from paas.slugs.layers import LayerStore
 
 Key = tuple[str, int, str, int]  # app, release, process type, index
 MAX_SHIP_BYTES = 256 * 1024
+# A retiring web dyno is stopped anyway after this long without the router's acknowledgement.
+ROUTES_WAIT_MAX = 30.0
+RUN_STREAM_TTL = 3600
 
 
 def key_of(metadata: dict[str, str]) -> Key:
@@ -47,94 +56,140 @@ class Crash:
 
 
 @dataclass
+class Notes:
+    """What the agent knows of one dyno beyond runc's word; kept in the dyno's directory."""
+
+    state: str = DynoState.STARTING
+    reason: str = ""
+    retiring_since: float = 0.0
+    retire_after: int = -1  # the route generation to wait for; -1: not yet known
+    check: int = 0  # index of the health check being tried
+    attempts: int = 0
+    next_check: float = 0.0
+    oom_kills: int = 0
+    finished: bool = False  # an exited dyno's end was logged
+
+
+@dataclass
 class Agent:
     settings: Settings
     runtime: Runtime
     store: LayerStore
     api: ApiClient
     events: RedisEvents
-    states: dict[str, DynoState] = field(default_factory=dict)
+    notes: dict[str, Notes] = field(default_factory=dict)
     crashes: dict[Key, Crash] = field(default_factory=dict)
+    generations: dict[Key, str] = field(default_factory=dict)
     stopping: set[str] = field(default_factory=set)
+    checks: dict[str, Future[str]] = field(default_factory=dict)
+    failed_oneoffs: list[dict[str, Any]] = field(default_factory=list)
+    apps: dict[str, dict[str, Any]] = field(default_factory=dict)
     pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    # ---- the loop ----------------------------------------------------------------------
+
     def reconcile(self) -> None:
-        wanted = {self._key(d): d for d in self.api.get("/v1/internal/desired")["dynos"]}
+        desired = self.api.get("/v1/internal/desired")
+        self.apps = desired.get("apps", {})
+        wanted = {self._key(d): d for d in desired["dynos"]}
+        running: set[Key] = set()
+        present: set[Key] = set()
         actual = self.runtime.list_dynos()
-        running: dict[Key, DynoStatus] = {}
+        replaced = self._replacements_up(actual, wanted)
         for dyno in actual:
             key = key_of(dyno.metadata)
-            self._ship_logs(dyno)
+            present.add(key)
+            self._ship_logs(dyno, final=dyno.state == "exited")
             if dyno.id in self.stopping:
                 continue
-            if key not in wanted:
-                self._stop(dyno, key)
-            elif dyno.state == "exited" and self.states.get(dyno.id) == DynoState.CRASHED:
-                self._stop(dyno, key)  # reported as crashed once already: clean it up
+            spec = wanted.get(key)
+            if spec is not None and not self._same_generation(dyno, key, spec):
+                if dyno.state == "running" and key not in replaced:
+                    continue  # serves until its replacement is up
+                spec = None
+            if spec is None:
+                self._retire(dyno, key)
+            elif spec["oneoff"]:
+                self._watch_oneoff(dyno, key)
             elif dyno.state == "exited":
                 self._crashed(dyno, key)
             else:
-                running[key] = dyno
-                self._check_health(dyno, key, wanted[key])
+                running.add(key)
+                self._watch(dyno, key, spec)
         for key, spec in wanted.items():
-            if key not in running and self._may_start(key):
+            if self._should_start(key, spec, running, present):
                 self._start(key, spec)
         self._report()
+
+    def _should_start(self, key: Key, spec: dict[str, Any], running: set[Key],
+                      present: set[Key]) -> bool:
+        if spec["oneoff"]:  # never restarted
+            return key not in present
+        return key not in running and self._may_start(key)
 
     @staticmethod
     def _key(desired: dict[str, Any]) -> Key:
         return (desired["app"], desired["release"], desired["type"], desired["index"])
 
+    def _replacements_up(self, actual: list[DynoStatus],
+                         wanted: dict[Key, dict[str, Any]]) -> set[Key]:
+        """Keys whose dyno of the wanted generation is up."""
+        found = set()
+        for dyno in actual:
+            key = key_of(dyno.metadata)
+            spec = wanted.get(key)
+            if (spec is not None and dyno.state == "running"
+                    and dyno.metadata.get("generation", "") == spec.get("generation", "")
+                    and self._notes(dyno.id).state == DynoState.UP):
+                found.add(key)
+        return found
+
+    def _same_generation(self, dyno: DynoStatus, key: Key, spec: dict[str, Any]) -> bool:
+        """A resize or a ps:restart changes a dyno's generation: the old one is replaced,
+        and the crash backoff starts over."""
+        generation = spec.get("generation", "")
+        if self.generations.get(key) != generation:
+            if key in self.generations:
+                self.crashes.pop(key, None)
+            self.generations[key] = generation
+        return dyno.metadata.get("generation", "") == generation
+
+    # ---- starting ----------------------------------------------------------------------
+
     def _start(self, key: Key, desired: dict[str, Any]) -> None:
-        layers = [self.store.unpacked(d, desired["uid"]) for d in reversed(desired["layers"])]
         metadata = {"app": key[0], "release": str(key[1]), "type": key[2],
                     "index": str(key[3]), "port": str(desired["port"]),
-                    "restarts": str(self.crashes.get(key, Crash()).count)}
-        spec = DynoSpec(id=f"{key[0]}-{secrets.token_hex(5)}", app=key[0],
-                        app_index=desired["slot"], uid=desired["uid"],
-                        command=desired["command"], env=desired["env"], layers=layers,
-                        memory_mb=desired["memory_mb"], pids_limit=desired["pids"],
-                        metadata=metadata)
-        self._platform_log(key, f"Starting process with command `{desired['command'][-1]}`")
+                    "generation": desired.get("generation", ""),
+                    "oneoff": "1" if desired["oneoff"] else "",
+                    "attach": "1" if desired.get("attach") else "",
+                    "build_id": desired.get("build_id") or "",
+                    "memory_mb": str(desired["memory_mb"])}
         try:
+            layers = [self.store.unpacked(d, desired["uid"]) for d in reversed(desired["layers"])]
+            spec = DynoSpec(id=f"{key[0]}-{secrets.token_hex(5)}", app=key[0],
+                            app_index=desired["slot"], uid=desired["uid"],
+                            command=desired["command"], env=desired["env"], layers=layers,
+                            memory_mb=desired["memory_mb"], pids_limit=desired["pids"],
+                            cpu_shares=desired.get("cpu_shares", 0), metadata=metadata)
+            self._platform_log(key, f"Starting process with command `{desired['command'][-1]}`")
+            if metadata["build_id"]:
+                self.events.deploy_line(metadata["build_id"], "-----> Running release command: "
+                                        f"{desired['command'][-1]}")
             status = self.runtime.start_dyno(spec)
         except Exception as error:  # a dyno that cannot start is a crash, not an agent failure
             self._platform_log(key, f"Error starting {dyno_name(key)}: {error}")
-            self.crashes.setdefault(key, Crash()).count += 1
-            self.crashes[key].last = time.time()
+            if desired["oneoff"]:
+                self.failed_oneoffs.append({"app": key[0], "type": key[2], "index": key[3],
+                                            "error": f"the dyno could not start: {error}"})
+            crash = self.crashes.setdefault(key, Crash())
+            crash.count += 1
+            crash.last = time.time()
             return
-        self.states[status.id] = DynoState.STARTING
-
-    def _stop(self, dyno: DynoStatus, key: Key) -> None:
-        self.stopping.add(dyno.id)
-        if dyno.state == "running":
-            self._platform_log(key, "Stopping process with SIGTERM")
-
-        def stop() -> None:
-            try:
-                if dyno.state == "running" and self.runtime.stop_dyno(
-                        dyno.id, self.settings.stop_grace):
-                    self._platform_log(key, "Error R12 (Exit timeout) -> SIGKILL sent")
-                self._ship_logs(dyno)
-                self.runtime.remove_dyno(dyno.id)
-            finally:
-                with self.lock:
-                    self.stopping.discard(dyno.id)
-                    self.states.pop(dyno.id, None)
-
-        self.pool.submit(stop)
-
-    def _crashed(self, dyno: DynoStatus, key: Key) -> None:
-        if self.states.get(dyno.id) == DynoState.CRASHED:
-            return
-        self.states[dyno.id] = DynoState.CRASHED
-        crash = self.crashes.setdefault(key, Crash())
-        crash.count += 1
-        crash.last = time.time()
-        self._platform_log(key, f"State changed from up to crashed (exit code {dyno.exit_code})")
+        self._note(status.id, state=DynoState.UP if desired["oneoff"] else DynoState.STARTING)
 
     def _may_start(self, key: Key) -> bool:
+        """At once after a first crash, then after backoff, doubling up to the cap."""
         crash = self.crashes.get(key)
         if crash is None or crash.count <= 1:
             return True
@@ -142,41 +197,227 @@ class Agent:
                     self.settings.restart_backoff * 2 ** (crash.count - 2))
         return time.time() - crash.last >= delay
 
-    def _check_health(self, dyno: DynoStatus, key: Key, desired: dict[str, Any]) -> None:
-        state = self.states.get(dyno.id, DynoState.STARTING)
-        if state != DynoState.STARTING:
+    # ---- watching ----------------------------------------------------------------------
+
+    def _watch(self, dyno: DynoStatus, key: Key, desired: dict[str, Any]) -> None:
+        self._check_memory(dyno, key)
+        notes = self._notes(dyno.id)
+        if notes.state != DynoState.STARTING:
             return
-        if key[2] != "web" or _accepts(dyno.ip, desired["port"]):
-            self.states[dyno.id] = DynoState.UP
-            self._platform_log(key, "State changed from starting to up")
-        elif time.time() - dyno.started_at > self.settings.boot_timeout:
-            self._platform_log(key, "Error R10 (Boot timeout) -> Web process failed to bind to "
-                                    f"$PORT within {self.settings.boot_timeout:g} seconds")
-            self.states[dyno.id] = DynoState.CRASHED
-            self.crashes.setdefault(key, Crash()).count += 1
-            self.crashes[key].last = time.time()
+        checks = desired.get("healthchecks") or []
+        if key[2] != "web":
+            self._up(dyno, key)
+        elif checks:
+            self._http_health(dyno, key, desired, checks)
+        elif accepts(dyno.ip, desired["port"]):
+            self._up(dyno, key)
+        if self._notes(dyno.id).state == DynoState.STARTING and (
+                time.time() - dyno.started_at > self.settings.boot_timeout):
+            self._fail_boot(dyno, key, "Error R10 (Boot timeout) -> Web process failed to bind "
+                            f"to $PORT within {self.settings.boot_timeout:g} seconds of launch")
+
+    def _up(self, dyno: DynoStatus, key: Key) -> None:
+        self._note(dyno.id, state=DynoState.UP)
+        self._platform_log(key, "State changed from starting to up")
+
+    def _http_health(self, dyno: DynoStatus, key: Key, desired: dict[str, Any],
+                     checks: list[dict[str, Any]]) -> None:
+        notes = self._notes(dyno.id)
+        check = checks[notes.check]
+        future = self.checks.get(dyno.id)
+        if future is None:
+            start = dyno.started_at + float(check.get("initialDelay", 0))
+            if time.time() >= max(start, notes.next_check):
+                self.checks[dyno.id] = self.pool.submit(
+                    http_check, dyno.ip, desired["port"], check)
+            return
+        if not future.done():
+            return
+        del self.checks[dyno.id]
+        failure = future.result()
+        if not failure:
+            self._platform_log(key, f"Health check {check['path']} passed")
+            if notes.check + 1 < len(checks):
+                self._note(dyno.id, check=notes.check + 1, attempts=0, next_check=0.0)
+            else:
+                self._up(dyno, key)
+            return
+        attempts = notes.attempts + 1
+        self._platform_log(key, f"Health check {check['path']} failed "
+                                f"(attempt {attempts} of {check['attempts']}): {failure}")
+        if attempts >= check["attempts"]:
+            self._fail_boot(dyno, key, f"health check GET {check['path']} failed "
+                                       f"{attempts} times: {failure}")
+        else:
+            self._note(dyno.id, attempts=attempts,
+                       next_check=time.time() + float(check.get("wait", 5)))
+
+    def _fail_boot(self, dyno: DynoStatus, key: Key, reason: str) -> None:
+        self._platform_log(key, reason)
+        self._platform_log(key, "Stopping process with SIGKILL")
+        self._platform_log(key, "State changed from starting to crashed")
+        self._note(dyno.id, state=DynoState.CRASHED, reason=reason)
+        self._count_crash(key)
+        self._stop(dyno, key, grace=0)
+
+    def _check_memory(self, dyno: DynoStatus, key: Key) -> None:
+        kills = self.runtime.oom_kills(dyno.id)
+        notes = self._notes(dyno.id)
+        if kills > notes.oom_kills:
+            memory = int(dyno.metadata.get("memory_mb", 0)) or None
+            self._platform_log(key, "Error R15 (Memory quota vastly exceeded) -> a process "
+                               "was killed for using more than the dyno's memory"
+                               + (f" ({memory} MB)" if memory else ""))
+            self._note(dyno.id, oom_kills=kills)
+
+    def _crashed(self, dyno: DynoStatus, key: Key) -> None:
+        notes = self._notes(dyno.id)
+        if notes.state == DynoState.CRASHED:
+            self._stop(dyno, key)  # reported as crashed once already: clean it up
+            return
+        self._check_memory(dyno, key)
+        self._platform_log(key, f"Process exited with status {dyno.exit_code}")
+        self._platform_log(key, f"State changed from {notes.state} to crashed")
+        self._note(dyno.id, state=DynoState.CRASHED, finished=True)
+        self._count_crash(key)
+
+    def _count_crash(self, key: Key) -> None:
+        crash = self.crashes.setdefault(key, Crash())
+        crash.count += 1
+        crash.last = time.time()
+
+    def _watch_oneoff(self, dyno: DynoStatus, key: Key) -> None:
+        notes = self._notes(dyno.id)
+        if dyno.state != "exited":
+            self._check_memory(dyno, key)
+            return
+        if notes.finished:
+            return
+        self._check_memory(dyno, key)
+        code = dyno.exit_code
+        self._platform_log(key, f"Process exited with status {code}")
+        ended = "complete" if code == 0 else "crashed"
+        self._platform_log(key, f"State changed from up to {ended}")
+        self._end_oneoff(dyno, code)
+        self._note(dyno.id, state=DynoState.DOWN if code == 0 else DynoState.CRASHED,
+                   finished=True)
+
+    def _end_oneoff(self, dyno: DynoStatus, code: int | None) -> None:
+        meta = dyno.metadata
+        if meta.get("attach"):
+            stream = run_stream(meta["app"], dyno_name(key_of(meta)))
+            self.events.client.xadd(stream, {"end": str(code)})
+            self.events.client.expire(stream, RUN_STREAM_TTL)
+        if meta.get("build_id") and code == 0:
+            self.events.deploy_line(meta["build_id"], "-----> Release command succeeded")
+
+    # ---- stopping ----------------------------------------------------------------------
+
+    def _retire(self, dyno: DynoStatus, key: Key) -> None:
+        """A dyno no longer wanted. A running web dyno is first reported down, and stopped
+        once the router applied a table without it."""
+        if dyno.state == "exited" or key[2] != "web":
             self._stop(dyno, key)
+            return
+        notes = self._notes(dyno.id)
+        if not notes.retiring_since:
+            self._note(dyno.id, retiring_since=time.time())
+            return
+        waited = time.time() - notes.retiring_since
+        if notes.retire_after >= 0 and (self.events.routes_applied() >= notes.retire_after
+                                        or waited > ROUTES_WAIT_MAX):
+            self._stop(dyno, key)
+
+    def _grace(self, app: str) -> float:
+        grace = self.apps.get(app, {}).get("stop_grace")
+        return self.settings.stop_grace if grace is None else float(grace)
+
+    def _stop(self, dyno: DynoStatus, key: Key, grace: float | None = None) -> None:
+        self.stopping.add(dyno.id)
+        grace = self._grace(key[0]) if grace is None else grace
+        if dyno.state == "running" and grace > 0:
+            self._platform_log(key, "Stopping all processes with SIGTERM")
+
+        def stop() -> None:
+            try:
+                if dyno.state == "running" and self.runtime.stop_dyno(dyno.id, grace) and grace:
+                    self._platform_log(key, "Error R12 (Exit timeout) -> At least one process "
+                                       f"failed to exit within {grace:g} seconds of SIGTERM")
+                    self._platform_log(key, "Stopping remaining processes with SIGKILL")
+                self._ship_logs(dyno, final=True)
+                code = _exit_code(dyno.log_path)
+                if dyno.metadata.get("oneoff") and not self._notes(dyno.id).finished:
+                    self._check_memory(dyno, key)
+                    self._platform_log(key, f"Process exited with status {code}")
+                    self._end_oneoff(dyno, code)
+                elif dyno.state == "running":
+                    self._platform_log(key, f"Process exited with status {code}")
+                self.runtime.remove_dyno(dyno.id)
+            except Exception as error:  # the next reconcile tries again
+                print(f"agent: stopping {dyno.id}: {error}", file=sys.stderr, flush=True)
+            finally:
+                with self.lock:
+                    self.stopping.discard(dyno.id)
+                    self.notes.pop(dyno.id, None)
+                    self.checks.pop(dyno.id, None)
+
+        self.pool.submit(stop)
+
+    # ---- reporting ---------------------------------------------------------------------
 
     def _report(self) -> None:
         reported = []
+        retiring = []
         for dyno in self.runtime.list_dynos():
             key = key_of(dyno.metadata)
-            state = self.states.get(dyno.id)
-            if state is None:
-                state = DynoState.CRASHED if dyno.state == "exited" else DynoState.STARTING
-            if dyno.id in self.stopping:
+            notes = self._notes(dyno.id)
+            state = DynoState(notes.state)
+            if dyno.state == "exited" and state in (DynoState.STARTING, DynoState.UP):
+                state = DynoState.CRASHED
+            if (dyno.id in self.stopping or notes.retiring_since) and state != DynoState.CRASHED:
                 state = DynoState.DOWN
+            if notes.retiring_since and notes.retire_after < 0:
+                retiring.append(dyno.id)
             reported.append({
                 "id": dyno.id, "app": key[0], "release": key[1], "type": key[2],
                 "index": key[3], "state": str(state), "ip": dyno.ip,
                 "port": int(dyno.metadata.get("port", self.settings.dyno_port)),
                 "started_at": dyno.started_at, "exit_code": dyno.exit_code,
                 "restarts": self.crashes.get(key, Crash()).count,
-                "output_tail": _tail(dyno.log_path) if state == DynoState.CRASHED else "",
+                "memory_mb": self.runtime.memory_mb(dyno.id) if dyno.state == "running" else 0,
+                "reason": notes.reason, "oneoff": bool(dyno.metadata.get("oneoff")),
+                "output_tail": _tail(dyno.log_path)
+                if state == DynoState.CRASHED or dyno.metadata.get("oneoff") else "",
             })
-        self.api.put("/v1/internal/dynos", {"dynos": reported})
+        failed, self.failed_oneoffs = self.failed_oneoffs, []
+        self.api.put("/v1/internal/dynos", {"dynos": reported, "failed_oneoffs": failed})
+        # Read after the report: it counts the route change that took these dynos out.
+        generation = self.events.routes_generation()
+        for dyno_id in retiring:
+            self._note(dyno_id, retire_after=generation)
 
-    def _ship_logs(self, dyno: DynoStatus) -> None:
+    # ---- notes and logs ----------------------------------------------------------------
+
+    def _notes(self, dyno_id: str) -> Notes:
+        with self.lock:
+            notes = self.notes.get(dyno_id)
+            if notes is None:
+                notes = _read_notes(self.settings.dynos_dir / dyno_id / "agent.json")
+                self.notes[dyno_id] = notes
+            return notes
+
+    def _note(self, dyno_id: str, **changes: Any) -> None:
+        notes = self._notes(dyno_id)
+        with self.lock:
+            for name, value in changes.items():
+                setattr(notes, name, value)
+            path = self.settings.dynos_dir / dyno_id / "agent.json"
+            if path.parent.is_dir():
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(asdict(notes)))
+                tmp.replace(path)
+
+    def _ship_logs(self, dyno: DynoStatus, final: bool = False) -> None:
         offset_file = dyno.log_path.with_name("shipped")
         with self.lock:
             try:
@@ -189,29 +430,46 @@ class Agent:
                     chunk = f.read(MAX_SHIP_BYTES)
             except FileNotFoundError:
                 return
-            complete = chunk[: chunk.rfind(b"\n") + 1]
+            complete = chunk if final else chunk[: chunk.rfind(b"\n") + 1]
             if not complete:
                 return
-            source = f"app[{dyno_name(key_of(dyno.metadata))}]"
             for line in complete.decode(errors="replace").splitlines():
-                self.events.app_log(dyno.metadata["app"], source, line)
+                self._ship_line(dyno.metadata, line)
             offset_file.write_text(str(offset + len(complete)))
+
+    def _ship_line(self, meta: dict[str, str], line: str) -> None:
+        name = dyno_name(key_of(meta))
+        if meta.get("attach"):
+            self.events.client.xadd(run_stream(meta["app"], name), {"line": line},
+                                    maxlen=20000, approximate=True)
+            return
+        if meta.get("build_id"):
+            self.events.deploy_line(meta["build_id"], f"       {line}")
+        self.events.app_log(meta["app"], f"app[{name}]", line)
 
     def _platform_log(self, key: Key, line: str) -> None:
         self.events.app_log(key[0], f"paas[{dyno_name(key)}]", line)
 
 
-def _accepts(ip: str, port: int) -> bool:
+def _read_notes(path: Path) -> Notes:
     try:
-        with socket.create_connection((ip, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return Notes()
+    known = Notes.__dataclass_fields__
+    return Notes(**{k: v for k, v in raw.items() if k in known})
 
 
-def _tail(path: Path, lines: int = 20) -> str:
+def _exit_code(log_path: Path) -> int | None:
     try:
-        data = path.read_bytes()[-8192:]
+        return int(log_path.with_name("exit-code").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        data = path.read_bytes()[-16384:]
     except FileNotFoundError:
         return ""
     return "\n".join(data.decode(errors="replace").splitlines()[-lines:])

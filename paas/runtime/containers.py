@@ -33,9 +33,10 @@ ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,59}$")
 LIVE_STATES = ("created", "running", "paused")
 START_TIMEOUT = 15.0
 LOST_EXIT_CODE = -1
-# $1 runc, $2 runc root, $3 bundle, $4 id, $5 log, $6 monitor pid file, $7 exit-code file
+# $1 runc, $2 runc root, $3 bundle, $4 id, $5 log, $6 monitor pid file, $7 exit-code file.
+# --keep: the exited container (and its cgroup, with its OOM-kill count) stays until removed.
 MONITOR_SCRIPT = (
-    'echo $$ >"$6"; "$1" --root "$2" run --bundle "$3" "$4" >>"$5" 2>&1 </dev/null; '
+    'echo $$ >"$6"; "$1" --root "$2" run --keep --bundle "$3" "$4" >>"$5" 2>&1 </dev/null; '
     'echo $? >"$7.tmp"; mv "$7.tmp" "$7"'
 )
 
@@ -52,6 +53,7 @@ class DynoSpec:
     memory_mb: int
     pids_limit: int
     metadata: dict[str, str]
+    cpu_shares: int = 0  # 0: in proportion to the memory
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,9 @@ class DynoDir:
         self.upper = path / "upper"
         self.work = path / "work"
         self.rootfs = path / "rootfs"
+        # The agent's own notes on the dyno (its state, when it was asked to stop), so a
+        # restarted agent picks up where the last one left.
+        self.notes = path / "agent.json"
 
     def read_record(self) -> dict[str, Any] | None:
         try:
@@ -136,6 +141,9 @@ class Runtime:
         self.install_id = settings.install_id
         self.runc = Runc(settings.runc_root)
         self.build_root = settings.home / "build-bundles"
+        # build container id -> processes the kernel killed for its memory limit (a build
+        # whose shell survives an OOM-killed pip or npm still failed because of memory)
+        self.build_oom_kills: dict[str, int] = {}
 
     # ---- dynos -------------------------------------------------------------------------
 
@@ -197,6 +205,44 @@ class Runtime:
         shutil.rmtree(dyno.path, ignore_errors=True)
         host.remove_cgroups(self._cgroup_name(dyno_id))
 
+    def memory_mb(self, dyno_id: str) -> float:
+        """The dyno's resident memory (its cgroup's RSS), in MB."""
+        stat = self._cgroup_file("memory", dyno_id, "memory.stat")
+        for line in stat.splitlines():
+            name, _, value = line.partition(" ")
+            if name == "total_rss":
+                return int(value) / (1024 * 1024)
+        return 0.0
+
+    def oom_kills(self, dyno_id: str) -> int:
+        """How many processes of the dyno the kernel killed for its memory limit."""
+        for line in self._cgroup_file("memory", dyno_id, "memory.oom_control").splitlines():
+            name, _, value = line.partition(" ")
+            if name == "oom_kill":
+                return int(value)
+        return 0
+
+    def monitor_pids(self, dyno_id: str) -> list[int]:
+        """The platform's processes for one dyno (its monitor shell and `runc run`)."""
+        dyno = self._existing(dyno_id)
+        try:
+            monitor = int(dyno.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return []
+        children = Path(f"/proc/{monitor}/task/{monitor}/children")
+        try:
+            return [monitor, *(int(pid) for pid in children.read_text().split())]
+        except OSError:
+            return [monitor]
+
+    def _cgroup_file(self, controller: str, dyno_id: str, name: str) -> str:
+        check_id(dyno_id)
+        path = host.CGROUP_V1 / controller / self._cgroup_name(dyno_id) / name
+        try:
+            return path.read_text()
+        except OSError:
+            return ""
+
     # ---- builds ------------------------------------------------------------------------
 
     def run_build(self, spec: BuildContainerSpec, on_line: Callable[[str], None]) -> int:
@@ -210,7 +256,8 @@ class Runtime:
         try:
             self._prepare_build(bundle, spec)
             proc = subprocess.Popen(
-                [*self.runc.base(), "run", "--bundle", str(bundle), spec.id],
+                # --keep: the cgroup outlives the run, so its OOM-kill count can be read.
+                [*self.runc.base(), "run", "--keep", "--bundle", str(bundle), spec.id],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -225,6 +272,7 @@ class Runtime:
                     proc.wait()
                 assert proc.stdout is not None
                 proc.stdout.close()
+            self.build_oom_kills[spec.id] = self.oom_kills(spec.id)
             self._remove_build(spec.id)
 
     # ---- everything --------------------------------------------------------------------
@@ -300,7 +348,7 @@ class Runtime:
             pids_limit=spec.pids_limit,
             cgroups_path=f"/{self._cgroup_name(spec.id)}",
             netns_path=netns_path,
-            cpu_shares=cpu_shares(spec.memory_mb),
+            cpu_shares=spec.cpu_shares or cpu_shares(spec.memory_mb),
         )
         (dyno.path / "config.json").write_text(json.dumps(oci.config_json(config), indent=1))
         dyno.log.touch()

@@ -1,15 +1,20 @@
-"""The layer store: content-addressed, deterministic tar layers in an OCI image layout.
+"""The layer store: content-addressed, deterministic layers in an OCI image layout.
 
-    <layers_dir>/oci-layout, index.json
-    <layers_dir>/blobs/sha256/<hex>       an uncompressed tar (LAYER_MEDIA_TYPE)
-    <layers_dir>/unpacked/<uid>/<hex>/    an extracted copy owned by uid, an overlayfs lower dir
+    <layers_dir>/oci-layout, index.json    one manifest per slug, named "<app>:<build id>"
+    <layers_dir>/blobs/sha256/<hex>       layers (gzip-compressed tars), image configs, manifests
+    <layers_dir>/unpacked/<uid>/<hex>/    a layer extracted and owned by uid, an overlayfs lower dir
+    <layers_dir>/memo/                    tree signature -> digest, so an untouched layer is not
+                                          tarred again
 
-Every write goes to a temporary name first and is renamed into place, so a reader never sees
-half a blob or half an unpacked tree.
+Layer tars are deterministic (sorted entries, mtime 0, owner 0:0, gzip without name or time), so
+the same tree gives the same digest. Every write goes to a temporary name first and is renamed
+into place, so a reader never sees half a blob or half an unpacked tree.
 """
 
 from __future__ import annotations
 
+import fcntl
+import gzip
 import hashlib
 import json
 import os
@@ -18,16 +23,23 @@ import shutil
 import stat
 import tarfile
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from paas.errors import Invalid, PaasError
 from paas.settings import Settings
 
-LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"
+LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
+CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
+MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 _DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 _CHUNK = 1024 * 1024
+_GZIP_LEVEL = 6
+
+Keep = Callable[[str, Path], bool]
 
 
 def digest_hex(digest: str) -> str:
@@ -38,21 +50,42 @@ def digest_hex(digest: str) -> str:
 
 
 class _HashingWriter:
-    """A write-only file object that hashes what passes through it."""
+    """A write-only file object that hashes and counts what passes through it."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO | gzip.GzipFile) -> None:
         self.out = out
         self.sha = hashlib.sha256()
+        self.size = 0
 
     def write(self, data: bytes) -> int:
         self.sha.update(data)
+        self.size += len(data)
         return self.out.write(data)
+
+    def flush(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class StoredLayer:
+    digest: str  # of the compressed blob: the name in the store and in the manifest
+    diff_id: str  # of the uncompressed tar, as OCI image configs list them
+    size: int  # compressed bytes
+    created: bool  # False: the blob was in the store already (no new bytes)
+
+
+@dataclass(frozen=True)
+class GcResult:
+    removed: list[str]
+    bytes_freed: int
+    kept: int
 
 
 class LayerStore:
     def __init__(self, settings: Settings) -> None:
         self.root = settings.layers_dir
         self.blobs = self.root / "blobs" / "sha256"
+        self.memo_dir = self.root / "memo"
 
     def _init_layout(self) -> None:
         self.blobs.mkdir(parents=True, exist_ok=True)
@@ -70,40 +103,137 @@ class LayerStore:
     def has(self, digest: str) -> bool:
         return self.blob_path(digest).is_file()
 
+    def size(self, digest: str) -> int:
+        return self.blob_path(digest).stat().st_size
+
     def add_dir(self, src: Path, prefix: str = "", exclude: frozenset[str] = frozenset()) -> str:
         """Store a deterministic tar of src with every entry under prefix; return its digest.
 
         exclude names top-level entries of src to leave out (e.g. ".git", ".layers").
         """
-        return self.put_dir(src, prefix, exclude)[0]
+        return self.put_dir(src, prefix, exclude).digest
 
     def put_dir(
-        self, src: Path, prefix: str = "", exclude: frozenset[str] = frozenset()
-    ) -> tuple[str, bool]:
-        """add_dir, also telling whether the blob is new to the store (False: it was there)."""
+        self,
+        src: Path,
+        prefix: str = "",
+        exclude: frozenset[str] = frozenset(),
+        keep: Keep | None = None,
+        memo: str | None = None,
+    ) -> StoredLayer:
+        """add_dir, also telling whether the blob is new; keep(rel, path) filters entries.
+
+        With a memo key, an unchanged tree (same names, modes, sizes, mtimes and inodes as the
+        last time under that key) is not tarred again: its recorded digest is returned.
+        """
         self._init_layout()
         parts = _prefix_parts(prefix)
+        tree = _tree_signature(src, parts, exclude, keep) if memo else ""
+        remembered = self._recall(memo, tree) if memo else None
+        if remembered is not None:
+            return remembered
+        stored = self._write_layer(src, parts, exclude, keep)
+        if memo:
+            self._remember(memo, tree, stored)
+        return stored
+
+    def _write_layer(
+        self, src: Path, parts: list[str], exclude: frozenset[str], keep: Keep | None
+    ) -> StoredLayer:
         fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=self.blobs)
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
-                writer = _HashingWriter(out)
-                with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                    _write_entries(tar, src, parts, exclude)
+                compressed = _HashingWriter(out)
+                with gzip.GzipFile(filename="", mode="wb", fileobj=compressed,  # type: ignore[arg-type]
+                                   compresslevel=_GZIP_LEVEL, mtime=0) as gz:
+                    plain = _HashingWriter(gz)
+                    with tarfile.open(fileobj=plain, mode="w|",  # type: ignore[call-overload]
+                                      format=tarfile.PAX_FORMAT) as tar:
+                        _write_entries(tar, src, parts, exclude, keep)
                 out.flush()
                 os.fsync(out.fileno())
-            hexdigest = writer.sha.hexdigest()
-            final = self.blobs / hexdigest
-            created = not final.exists()
-            if created:
-                tmp.chmod(0o644)
-                tmp.rename(final)
-            else:
-                tmp.unlink()
+            created = self._rename_blob(tmp, compressed.sha.hexdigest())
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return f"sha256:{hexdigest}", created
+        return StoredLayer(digest=f"sha256:{compressed.sha.hexdigest()}",
+                           diff_id=f"sha256:{plain.sha.hexdigest()}", size=compressed.size,
+                           created=created)
+
+    def _rename_blob(self, tmp: Path, hexdigest: str) -> bool:
+        final = self.blobs / hexdigest
+        if final.exists():
+            tmp.unlink()
+            os.utime(final)  # young again: a concurrent gc leaves it alone
+            return False
+        tmp.chmod(0o644)
+        tmp.rename(final)
+        return True
+
+    def _recall(self, memo: str, tree: str) -> StoredLayer | None:
+        try:
+            record = json.loads((self.memo_dir / _memo_name(memo)).read_text())
+        except (OSError, ValueError):
+            return None
+        if record.get("tree") != tree or not self.has(record.get("digest", "")):
+            return None
+        os.utime(self.blob_path(record["digest"]))
+        return StoredLayer(record["digest"], record["diff_id"], record["size"], created=False)
+
+    def _remember(self, memo: str, tree: str, stored: StoredLayer) -> None:
+        self.memo_dir.mkdir(mode=0o700, exist_ok=True)
+        record = {"tree": tree, "digest": stored.digest, "diff_id": stored.diff_id,
+                  "size": stored.size}
+        _write_atomic(self.memo_dir / _memo_name(memo), json.dumps(record).encode())
+
+    def put_json(self, content: dict[str, Any]) -> tuple[str, int]:
+        """A JSON blob (image config, manifest), canonical so equal content has one digest."""
+        self._init_layout()
+        data = json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
+        hexdigest = hashlib.sha256(data).hexdigest()
+        final = self.blobs / hexdigest
+        if final.exists():
+            os.utime(final)
+        else:
+            _write_atomic(final, data)
+        return f"sha256:{hexdigest}", len(data)
+
+    def read_json(self, digest: str) -> dict[str, Any]:
+        return json.loads(self.blob_path(digest).read_bytes())
+
+    def write_image(self, layers: list[StoredLayer], config: dict[str, Any],
+                    labels: dict[str, str], ref_name: str) -> str:
+        """An image config and manifest for a slug, named ref_name in index.json."""
+        image_config = {
+            "architecture": "amd64" if os.uname().machine == "x86_64" else os.uname().machine,
+            "os": "linux",
+            "config": {**config, "Labels": labels},
+            "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
+        }
+        config_digest, config_size = self.put_json(image_config)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_MEDIA_TYPE,
+            "config": {"mediaType": CONFIG_MEDIA_TYPE, "digest": config_digest,
+                       "size": config_size},
+            "layers": [{"mediaType": LAYER_MEDIA_TYPE, "digest": layer.digest,
+                        "size": layer.size} for layer in layers],
+            "annotations": {"org.opencontainers.image.ref.name": ref_name},
+        }
+        digest, size = self.put_json(manifest)
+        with self._index() as index:
+            index["manifests"] = [m for m in index["manifests"]
+                                  if m.get("annotations", {}).get(
+                                      "org.opencontainers.image.ref.name") != ref_name]
+            index["manifests"].append({
+                "mediaType": MANIFEST_MEDIA_TYPE, "digest": digest, "size": size,
+                "annotations": {"org.opencontainers.image.ref.name": ref_name}})
+        return digest
+
+    def _index(self) -> _IndexLock:
+        self._init_layout()
+        return _IndexLock(self.root)
 
     def unpacked(self, digest: str, uid: int) -> Path:
         """An extracted copy of the layer owned by uid (uid:uid), for an overlayfs lower dir."""
@@ -120,7 +250,7 @@ class LayerStore:
             parent.chmod(0o755)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=base))
         try:
-            with tarfile.open(blob, mode="r:") as tar:
+            with tarfile.open(blob, mode="r:*") as tar:
                 _extract_all(tar, tmp, uid)
             tmp.chmod(0o755)
             os.chown(tmp, uid, uid)
@@ -135,12 +265,112 @@ class LayerStore:
             raise
         return final
 
+    # ---- garbage collection ------------------------------------------------------------
+
+    def gc(self, keep: set[str], min_age: float) -> GcResult:
+        """Remove blobs (and their unpacked copies) not in keep, nor named by a kept manifest.
+
+        Blobs younger than min_age seconds stay: a build that is running has written (or
+        touched) them but no release names them yet.
+        """
+        if not self.blobs.is_dir():
+            return GcResult([], 0, 0)
+        wanted = self._expand(keep)
+        cutoff = time.time() - min_age
+        removed, freed = [], 0
+        for path in sorted(self.blobs.iterdir()):
+            if path.name.startswith(".") or f"sha256:{path.name}" in wanted:
+                continue
+            st = path.stat()
+            if st.st_mtime > cutoff:
+                continue
+            path.unlink()
+            removed.append(f"sha256:{path.name}")
+            freed += st.st_size
+        self._drop_unpacked({digest_hex(d) for d in removed})
+        self._drop_from_index(wanted)
+        return GcResult(removed, freed, len(wanted))
+
+    def _expand(self, keep: set[str]) -> set[str]:
+        wanted = {d for d in keep if _DIGEST.match(d)}
+        for digest in list(wanted):
+            if not self.has(digest) or self.size(digest) > 1024 * 1024:
+                continue
+            try:
+                content = self.read_json(digest)
+            except (ValueError, UnicodeDecodeError):
+                continue  # a layer, not a manifest
+            if isinstance(content, dict) and content.get("mediaType") == MANIFEST_MEDIA_TYPE:
+                wanted.add(content["config"]["digest"])
+                wanted.update(layer["digest"] for layer in content.get("layers", []))
+        return wanted
+
+    def _drop_unpacked(self, hexes: set[str]) -> None:
+        base = self.root / "unpacked"
+        if not base.is_dir() or not hexes:
+            return
+        for uid_dir in base.iterdir():
+            for hexdigest in hexes & {p.name for p in uid_dir.iterdir()}:
+                doomed = uid_dir / f".gc-{hexdigest}"
+                (uid_dir / hexdigest).rename(doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
+
+    def _drop_from_index(self, wanted: set[str]) -> None:
+        if not (self.root / "index.json").exists():
+            return
+        with self._index() as index:
+            index["manifests"] = [m for m in index["manifests"]
+                                  if m.get("digest") in wanted or self.has(m.get("digest", ""))]
+
+
+class _IndexLock:
+    """index.json, read and rewritten under an exclusive lock."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.index: dict[str, Any] = {}
+
+    def __enter__(self) -> dict[str, Any]:
+        self.handle = open(self.root / ".index.lock", "a")
+        fcntl.flock(self.handle, fcntl.LOCK_EX)
+        self.index = json.loads((self.root / "index.json").read_text())
+        return self.index
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None:
+                _write_atomic(self.root / "index.json", json.dumps(self.index).encode())
+        finally:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
+
+
+def _memo_name(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _tree_signature(src: Path, parts: list[str], exclude: frozenset[str],
+                    keep: Keep | None) -> str:
+    sha = hashlib.sha256("/".join(parts).encode())
+    for path, rel in _walk(src, exclude):
+        if keep is not None and not keep(rel, path):
+            continue
+        st = path.lstat()
+        link = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
+        sha.update(f"{rel}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{link}\n"
+                   .encode())
+    return sha.hexdigest()
+
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    tmp.write_bytes(data)
-    tmp.chmod(0o644)
-    tmp.rename(path)
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}-{os.urandom(4).hex()}")
+    try:
+        tmp.write_bytes(data)
+        tmp.chmod(0o644)
+        tmp.rename(path)
+    except OSError:  # a full disk: no half-written file stays behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _prefix_parts(prefix: str) -> list[str]:
@@ -181,12 +411,15 @@ def _walk(src: Path, exclude: frozenset[str]) -> Iterator[tuple[Path, str]]:
 
 
 def _write_entries(
-    tar: tarfile.TarFile, src: Path, parts: list[str], exclude: frozenset[str]
+    tar: tarfile.TarFile, src: Path, parts: list[str], exclude: frozenset[str],
+    keep: Keep | None = None,
 ) -> None:
     for i in range(len(parts)):
         tar.addfile(_dir_info("/".join(parts[: i + 1])))
     base = "/".join(parts)
     for path, rel in _walk(src, exclude):
+        if keep is not None and not keep(rel, path):
+            continue
         name = f"{base}/{rel}" if base else rel
         st = path.lstat()
         info = tarfile.TarInfo(name)

@@ -1,5 +1,7 @@
--- The data plane half of the router: the route table lives in the shared dict "paas_routes"
--- as host -> "ip:port ip:port ..." (a plain string: this build has no cjson).
+-- The data plane half of the router. The route table lives in the shared dict "paas_routes"
+-- as host -> "app mode ip:port/dyno ip:port/dyno ..." (a plain string: this build has no
+-- cjson); mode is up | idle (H14) | crashed (H10) | maintenance (H80). Wildcard hosts are
+-- stored as "*.example.com".
 local balancer = require "ngx.balancer"
 
 local _M = {}
@@ -7,16 +9,37 @@ local _M = {}
 local routes = ngx.shared.paas_routes
 local rr = ngx.shared.paas_rr
 
-local NO_APP = [[<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>No such app</title></head>
-<body><h1>No such app</h1><p>There is no app configured at that hostname.</p></body></html>
-]]
+local function page(title, text)
+    return "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" .. title
+        .. "</title>\n<style>body{font-family:sans-serif;margin:4em auto;max-width:40em;"
+        .. "color:#333}</style></head>\n<body><h1>" .. title .. "</h1>\n<p>" .. text
+        .. "</p></body></html>\n"
+end
 
-local NO_WEB = [[<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>No web processes running</title></head>
-<body><h1>No web processes running</h1>
-<p>This app has no web dynos running. Scale up its web process type.</p></body></html>
-]]
+local PAGES = {
+    NOAPP = page("No such app", "There is no app configured at that hostname."),
+    H10 = page("Application error", "An error occurred in the application and your page "
+        .. "could not be served: the app's web dynos have crashed. If you are the app's "
+        .. "owner, check <code>paas logs</code> for details."),
+    H12 = page("Application error", "The app did not respond in time and your request "
+        .. "timed out. If you are the app's owner, check <code>paas logs</code> for details."),
+    H13 = page("Application error", "The app closed the connection without sending a "
+        .. "response. If you are the app's owner, check <code>paas logs</code> for details."),
+    H14 = page("No web processes running", "This app has no web dynos running. If you are "
+        .. "the app's owner, scale up its web process type: <code>paas ps:scale web=1</code>."),
+    H80 = page("Offline for maintenance", "This app is undergoing maintenance right now. "
+        .. "Please check back later."),
+    TOOBIG = page("Request too large", "The request body is larger than this platform "
+        .. "accepts."),
+}
+
+local DESC = {
+    H10 = "App crashed",
+    H12 = "Request timeout",
+    H13 = "Connection closed without response",
+    H14 = "No web processes running",
+    H80 = "Maintenance mode",
+}
 
 local function split(s)
     local out = {}
@@ -26,8 +49,9 @@ local function split(s)
     return out
 end
 
-local function parse_peer(peer)
-    local host, port = peer:match("^(%d+%.%d+%.%d+%.%d+):(%d+)$")
+-- "ip:port/dyno" -> {ip, port, dyno}
+local function parse_peer(word)
+    local host, port, dyno = word:match("^(%d+%.%d+%.%d+%.%d+):(%d+)/([%w_.%-]+)$")
     if not host then
         return nil
     end
@@ -35,55 +59,105 @@ local function parse_peer(peer)
     if port < 1 or port > 65535 then
         return nil
     end
-    return {host, port}
+    return {host, port, dyno}
 end
 
-local function send_page(status, code, desc, page)
-    ngx.var.paas_at = "error code=" .. code .. ' desc="' .. desc .. '"'
-    ngx.status = status
-    ngx.header["Content-Type"] = "text/html; charset=utf-8"
-    ngx.header["Cache-Control"] = "no-cache, no-store"
-    ngx.print(page)
-    return ngx.exit(ngx.HTTP_OK)
-end
-
-function _M.access()
-    local host = ngx.var.host
+-- The route of a host: exact first, then the most specific wildcard.
+local function lookup(host)
+    host = (host or ""):lower():gsub("%.$", "")
     local value = routes:get(host)
-    if value == nil then
-        ngx.status = ngx.HTTP_NOT_FOUND
-        ngx.header["Content-Type"] = "text/html; charset=utf-8"
-        ngx.print(NO_APP)
-        return ngx.exit(ngx.HTTP_OK)
+    if value then
+        return value
     end
+    local rest = host
+    while true do
+        rest = rest:match("^[^.]+%.(.+)$")
+        if not rest then
+            return nil
+        end
+        value = routes:get("*." .. rest)
+        if value then
+            return value
+        end
+    end
+end
+
+local function peers_of(words)
     local peers = {}
-    for _, word in ipairs(split(value)) do
-        local peer = parse_peer(word)
+    for i = 3, #words do
+        local peer = parse_peer(words[i])
         if peer then
             peers[#peers + 1] = peer
         end
     end
-    if #peers == 0 then
-        return send_page(503, "H14", "No web processes running", NO_WEB)
+    return peers
+end
+
+local function send_page(status, code)
+    local var = ngx.var
+    if DESC[code] then
+        var.paas_at = (code == "H80" and "info" or "error") .. " code=" .. code
+            .. ' desc="' .. DESC[code] .. '"'
     end
-    local n = rr:incr(host, 1, 0)
+    ngx.status = status
+    ngx.header["Content-Type"] = "text/html; charset=utf-8"
+    ngx.header["Cache-Control"] = "no-cache, no-store"
+    ngx.print(PAGES[code])
+    return ngx.exit(ngx.HTTP_OK)
+end
+
+local MODE_CODES = {idle = "H14", crashed = "H10", maintenance = "H80"}
+
+function _M.access()
+    local var = ngx.var
+    local value = lookup(var.host)
+    if value == nil then
+        var.paas_at = 'error desc="No such app"'
+        return send_page(ngx.HTTP_NOT_FOUND, "NOAPP")
+    end
+    local words = split(value)
+    var.paas_app = words[1]
+    var.paas_route = value
+    local code = MODE_CODES[words[2]]
+    local peers = peers_of(words)
+    if code == nil and #peers == 0 then
+        code = "H14"
+    end
+    if code then
+        return send_page(503, code)
+    end
     ngx.ctx.peers = peers
-    ngx.ctx.start = n or 0
-    ngx.var.paas_request_start = string.format("%d", ngx.req.start_time() * 1000)
+    ngx.ctx.start = rr:incr(words[1], 1, 0) or 0
+    var.paas_request_start = string.format("%d", ngx.req.start_time() * 1000)
+end
+
+-- A retry re-reads the route: the table may have changed since the access phase (a deploy
+-- switched dynos), and the new peers are the ones to try.
+local function refresh_peers(ctx)
+    local var = ngx.var
+    local value = lookup(var.host)
+    if value == nil or value == var.paas_route then
+        return
+    end
+    local peers = peers_of(split(value))
+    if #peers > 0 then
+        var.paas_route = value
+        ctx.peers = peers
+    end
 end
 
 function _M.balance()
     local ctx = ngx.ctx
-    local peers = ctx.peers
-    local n = #peers
     if ctx.tries == nil then
         ctx.tries = 0
-        if n > 1 then
-            balancer.set_more_tries(n - 1)
-        end
+        -- Every peer once, plus one more try on a re-read table.
+        balancer.set_more_tries(#ctx.peers)
     else
         ctx.tries = ctx.tries + 1
+        refresh_peers(ctx)
     end
+    local peers = ctx.peers
+    local n = #peers
     local peer = peers[(ctx.start + ctx.tries) % n + 1]
     local ok, err = balancer.set_current_peer(peer[1], peer[2])
     if not ok then
@@ -92,12 +166,19 @@ function _M.balance()
     end
 end
 
-local function last_ms(value)
+local function last_item(value)
     if value == nil or value == "" then
+        return nil
+    end
+    return value:match("([^%s,]+)%s*$")
+end
+
+local function ms(value)
+    local n = tonumber(value or "")
+    if n == nil then
         return 0
     end
-    local last = value:match("([%d%.]+)%s*$")
-    return math.floor((tonumber(last) or 0) * 1000 + 0.5)
+    return math.floor(n * 1000 + 0.5)
 end
 
 local function total_ms(value)
@@ -121,34 +202,63 @@ local function escape(value)
     end))
 end
 
-function _M.log()
-    local var = ngx.var
-    var.paas_path = escape(var.request_uri)
-    local xff = var.http_x_forwarded_for
-    var.paas_fwd = escape(xff and xff .. ", " .. var.remote_addr or var.remote_addr)
-    var.paas_dyno = (var.upstream_addr or "-"):match("([^%s,]+)%s*$") or "-"
-    local connect = last_ms(var.upstream_connect_time)
-    var.paas_connect = connect .. "ms"
-    var.paas_service = math.max(total_ms(var.upstream_response_time) - connect, 0) .. "ms"
-    if var.paas_at == "info" and ngx.ctx.peers and var.upstream_status ~= nil
-        and var.upstream_status:match("50[24]$") and tonumber(var.status) == 503 then
-        var.paas_at = 'error code=H10 desc="App crashed"'
+local function dyno_of(route, addr)
+    if route == nil or addr == nil then
+        return "-"
     end
+    for word in route:gmatch("%S+") do
+        local a, dyno = word:match("^(.-)/(.+)$")
+        if a == addr then
+            return dyno
+        end
+    end
+    return addr
 end
 
+function _M.log()
+    local var = ngx.var
+    if var.paas_app == "" then
+        local value = lookup(var.host)
+        var.paas_app = value and value:match("^%S+") or "-"
+    end
+    var.paas_path = escape(var.request_uri)
+    var.paas_host = escape(var.host)
+    local xff = var.http_x_forwarded_for
+    var.paas_fwd = escape(xff and xff .. ", " .. var.remote_addr or var.remote_addr)
+    local addr = last_item(var.upstream_addr)
+    var.paas_dyno = addr and dyno_of(var.paas_route, addr) or "-"
+    local connect = ms(last_item(var.upstream_connect_time))
+    var.paas_connect = connect .. "ms"
+    var.paas_service = math.max(total_ms(var.upstream_response_time) - connect, 0) .. "ms"
+end
+
+-- error_page target for 502/504 from the upstream: which Heroku error was it?
 function _M.app_error()
-    ngx.status = 503
+    local var = ngx.var
+    local status = last_item(var.upstream_status)
+    local connected = last_item(var.upstream_connect_time)
+    local code
+    if connected == nil or connected == "-" then
+        code = "H10"
+    elseif status == "504" then
+        code = "H12"
+    else
+        code = "H13"
+    end
+    return send_page(503, code)
+end
+
+function _M.too_large()
+    ngx.var.paas_at = 'error desc="Request body too large"'
+    ngx.status = 413
     ngx.header["Content-Type"] = "text/html; charset=utf-8"
-    ngx.header["Cache-Control"] = "no-cache, no-store"
-    ngx.print([[<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Application error</title></head>
-<body><h1>Application error</h1>
-<p>An error occurred in the application and your page could not be served.</p></body></html>
-]])
+    ngx.print(PAGES.TOOBIG)
     return ngx.exit(ngx.HTTP_OK)
 end
 
--- Control endpoint: "host peer peer ...\n" lines.
+-- Control endpoint: "host app mode ip:port/dyno ...\n" lines replace the whole table.
+
+local MODES = {up = true, idle = true, crashed = true, maintenance = true}
 
 local function parse_table(body)
     local table_ = {}
@@ -156,10 +266,13 @@ local function parse_table(body)
         local words = split(line)
         if #words > 0 then
             local host = words[1]:lower()
-            if not host:match("^[%w%.%-_]+$") then
+            if not host:match("^[%w%.%-_%*]+$") then
                 return nil, "bad host: " .. words[1]
             end
-            for i = 2, #words do
+            if #words < 3 or not words[2]:match("^[%w%-]+$") or not MODES[words[3]] then
+                return nil, "bad route for " .. host .. ": want host app mode peers..."
+            end
+            for i = 4, #words do
                 if not parse_peer(words[i]) then
                     return nil, "bad peer for " .. host .. ": " .. words[i]
                 end
@@ -184,8 +297,8 @@ local function put_routes()
         ngx.say(err)
         return
     end
-    for host, peers in pairs(new) do
-        local ok, set_err = routes:safe_set(host, peers)
+    for host, value in pairs(new) do
+        local ok, set_err = routes:safe_set(host, value)
         if not ok then
             ngx.status = 507
             ngx.say("cannot store route for ", host, ": ", set_err)
@@ -195,7 +308,6 @@ local function put_routes()
     for _, host in ipairs(routes:get_keys(0)) do
         if new[host] == nil then
             routes:delete(host)
-            rr:delete(host)
         end
     end
     ngx.status = 204
@@ -206,9 +318,9 @@ local function get_routes()
     table.sort(keys)
     local lines = {}
     for _, host in ipairs(keys) do
-        local peers = routes:get(host)
-        if peers ~= nil then
-            lines[#lines + 1] = host .. (peers == "" and "" or " " .. peers) .. "\n"
+        local value = routes:get(host)
+        if value ~= nil then
+            lines[#lines + 1] = host .. " " .. value .. "\n"
         end
     end
     ngx.header["Content-Type"] = "text/plain; charset=utf-8"

@@ -45,6 +45,7 @@ def test_push_builds_and_serves_a_flask_app_through_the_router(platform: Platfor
     assert platform.get("hello").text == "Hello again from paas\n"
     releases = json.loads(platform.paas("releases", "-a", "hello", "--json").stdout)
     assert [(r["version"], r["current"]) for r in releases] == [(2, True), (1, False)]
+    assert {r["created_by"] for r in releases} == {"admin@localhost"}
 
 
 def test_a_failed_build_rejects_the_push_and_the_old_release_keeps_serving(

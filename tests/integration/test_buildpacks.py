@@ -100,7 +100,7 @@ def test_flask_app_builds_a_venv_layer_and_an_app_layer(
     assert result.env["PATH"] == "/app/.layers/python/venv/bin:/usr/local/bin:/usr/bin:/bin"
     assert result.env["VIRTUAL_ENV"] == "/app/.layers/python/venv"
     text = "\n".join(log)
-    assert "-----> Installing requirements with pip" in text
+    assert "-----> Installing dependencies from requirements.txt with pip" in text
     assert "-----> Layers" in log
     assert any(line.startswith("       python/venv") and line.endswith("new") for line in log)
     with tarfile.open(env.store.blob_path(by_name(result)["python/venv"])) as tar:
@@ -109,7 +109,8 @@ def test_flask_app_builds_a_venv_layer_and_an_app_layer(
         name.startswith(".layers/python/venv/lib/python3") and "/flask/" in name for name in names
     )
     with tarfile.open(env.store.blob_path(by_name(result)["app"])) as tar:
-        assert sorted(tar.getnames()) == ["Procfile", "app.py", "requirements.txt", "worker.py"]
+        assert sorted(tar.getnames()) == [
+            "Procfile", "app.py", "requirements.txt", "runtime.txt", "worker.py"]
     assert (env.base / "cache" / "flask" / "python" / "pip-cache").is_dir()
 
 
@@ -149,7 +150,10 @@ def test_procfile_only_app_gets_just_the_app_layer(env: Env) -> None:
 def test_undetected_app_lists_what_buildpacks_look_for(env: Env) -> None:
     source = env.app("nothing")
     (source / "README").write_text("no code\n")
-    with pytest.raises(BuildFailed, match=r"python: a requirements.txt; procfile: a Procfile"):
+    looked_for = (
+        r"python: a requirements.txt, pyproject.toml or Pipfile.lock; .*procfile: a Procfile"
+    )
+    with pytest.raises(BuildFailed, match=looked_for):
         env.build(source, "nothing")
 
 
@@ -233,3 +237,54 @@ def test_timeout_names_the_setting(env: Env) -> None:
     with pytest.raises(BuildFailed, match=r"build timed out after 3 s \(PAAS_BUILD_TIMEOUT\)"):
         quick.build(source, "sleepy")
     assert quick.logs["sleepy"] == ["-----> Building with buildpacks: sleepy 0.0.0", "sleeping"]
+
+
+HOG_IN_A_PIPELINE = """#!/usr/bin/env bash
+# As the built-in buildpacks run pip and npm: in a pipeline, the shell reporting the failure.
+set -euo pipefail
+echo "-----> Installing"
+if ! /usr/bin/python3 -c 'chunks = [b"x" * (16 << 20) for _ in range(4096)]' 2>&1 \\
+    | sed 's/^/       /'; then
+  echo " !     the installer failed"
+  exit 1
+fi
+"""
+
+
+def test_oom_kill_inside_a_pipeline_names_the_memory_limit(env: Env) -> None:
+    source = env.app("hog-pipeline")
+    bp = source / "bp"
+    (bp / "bin").mkdir(parents=True)
+    (bp / "buildpack.toml").write_text('api = "0.10"\n[buildpack]\nid = "hog"\n')
+    (bp / "bin" / "detect").write_text("#!/usr/bin/env bash\nexit 0\n")
+    (bp / "bin" / "build").write_text(HOG_IN_A_PIPELINE)
+    for script in ("detect", "build"):
+        (bp / "bin" / script).chmod(0o755)
+    (source / "project.toml").write_text('[[build.buildpacks]]\nuri = "./bp"\n')
+    small = Env(env.base, replace(env.settings, build_memory_mb=128), env.runtime, env.store)
+    expected = (r"buildpack hog ran out of memory during build: the kernel killed a process at "
+                r"the build memory limit, and bin/build exited with status 1: builds may use "
+                r"128 MB \(PAAS_BUILD_MEMORY_MB\)")
+    with pytest.raises(BuildFailed, match=expected):
+        small.build(source, "hog")
+    assert " !     the installer failed" in small.logs["hog-pipeline"]
+
+
+def test_python_app_with_a_package_json_gets_node_first_for_its_assets(env: Env) -> None:
+    source = env.app("assets")
+    (source / "package.json").write_text(
+        '{"name": "assets", "version": "1.0.0", "private": true,\n'
+        ' "scripts": {"build": "node -e \\"require(\'fs\').writeFileSync(\'built.css\', '
+        '\'body{}\')\\""}}\n')
+    (source / "requirements.txt").write_text("# nothing to install\n")
+    (source / "Procfile").write_text("web: python -m http.server $PORT\n")
+    # No lock file: npm install (of nothing, so no registry is needed).
+    result, log = env.build(source, "assets", config_vars={"NPM_CONFIG_OFFLINE": "true"})
+    assert result.buildpacks == ["nodejs", "python"]
+    assert "-----> Installing node_modules: npm install" in log
+    assert log.index("-----> Running the build script: npm run build") < log.index(
+        "-----> Python app detected")
+    assert [layer.name for layer in result.layers] == ["nodejs/modules", "python/venv", "app"]
+    with tarfile.open(env.store.blob_path(by_name(result)["app"])) as tar:
+        assert "built.css" in tar.getnames()
+    assert result.process_types == {"web": "python -m http.server $PORT"}

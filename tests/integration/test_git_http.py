@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -26,7 +27,7 @@ from dulwich.repo import Repo
 from starlette.applications import Starlette
 
 from paas.errors import NotFound, Unauthorized
-from paas.git import PushRejected, RefUpdate, git_routes, receiver
+from paas.git import PushRejected, RefUpdate, git_routes, session
 
 TOKEN = "s3cret-token"
 MAX_PUSH_BYTES = 256 * 1024
@@ -41,6 +42,7 @@ class AppState:
     reject: str | None = None
     deploys: list[RefUpdate] = field(default_factory=list)
     finished: threading.Event = field(default_factory=threading.Event)
+    owner: int = 1
 
     def __post_init__(self) -> None:
         self.gate.set()
@@ -60,6 +62,7 @@ class FakeBackend:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.apps: dict[str, AppState] = {}
+        self.keys: dict[str, int] = {}  # SSH key fingerprint -> user id
 
     def add_app(self) -> tuple[str, AppState]:
         name = f"app-{next(_names)}"
@@ -74,6 +77,13 @@ class FakeBackend:
             raise NotFound(f"no such app: {app}")
         if password != TOKEN:
             raise Unauthorized("bad token")
+
+    def user_for_key(self, key: Any) -> int | None:
+        return self.keys.get(key.get_fingerprint("sha256"))
+
+    def authorize_user(self, app: str, user_id: int | None, write: bool) -> None:
+        if app not in self.apps or user_id != self.apps[app].owner:
+            raise NotFound(f"no app named {app!r}")
 
     def repo_path(self, app: str) -> Path:
         return self.apps[app].path
@@ -231,7 +241,7 @@ def test_push_streams_progress_then_moves_ref_and_clone_returns_it(
     app, state = server.backend.add_app()
     work = make_work(env, tmp_path, server.url(app))
     state.gate.clear()
-    monkeypatch.setattr(receiver, "KEEPALIVE_SECONDS", 0.05)  # keepalives must not upset git
+    monkeypatch.setattr(session, "KEEPALIVE_SECONDS", 0.05)  # keepalives must not upset git
 
     push = PushProcess(env, work, "paas", "main")
     push.wait_for("remote: -----> Building")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import tarfile
 from pathlib import Path
@@ -133,3 +134,54 @@ def test_unsafe_members_are_refused(store: LayerStore, members: list) -> None:
     with pytest.raises(PaasError, match="refusing"):
         store.unpacked(digest, UID)
     assert not (store.root / "unpacked" / str(UID) / digest.removeprefix("sha256:")).exists()
+
+
+def test_blobs_are_gzip_and_an_image_names_them(store: LayerStore, tmp_path: Path) -> None:
+    layer = store.put_dir(make_tree(tmp_path / "src"), "")
+    assert store.blob_path(layer.digest).read_bytes()[:2] == b"\x1f\x8b"
+    assert layer.size == store.size(layer.digest) and layer.created
+    manifest = store.write_image([layer], {"Env": []}, {"io.paas.app": "a"}, "a:b1")
+    content = store.read_json(manifest)
+    assert content["layers"] == [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                                  "digest": layer.digest, "size": layer.size}]
+    config = store.read_json(content["config"]["digest"])
+    assert config["rootfs"]["diff_ids"] == [layer.diff_id]
+    assert config["config"]["Labels"] == {"io.paas.app": "a"}
+    index = json.loads((store.root / "index.json").read_text())
+    assert [m["digest"] for m in index["manifests"]] == [manifest]
+
+
+def test_memo_skips_an_untouched_tree_and_notices_a_change(store: LayerStore,
+                                                           tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    first = store.put_dir(src, "", memo="key")
+    again = store.put_dir(src, "", memo="key")
+    assert (again.digest, again.created) == (first.digest, False)
+    (src / "app.py").write_text("print('changed')\n")
+    assert store.put_dir(src, "", memo="key").digest != first.digest
+
+
+def test_keep_filters_entries(store: LayerStore, tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    digest = store.put_dir(src, "", keep=lambda rel, _: rel.startswith("pkg")).digest
+    with tarfile.open(store.blob_path(digest)) as tar:
+        assert tar.getnames() == ["pkg", "pkg/sub", "pkg/sub/data.txt"]
+
+
+def test_gc_removes_only_old_unnamed_blobs_and_their_unpacked_copies(
+        store: LayerStore, tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    kept = store.put_dir(src, "", exclude=frozenset({"fifo", "link"}))
+    manifest = store.write_image([kept], {}, {}, "a:1")
+    gone = store.put_dir(src, "", exclude=frozenset({"fifo"}))
+    young = store.put_dir(src, "", exclude=frozenset({"fifo", "abs-link"}))
+    unpacked = store.unpacked(gone.digest, UID)
+    old = 1_000_000_000
+    for layer in (kept, gone):
+        os.utime(store.blob_path(layer.digest), (old, old))
+
+    result = store.gc({manifest}, min_age=3600)
+
+    assert result.removed == [gone.digest]
+    assert not unpacked.exists()
+    assert store.has(kept.digest) and store.has(young.digest) and store.has(manifest)

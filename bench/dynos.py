@@ -1,0 +1,130 @@
+"""Dyno figures, printed as one JSON line (root, runc):
+
+- start latency of a dyno (Runtime.start_dyno until the app's first output line), p50/p99
+  over 50 starts, beside plain `runc run` of /bin/true in a minimal bundle, and their ratio;
+- `ps:scale web=1 -> 10` on a whole platform: seconds until all 10 web dynos are up;
+- the platform's memory per idle dyno beyond the app (its monitor shell and `runc run`).
+
+Usage: PAAS_TEST_SUBNET=10.x.0.0/16 .venv/bin/python bench/dynos.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from paas.runtime import DynoSpec, Runtime, host, oci
+from paas.runtime.runc import runc_binary
+from paas.settings import Settings
+from tests.platform import Platform, app_repo, git
+
+STARTS = 50
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def plain_runc(base: Path) -> list[float]:
+    bundle = base / "plain"
+    oci.write_rootfs(bundle / "rootfs", oci.etc_files(10001, "plain", ""))
+    config = oci.config_json(oci.ContainerConfig(
+        hostname="plain", uid=10001, args=["/bin/true"], env={}, app_source=base / "layer",
+        memory_mb=256, pids_limit=64, cgroups_path="/paas-bench/plain"))
+    (bundle / "config.json").write_text(json.dumps(config))
+    runc, root = runc_binary(), str(base / "runc-plain")
+    times = []
+    for i in range(STARTS):
+        start = time.perf_counter()
+        subprocess.run([runc, "--root", root, "run", "--bundle", str(bundle), f"plain{i}"],
+                       check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    host.remove_cgroups("paas-bench")
+    return times
+
+
+def dyno_starts(base: Path, subnet: str) -> tuple[list[float], float]:
+    settings = Settings(home=base / "home", dyno_subnet=subnet)
+    runtime = Runtime(settings)
+    times, overhead = [], []
+    try:
+        for i in range(STARTS):
+            spec = DynoSpec(id=f"bench-{i}", app="bench", app_index=9, uid=10001,
+                            command=["/bin/sh", "-c", "echo ready; exec sleep 600"], env={},
+                            layers=[base / "layer"], memory_mb=256, pids_limit=64,
+                            metadata={})
+            start = time.perf_counter()
+            status = runtime.start_dyno(spec)
+            while b"ready" not in status.log_path.read_bytes():
+                time.sleep(0.001)
+            times.append(time.perf_counter() - start)
+            if i < 5:
+                overhead.append(sum(_rss_kb(pid) for pid in runtime.monitor_pids(spec.id)))
+            runtime.remove_dyno(spec.id)
+    finally:
+        runtime.teardown()
+    return times, statistics.mean(overhead) / 1024
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def scale_to_ten(base: Path) -> float:
+    platform = Platform.create(PAAS_AGENT_INTERVAL="0.2")
+    try:
+        platform.up()
+        platform.paas("apps:create", "bench")
+        repo = app_repo(base, "procfile-only")
+        git(repo, "push", platform.remote_url("bench"), "main")
+        start = time.monotonic()
+        platform.paas("ps:scale", "web=10", "-a", "bench")
+        while True:
+            dynos = json.loads(platform.paas("ps", "-a", "bench", "--json").stdout)
+            if len([d for d in dynos if d["type"] == "web" and d["state"] == "up"]) >= 10:
+                return time.monotonic() - start
+            time.sleep(0.1)
+    finally:
+        platform.down()
+
+
+def main() -> None:
+    subnet = os.environ.get("PAAS_TEST_SUBNET", "10.215.0.0/16")
+    base = Path(tempfile.mkdtemp(prefix="paas-bench-"))
+    base.chmod(0o755)
+    (base / "layer").mkdir(mode=0o755)
+    try:
+        plain = plain_runc(base)
+        dyno, overhead_mb = dyno_starts(base, subnet)
+        scale = scale_to_ten(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    print(json.dumps({
+        "dyno_start_p50_ms": round(percentile(dyno, 0.5) * 1000, 1),
+        "dyno_start_p99_ms": round(percentile(dyno, 0.99) * 1000, 1),
+        "runc_true_p50_ms": round(percentile(plain, 0.5) * 1000, 1),
+        "runc_true_p99_ms": round(percentile(plain, 0.99) * 1000, 1),
+        "start_ratio_p50": round(percentile(dyno, 0.5) / percentile(plain, 0.5), 2),
+        "scale_1_to_10_s": round(scale, 2),
+        "platform_mb_per_idle_dyno": round(overhead_mb, 2),
+    }))
+
+
+if __name__ == "__main__":
+    main()

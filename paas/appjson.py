@@ -1,0 +1,106 @@
+"""app.json, in its Heroku/Dokku form: what the platform reads of it.
+
+- `formation`: {"web": {"quantity": 2, "size": "standard"}}, defaults for new process types;
+- `scripts.dokku.predeploy` / `postdeploy`: commands run in a one-off dyno of the new release,
+  before it takes traffic / after it did;
+- `healthchecks.web`: a list (Dokku) or one object of checks {path, content, initialDelay,
+  wait, timeout, attempts}: Dokku's meaning (first attempt after initialDelay, then one each
+  `wait` seconds, each allowed `timeout` seconds, `attempts` failures fail the dyno).
+  Without it, a web dyno is healthy once it accepts connections on $PORT.
+
+Parsing gives a plain dict (it is stored in the slug) with every default filled in; bad input
+is refused with what to change."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from paas.errors import Invalid
+
+MAX_BYTES = 64 * 1024
+# Dokku's defaults for a health check.
+CHECK_DEFAULTS: dict[str, Any] = {"path": "/", "content": "", "initialDelay": 0, "wait": 5,
+                                  "timeout": 5, "attempts": 3}
+MAX_SECONDS = 600
+
+
+def parse(text: str, sizes: set[str]) -> dict[str, Any]:
+    """The platform's view of an app.json document."""
+    if len(text.encode()) > MAX_BYTES:
+        raise Invalid("app.json is over 64 KiB")
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        raise Invalid(f"app.json is not valid JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise Invalid("app.json must hold a JSON object")
+    return {
+        "formation": _formation(document.get("formation") or {}, sizes),
+        "scripts": _scripts(document.get("scripts") or {}),
+        "healthchecks": _healthchecks(document.get("healthchecks") or {}),
+    }
+
+
+def _formation(raw: Any, sizes: set[str]) -> dict[str, dict[str, Any]]:
+    if not isinstance(raw, dict):
+        raise Invalid('app.json "formation" must be an object: {"web": {"quantity": 1}}')
+    found = {}
+    for process_type, entry in raw.items():
+        if not isinstance(entry, dict):
+            raise Invalid(f'app.json formation.{process_type} must be an object')
+        quantity = entry.get("quantity", 1)
+        if not isinstance(quantity, int) or not 0 <= quantity <= 100:
+            raise Invalid(f"app.json formation.{process_type}.quantity must be 0 to 100")
+        size = str(entry.get("size", "basic")).lower()
+        if size not in sizes:
+            raise Invalid(f"app.json formation.{process_type}.size {size!r} is not one of: "
+                          f"{', '.join(sorted(sizes))}")
+        found[str(process_type)] = {"quantity": quantity, "size": size}
+    return found
+
+
+def _scripts(raw: Any) -> dict[str, str]:
+    dokku = raw.get("dokku") if isinstance(raw, dict) else None
+    if dokku is None:
+        return {}
+    if not isinstance(dokku, dict):
+        raise Invalid('app.json "scripts.dokku" must be an object')
+    found = {}
+    for name in ("predeploy", "postdeploy"):
+        command = dokku.get(name)
+        if command is None:
+            continue
+        if not isinstance(command, str) or not command.strip():
+            raise Invalid(f"app.json scripts.dokku.{name} must be a command line (a string)")
+        found[name] = command
+    return found
+
+
+def _healthchecks(raw: Any) -> dict[str, list[dict[str, Any]]]:
+    if not isinstance(raw, dict):
+        raise Invalid('app.json "healthchecks" must be an object: {"web": [{"path": "/"}]}')
+    found = {}
+    for process_type, checks in raw.items():
+        listed = checks if isinstance(checks, list) else [checks]
+        found[str(process_type)] = [_check(process_type, check) for check in listed]
+    return found
+
+
+def _check(process_type: str, raw: Any) -> dict[str, Any]:
+    where = f"app.json healthchecks.{process_type}"
+    if not isinstance(raw, dict):
+        raise Invalid(f"{where} must be a list of objects like {{\"path\": \"/health\"}}")
+    check = {**CHECK_DEFAULTS, **{k: raw[k] for k in CHECK_DEFAULTS if k in raw}}
+    if not isinstance(check["path"], str) or not check["path"].startswith("/"):
+        raise Invalid(f"{where}: path must start with / (got {check['path']!r})")
+    if not isinstance(check["content"], str):
+        raise Invalid(f"{where}: content must be a string")
+    for name in ("initialDelay", "wait", "timeout", "attempts"):
+        value = check[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                0 <= value <= MAX_SECONDS):
+            raise Invalid(f"{where}: {name} must be a number from 0 to {MAX_SECONDS}")
+    check["attempts"] = max(1, int(check["attempts"]))
+    check["type"] = str(raw.get("type", "startup"))
+    return check

@@ -1,0 +1,71 @@
+"""Build containers and workspaces left behind by a build worker that died (SIGKILL, OOM,
+host trouble). A build container is run by `runc run` in the foreground, a child of the
+worker process that builds; when that process dies, `runc run` is handed to PID 1 and the
+container would run on. The worker removes such orphans when it starts and before each build."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from paas.runtime import Runtime
+from paas.settings import Settings
+
+BUILD_PREFIX = "build-"
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _runners(ids: set[str]) -> dict[str, int]:
+    """Container id -> pid of the `runc ... run ... <id>` process that runs it."""
+    found: dict[str, int] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        args = [a.decode(errors="replace") for a in argv if a]
+        if len(args) > 2 and args[0].endswith("runc") and "run" in args and args[-1] in ids:
+            found[args[-1]] = int(proc.name)
+    return found
+
+
+def orphan_builds(runtime: Runtime) -> list[str]:
+    """Build containers whose runner is gone or was orphaned (its parent is PID 1)."""
+    ids = {cid for cid in runtime.runc.states() if cid.startswith(BUILD_PREFIX)}
+    runners = _runners(ids)
+    return sorted(cid for cid in ids
+                  if cid not in runners or _ppid(runners[cid]) in (None, 0, 1))
+
+
+def remove_orphans(settings: Settings, log: Callable[[str], None] = lambda _line: None) -> int:
+    runtime = Runtime(settings)
+    orphans = orphan_builds(runtime)
+    for container_id in orphans:
+        log(f"removing build container {container_id}: its worker is gone")
+        runtime._remove_build(container_id)  # the Runtime's own cleanup of a build container
+    _remove_stale_workspaces(settings)
+    return len(orphans)
+
+
+def _remove_stale_workspaces(settings: Settings) -> None:
+    """A build never lives longer than its time limit: older workspaces are a dead worker's."""
+    if not settings.builds_dir.is_dir():
+        return
+    oldest = time.time() - settings.build_timeout - 180
+    for path in settings.builds_dir.iterdir():
+        try:
+            if path.is_dir() and path.stat().st_mtime < oldest:
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue

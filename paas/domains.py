@@ -1,0 +1,85 @@
+"""Custom domains: hostnames (or `*.example.com` wildcards) routed to one app each."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from paas.errors import Conflict, Invalid, NotFound
+from paas.models import App, Domain
+
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def normalize(hostname: str, platform_domain: str) -> str:
+    """The hostname in canonical form (lowercase, no trailing dot), or Invalid saying why."""
+    name = hostname.strip().lower().rstrip(".")
+    labels = name.split(".")
+    wildcard = labels[0] == "*"
+    rest = labels[1:] if wildcard else labels
+    if (
+        not name
+        or len(name) > 253
+        or len(rest) < 2
+        or not all(_LABEL.fullmatch(label) for label in rest)
+        or rest[-1].isdigit()
+    ):
+        raise Invalid(
+            f"{hostname!r} is not a valid domain name: use a hostname such as www.example.com, "
+            "or a wildcard such as *.example.com"
+        )
+    suffix = f".{platform_domain.lower()}"
+    if name == platform_domain.lower() or name.endswith(suffix):
+        raise Invalid(f"{name} is under the platform's own domain {platform_domain}: every app "
+                      f"is already served at <app>{suffix}")
+    return name
+
+
+def covers(pattern: str, hostname: str) -> bool:
+    """True when `pattern` (a hostname or a `*.` wildcard) matches `hostname`, as nginx and
+    the router do: a wildcard matches any depth of subdomain."""
+    if pattern.startswith("*."):
+        return hostname.endswith(pattern[1:]) and hostname != pattern[2:]
+    return pattern == hostname
+
+
+def for_app(db: Session, app: App) -> list[Domain]:
+    return list(db.scalars(select(Domain).where(Domain.app_id == app.id)
+                           .order_by(Domain.hostname)))
+
+
+def all_domains(db: Session) -> list[Domain]:
+    return list(db.scalars(select(Domain).order_by(Domain.hostname)))
+
+
+def add(db: Session, app: App, hostname: str, platform_domain: str) -> Domain:
+    name = normalize(hostname, platform_domain)
+    existing = db.scalar(select(Domain).where(Domain.hostname == name))
+    if existing is not None:
+        if existing.app_id == app.id:
+            raise Conflict(f"{name} is already a domain of {app.name}")
+        raise Conflict(f"{name} is already in use by another app: a domain belongs to one app")
+    domain = Domain(app_id=app.id, hostname=name)
+    db.add(domain)
+    db.flush()
+    return domain
+
+
+def remove(db: Session, app: App, hostname: str) -> Domain:
+    name = hostname.strip().lower().rstrip(".")
+    domain = db.scalar(select(Domain).where(Domain.hostname == name,
+                                            Domain.app_id == app.id))
+    if domain is None:
+        raise NotFound(f"{hostname!r} is not a domain of {app.name}: `paas domains -a "
+                       f"{app.name}` lists them")
+    db.delete(domain)
+    db.flush()
+    return domain
+
+
+def to_dict(domain: Domain) -> dict[str, Any]:
+    kind = "wildcard" if domain.hostname.startswith("*.") else "custom"
+    return {"hostname": domain.hostname, "kind": kind, "created_at": domain.created_at}

@@ -1,0 +1,112 @@
+"""The reaper: fails builds whose worker died. A building build's worker refreshes the build's
+lease in Redis (`paas/build/lease.py`); the broker would redeliver a dead worker's task only
+after its visibility timeout (longer than the build time limit), so the API watches the leases
+and fails a build whose lease stayed gone for a whole lease lifetime. The pusher hears it as a
+rejected push, and the app keeps serving its current release."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import redis
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from paas import builds
+from paas.api.context import Context
+from paas.build import lease
+from paas.errors import PaasError
+from paas.models import Build, BuildStatus, now
+
+log = logging.getLogger("paas.reaper")
+
+Lifespan = Callable[[Any], contextlib.AbstractAsyncContextManager[None]]
+
+
+def lost_message(seconds: float) -> str:
+    return (f"the build worker stopped answering (no heartbeat for {seconds:g} s); "
+            "the app keeps its current release: push again to retry")
+
+
+class Reaper:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.interval = ctx.settings.build_heartbeat
+        self.ttl = lease.ttl(self.interval)
+        # build id -> when its lease was first seen gone
+        self.suspects: dict[str, float] = {}
+
+    def sweep(self) -> list[str]:
+        """One look at the building builds; returns the ids it failed."""
+        with self.ctx.read() as db:
+            query = select(Build.id, Build.started_at).where(
+                Build.status == BuildStatus.BUILDING)
+            building = list(db.execute(query))
+        try:
+            gone = {build_id for build_id, started in building
+                    if now() - (started or 0) > self.ttl
+                    and not self.ctx.redis.exists(lease.lease_key(build_id))}
+        except redis.RedisError:
+            return []  # without the leases, nothing can be judged: wait for Redis
+        moment = now()
+        self.suspects = {b: self.suspects.get(b, moment) for b in gone}
+        dead = [b for b, since in self.suspects.items() if moment - since >= self.ttl]
+        return [b for b in dead if self._fail(b)]
+
+    def _fail(self, build_id: str) -> bool:
+        message = lost_message(self.ttl * 2)
+
+        def work(db, events) -> bool:  # type: ignore[no-untyped-def]
+            build = builds.get(db, build_id)
+            if build.status != BuildStatus.BUILDING:
+                return False
+            builds.fail(db, build, message, events)
+            return True
+
+        try:
+            failed = self.ctx.write(work)
+        except (PaasError, redis.RedisError) as error:
+            log.warning("reaper: could not fail build %s: %s", build_id, error)
+            return False
+        self.suspects.pop(build_id, None)
+        if failed:
+            log.warning("reaper: build %s failed: %s", build_id, message)
+        return failed
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await run_in_threadpool(self.sweep)
+            except Exception:  # the reaper must outlive any one bad sweep
+                log.exception("reaper: sweep failed")
+
+
+def reaper_lifespan(ctx: Context) -> Lifespan:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        task = asyncio.create_task(Reaper(ctx).run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return lifespan
+
+
+def chain(*lifespans: Lifespan) -> Lifespan:
+    """One Starlette lifespan that enters `lifespans` in order and leaves them in reverse."""
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            for each in lifespans:
+                await stack.enter_async_context(each(app))
+            yield
+
+    return lifespan
