@@ -84,7 +84,7 @@ def _desired_oneoffs(db: Session, app: App, port: int) -> list[dict]:
         size = formation.SIZES.get(oneoff.size, formation.SIZES["basic"])
         dyno = _dyno(app, oneoff.release, oneoff.type, oneoff.number, oneoff.command, size, port)
         dyno["env"].update(oneoff.env)
-        dyno.update(oneoff=True, attach=oneoff.attach,
+        dyno.update(oneoff=True, attach=oneoff.attach, tty=oneoff.attach and oneoff.tty,
                     build_id=oneoff.release.build_id if oneoff.type == "release" else None)
         wanted.append(dyno)
     return wanted
@@ -194,14 +194,15 @@ def start_failed(db: Session, app_name: str, process_type: str, number: int,
 
 
 def create_oneoff(db: Session, app: App, release: Release, command: str, *,
-                  process_type: str = "run", attach: bool = False, size: str = "basic",
-                  env: dict[str, str] | None = None) -> OneOff:
+                  process_type: str = "run", attach: bool = False, tty: bool = False,
+                  size: str = "basic", env: dict[str, str] | None = None) -> OneOff:
     if not command.strip():
         raise Invalid("give a command to run: paas run -a APP -- CMD ARGS")
     number = (db.scalar(select(func.max(OneOff.number)).where(
         OneOff.app_id == app.id, OneOff.type == process_type)) or 0) + 1
     oneoff = OneOff(app_id=app.id, release_id=release.id, type=process_type, number=number,
-                    command=command, attach=attach, size=formation.size_of(size).name,
+                    command=command, attach=attach, tty=attach and tty,
+                    size=formation.size_of(size).name,
                     env=env or {}, state=OneOffState.REQUESTED)
     db.add(oneoff)
     db.flush()
@@ -209,12 +210,12 @@ def create_oneoff(db: Session, app: App, release: Release, command: str, *,
 
 
 def run(db: Session, app: App, command: str, *, attach: bool, size: str,
-        env: dict[str, str]) -> OneOff:
-    """`paas run`: a one-off dyno of the current release."""
+        env: dict[str, str], tty: bool = False) -> OneOff:
+    """`paas run`: a one-off dyno of the current release; `tty`: attached with a terminal."""
     release = releases.current(db, app)
     if release is None:
         raise Invalid(f"{app.name} has no release yet: push code first (git push paas main)")
-    return create_oneoff(db, app, release, command, attach=attach, size=size, env=env)
+    return create_oneoff(db, app, release, command, attach=attach, tty=tty, size=size, env=env)
 
 
 def get_oneoff(db: Session, app: App, name: str) -> OneOff:
@@ -251,6 +252,7 @@ def oneoff_to_dict(oneoff: OneOff) -> dict[str, Any]:
         "exit_code": oneoff.exit_code,
         "output_tail": oneoff.output_tail,
         "attach": oneoff.attach,
+        "tty": oneoff.tty,
         "size": oneoff.size,
         "release": oneoff.release.version,
     }

@@ -246,6 +246,7 @@ class OneOff(Base):
     number: Mapped[int] = mapped_column(Integer)
     command: Mapped[str] = mapped_column(Text)
     attach: Mapped[bool] = mapped_column(default=False)
+    tty: Mapped[bool] = mapped_column(default=False)  # attached with a terminal
     size: Mapped[str] = mapped_column(String(32), default="basic")
     env: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     state: Mapped[str] = mapped_column(String(16), default=OneOffState.REQUESTED)

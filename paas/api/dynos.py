@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import redis
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from paas import apps, dynos, formation, logs, releases
+from paas import apps, auth, dynos, formation, logs, releases, terminals
 from paas.api.apps import app_of, route
 from paas.api.context import Context
 from paas.api.handlers import Call
-from paas.errors import Invalid
+from paas.errors import Invalid, PaasError
 from paas.models import OneOffState
 
 MAX_GRACE = 3600
@@ -67,7 +71,7 @@ def run_oneoff(call: Call) -> dict[str, Any]:
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
         raise Invalid('"env" must map names to strings')
     oneoff = dynos.run(call.db, app, command, attach=bool(body.get("attach")),
-                       size=str(body.get("size") or "basic"), env=env)
+                       tty=bool(body.get("tty")), size=str(body.get("size") or "basic"), env=env)
     call.events.app_log(app.name, "paas[api]", f"Starting process with command `{command}` "
                         f"by user {call.user.email} as {oneoff.type}.{oneoff.number}")
     return dynos.oneoff_to_dict(oneoff)
@@ -83,14 +87,6 @@ def attach(call: Call) -> StreamingResponse:
     oneoff = dynos.get_oneoff(call.db, app, call.params["name"])
     name = f"{oneoff.type}.{oneoff.number}"
     ctx, app_name = call.ctx, app.name
-
-    def outcome() -> dict[str, Any] | None:
-        with ctx.read() as db:
-            found = dynos.get_oneoff(db, apps.by_name(db, app_name), name)
-            if found.state != OneOffState.EXITED:
-                return None
-            return dynos.oneoff_to_dict(found)
-
     async def stream() -> AsyncIterator[bytes]:
         quiet = 0
         async for entry in logs.follow(ctx.aredis, logs.run_stream(app_name, name)):
@@ -102,7 +98,7 @@ def attach(call: Call) -> StreamingResponse:
                 yield (json.dumps({"exit_code": code}) + "\n").encode()
                 return
             yield b"\n"  # a heartbeat: the client's connection stays open
-            done = await run_in_threadpool(outcome)
+            done = await run_in_threadpool(_exited, ctx, app_name, name)
             quiet = quiet + 1 if done else 0
             if done and quiet > 2:  # exited, and the agent wrote no end marker: it failed
                 yield (json.dumps({"line": done["output_tail"]}) + "\n").encode()
@@ -110,6 +106,88 @@ def attach(call: Call) -> StreamingResponse:
                 return
 
     return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+
+def _exited(ctx: Context, app_name: str, name: str) -> dict[str, Any] | None:
+    """The one-off as the database knows it, once it has exited."""
+    with ctx.read() as db:
+        found = dynos.get_oneoff(db, apps.by_name(db, app_name), name)
+        return dynos.oneoff_to_dict(found) if found.state == OneOffState.EXITED else None
+
+
+def _terminal_oneoff(ctx: Context, token: str | None, app_name: str, name: str) -> None:
+    with ctx.read() as db:
+        app = apps.get(db, app_name, auth.token_row(db, token).user)
+        if not dynos.get_oneoff(db, app, name).tty:
+            raise Invalid(f"{name} has no terminal: read its output with GET (NDJSON)")
+
+
+async def terminal(websocket: WebSocket) -> None:
+    """The WebSocket at .../attach: a one-off's terminal (protocol in paas/terminals.py)."""
+    ctx: Context = websocket.app.state.ctx
+    app_name, name = websocket.path_params["app"], websocket.path_params["name"]
+    scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
+    await websocket.accept()
+    try:
+        await run_in_threadpool(_terminal_oneoff, ctx, token.strip() if scheme.lower() ==
+                                "bearer" else None, app_name, name)
+    except PaasError as error:
+        await websocket.send_json({"error": error.message})
+        await websocket.close(4000 + error.status)
+        return
+    keys = terminals.input_stream(app_name, name)
+    await ctx.aredis.xadd(keys, terminals.ATTACHED_ENTRY)
+    output = asyncio.create_task(_relay_output(websocket, ctx, app_name, name))
+    typing = asyncio.create_task(_relay_input(websocket, ctx, keys))
+    done, pending = await asyncio.wait({output, typing}, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    if typing in done:  # the user went away first: the terminal hangs up
+        await ctx.aredis.xadd(keys, terminals.HANGUP_ENTRY)
+        return
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+        await websocket.close()
+
+
+async def _relay_output(websocket: WebSocket, ctx: Context, app_name: str, name: str) -> None:
+    stream, last, quiet = logs.run_stream(app_name, name), "0", 0
+    while True:
+        try:
+            batch = await ctx.aredis.xread({stream: last}, block=1000, count=200)
+        except redis.RedisError:  # Redis restarting
+            await asyncio.sleep(1)
+            continue
+        if not batch:
+            done = await run_in_threadpool(_exited, ctx, app_name, name)
+            quiet = quiet + 1 if done else 0
+            if done and quiet > 2:  # exited, and the agent wrote no end marker: it failed
+                await websocket.send_bytes((done["output_tail"] + "\r\n").encode())
+                await websocket.send_json({"exit_code": done["exit_code"]})
+                return
+            continue
+        for entry_id, fields in batch[0][1]:
+            last = entry_id
+            ended, code = terminals.entry_end(fields)
+            if ended:
+                await websocket.send_json({"exit_code": code})
+                return
+            data = terminals.entry_bytes(fields)
+            if data:
+                await websocket.send_bytes(data)
+
+
+async def _relay_input(websocket: WebSocket, ctx: Context, keys: str) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("bytes"):
+            entry = terminals.keys_entry(message["bytes"])
+        else:
+            entry = terminals.resize_entry(message.get("text") or "")
+        if entry:
+            await ctx.aredis.xadd(keys, entry, maxlen=10000, approximate=True)
+            await ctx.aredis.expire(keys, terminals.INPUT_TTL)
 
 
 def restart(call: Call) -> dict[str, Any]:
@@ -163,7 +241,7 @@ def show_logs(call: Call) -> list[dict[str, str]]:
     return logs.recent_filtered(call.ctx.redis, app.name, count, wanted)
 
 
-def routes(ctx: Context) -> list[Route]:
+def routes(ctx: Context) -> list[BaseRoute]:
     return [
         route(ctx, "/v1/apps/{app}/formation", show_formation, ["GET"]),
         route(ctx, "/v1/apps/{app}/formation", update_formation, ["PATCH"], write=True),
@@ -172,6 +250,7 @@ def routes(ctx: Context) -> list[Route]:
         route(ctx, "/v1/apps/{app}/dynos/restart", restart, ["POST"], write=True),
         route(ctx, "/v1/apps/{app}/dynos/{name}", show_oneoff, ["GET"]),
         route(ctx, "/v1/apps/{app}/dynos/{name}/attach", attach, ["GET"]),
+        WebSocketRoute("/v1/apps/{app}/dynos/{name}/attach", terminal),
         route(ctx, "/v1/apps/{app}/dynos/{name}/stop", stop, ["POST"], write=True),
         route(ctx, "/v1/apps/{app}/ps-settings", show_settings, ["GET"]),
         route(ctx, "/v1/apps/{app}/ps-settings", update_settings, ["PATCH"], write=True),

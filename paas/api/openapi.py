@@ -61,7 +61,9 @@ SUMMARIES: dict[tuple[str, str], str] = {
     ("POST", "/v1/apps/{app}/dynos/restart"): 'Restart dynos: {"target": null | TYPE | '
                                               "TYPE.N}",
     ("GET", "/v1/apps/{app}/dynos/{name}"): "One dyno",
-    ("GET", "/v1/apps/{app}/dynos/{name}/attach"): "An attached one-off's output as NDJSON",
+    ("GET", "/v1/apps/{app}/dynos/{name}/attach"): "An attached one-off's output as NDJSON; "
+                                                   "as a WebSocket, a terminal one-off's "
+                                                   "terminal (paas/terminals.py)",
     ("POST", "/v1/apps/{app}/dynos/{name}/stop"): "Stop a dyno",
     ("GET", "/v1/apps/{app}/ps-settings"): "The app's dyno settings",
     ("PATCH", "/v1/apps/{app}/ps-settings"): "Change the app's dyno settings",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import sys
@@ -12,7 +13,7 @@ from typing import Any
 import click
 import httpx
 
-from paas.cli import connection
+from paas.cli import connection, terminal
 from paas.cli.main import app_option, cli, json_option
 from paas.cli.output import emit_json, table
 from paas.client import ApiClient
@@ -134,14 +135,19 @@ def run(command: tuple[str, ...], app: str, detach: bool, size: str, env: tuple[
             raise Invalid(f"{pair!r} is not KEY=VALUE")
         extra[match.group(1)] = match.group(2)
     api = connection.client()
+    with_tty = not detach and terminal.has_terminal()
+    if with_tty and os.environ.get("TERM"):
+        extra.setdefault("TERM", os.environ["TERM"])
     oneoff = api.post(f"/v1/apps/{app}/dynos", {"command": line, "attach": not detach,
-                                                 "size": size, "env": extra})
+                                                 "tty": with_tty, "size": size, "env": extra})
     name = oneoff["name"]
     if detach:
         click.echo(f"Running `{line}` on {app}... up, {name}")
         click.echo(f"Run `paas logs -a {app} --ps {name}` to see its output.")
         return
     click.echo(f"Running `{line}` on {app}... up, {name}", err=True)
+    if with_tty:
+        sys.exit(terminal.attach(api.base_url, connection.token(), app, name))
     sys.exit(_attach(api, app, name))
 
 

@@ -50,5 +50,6 @@ def routes(ctx: Context) -> list[BaseRoute]:
         Route(f"{app}/metrics", v(views.metrics_page), methods=["GET"]),
         Mount("/static", StaticFiles(directory=Path(__file__).parent / "static"),
               name="dashboard-static"),
+        Route("/{path:path}", v(views.no_such_page), methods=["GET"]),
     ]
     return [Route("/", home), Route(PREFIX, home), Mount(PREFIX, routes=pages)]

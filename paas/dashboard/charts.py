@@ -35,7 +35,7 @@ def per_minute(series: list[dict], label: str) -> Markup:
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-label="{escape(label)}: {total} requests, {errors} with a 5xx status, '
-        f'over the last {len(series)} minutes" preserveAspectRatio="none">',
+        f'over the last {len(series)} minutes">',
         _axis(top, plot_h),
     ]
     for i, point in enumerate(series):

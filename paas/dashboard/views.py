@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from paas import apps, auth, builds, dynos, releases
+from paas import apps, auth, builds, dynos
 from paas.api import apps as apps_api
 from paas.api import config as config_api
 from paas.api import domains as domains_api
@@ -21,11 +22,11 @@ from paas.dashboard import charts, present
 from paas.dashboard.calls import call
 from paas.dashboard.sessions import SIGN_IN_DESCRIPTION, sign_in
 from paas.dashboard.web import PREFIX, Page, safe_next
-from paas.errors import Forbidden, Invalid, PaasError
+from paas.errors import Forbidden, Invalid, NotFound, PaasError
 from paas.events import Events
 from paas.formation import SIZES
 from paas.logs import BufferedEvents, build_key
-from paas.models import Token
+from paas.models import Build, Dyno, Release, Token
 
 TABS = (("", "Overview"), ("/builds", "Builds"), ("/releases", "Releases"),
         ("/config", "Config vars"), ("/logs", "Logs"), ("/metrics", "Metrics"))
@@ -88,23 +89,32 @@ async def logout(page: Page) -> Response:
 # --- apps --------------------------------------------------------------------------------
 
 def _summaries(c: Call) -> list[dict[str, Any]]:
-    rows = []
-    for info, app in zip(apps_api.list_apps(c), _visible(c), strict=True):
-        found = [dynos.to_dict(d) for d in dynos.for_app(c.db, app)]
-        latest = next(iter(builds.for_app(c.db, app)), None)
-        info["dynos"] = found
+    """The apps list: the API's list plus each app's dynos and latest build, read in a few
+    queries for all apps (not a few per app)."""
+    listed = apps_api.list_apps(c)
+    by_name = {app.name: app for app in apps.visible(c.db, c.user)}
+    ids = [app.id for app in by_name.values()]
+    found: dict[int, list[dict[str, Any]]] = {}
+    for d in c.db.scalars(select(Dyno).where(Dyno.app_id.in_(ids))
+                          .order_by(Dyno.type, Dyno.index)):
+        found.setdefault(d.app_id, []).append(dynos.to_dict(d))
+    latest: dict[int, Build] = {}
+    for b in c.db.scalars(select(Build).where(Build.app_id.in_(ids))
+                          .order_by(Build.created_at)):
+        latest[b.app_id] = b
+    deployed = {r.app_id: r.created_at for r in c.db.scalars(
+        select(Release).where(Release.id.in_([a.current_release_id for a in by_name.values()
+                                              if a.current_release_id])))}
+    for info in listed:
+        app = by_name[info["name"]]
+        build = latest.get(app.id)
+        info["dynos"] = found.get(app.id, [])
         info["maintenance"] = app.maintenance
-        info["latest_build"] = builds.to_dict(latest) if latest else None
-        current = releases.current(c.db, app)
-        info["last_deploy"] = current.created_at if current else None
-        info["state"] = present.app_state(app.maintenance, info["current_release"], found,
-                                          latest.status if latest else None)
-        rows.append(info)
-    return rows
-
-
-def _visible(c: Call) -> list[Any]:
-    return apps.visible(c.db, c.user)
+        info["latest_build"] = builds.to_dict(build) if build else None
+        info["last_deploy"] = deployed.get(app.id)
+        info["state"] = present.app_state(app.maintenance, info["current_release"],
+                                          info["dynos"], build.status if build else None)
+    return listed
 
 
 async def apps_page(page: Page) -> Response:
@@ -149,6 +159,7 @@ async def overview(page: Page) -> Response:
     s = page.ctx.settings
     ssh_host = s.ssh_host or page.request.url.hostname or s.api_host
     return page.render("overview.html", app=info, tab="", tabs=TABS, sizes=list(SIZES.values()),
+                       oneoff_types=dynos.ONEOFF_TYPES,
                        ssh_url=present.ssh_remote(ssh_host, s.ssh_port, app),
                        git_url=_git_url(page, app))
 
@@ -351,3 +362,7 @@ async def metrics_page(page: Page) -> Response:
         memory_chart=charts.hbars(memory, "Memory in use per process type", " MB"),
         limits={r["type"]: SIZES[r["size"]].memory_mb * r["quantity"]
                 for r in data["formation"] if r["size"] in SIZES})
+
+
+async def no_such_page(page: Page) -> Response:
+    raise NotFound(f"there is no page {page.request.url.path[:100]}: start from your apps")

@@ -25,6 +25,7 @@ from typing import Any
 
 import redis
 
+from paas import terminals
 from paas.client import ApiClient
 from paas.errors import PaasError
 from paas.logs import RedisEvents, run_stream
@@ -51,8 +52,29 @@ def dyno_name(key: Key) -> str:
 
 @dataclass
 class Crash:
+    """A formation dyno's crashes since its release or its last restart (the generation)."""
+
     count: int = 0
     last: float = 0.0
+    generation: str = ""
+
+
+def load_crashes(path: Path) -> dict[Key, Crash]:
+    try:
+        rows = json.loads(path.read_text())
+        return {(r["app"], int(r["release"]), r["type"], int(r["index"])):
+                Crash(int(r["count"]), float(r["last"]), str(r["generation"])) for r in rows}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def save_crashes(path: Path, crashes: dict[Key, Crash]) -> None:
+    rows = [{"app": k[0], "release": k[1], "type": k[2], "index": k[3], **asdict(c)}
+            for k, c in sorted(crashes.items())]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows))
+    tmp.replace(path)
 
 
 @dataclass
@@ -78,8 +100,8 @@ class Agent:
     api: ApiClient
     events: RedisEvents
     notes: dict[str, Notes] = field(default_factory=dict)
+    # Kept on disk too: a restarted agent goes on counting (and backing off) where it was.
     crashes: dict[Key, Crash] = field(default_factory=dict)
-    generations: dict[Key, str] = field(default_factory=dict)
     stopping: set[str] = field(default_factory=set)
     checks: dict[str, Future[str]] = field(default_factory=dict)
     failed_oneoffs: list[dict[str, Any]] = field(default_factory=list)
@@ -87,12 +109,16 @@ class Agent:
     pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def __post_init__(self) -> None:
+        self.crashes = load_crashes(self._crashes_path())
+
     # ---- the loop ----------------------------------------------------------------------
 
     def reconcile(self) -> None:
         desired = self.api.get("/v1/internal/desired")
         self.apps = desired.get("apps", {})
         wanted = {self._key(d): d for d in desired["dynos"]}
+        self._forget_crashes(wanted)
         running: set[Key] = set()
         present: set[Key] = set()
         actual = self.runtime.list_dynos()
@@ -145,15 +171,23 @@ class Agent:
                 found.add(key)
         return found
 
-    def _same_generation(self, dyno: DynoStatus, key: Key, spec: dict[str, Any]) -> bool:
-        """A resize or a ps:restart changes a dyno's generation: the old one is replaced,
-        and the crash backoff starts over."""
-        generation = spec.get("generation", "")
-        if self.generations.get(key) != generation:
-            if key in self.generations:
-                self.crashes.pop(key, None)
-            self.generations[key] = generation
-        return dyno.metadata.get("generation", "") == generation
+    @staticmethod
+    def _same_generation(dyno: DynoStatus, key: Key, spec: dict[str, Any]) -> bool:
+        """A resize or a ps:restart changes a dyno's generation: the old one is replaced."""
+        return dyno.metadata.get("generation", "") == spec.get("generation", "")
+
+    def _forget_crashes(self, wanted: dict[Key, dict[str, Any]]) -> None:
+        """A new release (a new key), a restart or a resize (a new generation) starts the
+        count and the backoff over; a dyno no longer wanted is forgotten."""
+        stale = [key for key, crash in self.crashes.items() if key not in wanted
+                 or crash.generation != wanted[key].get("generation", "")]
+        for key in stale:
+            del self.crashes[key]
+        if stale:
+            save_crashes(self._crashes_path(), self.crashes)
+
+    def _crashes_path(self) -> Path:
+        return self.settings.dynos_dir / "crashes.json"
 
     # ---- starting ----------------------------------------------------------------------
 
@@ -163,6 +197,7 @@ class Agent:
                     "generation": desired.get("generation", ""),
                     "oneoff": "1" if desired["oneoff"] else "",
                     "attach": "1" if desired.get("attach") else "",
+                    "tty": "1" if desired.get("tty") else "",
                     "build_id": desired.get("build_id") or "",
                     "memory_mb": str(desired["memory_mb"])}
         try:
@@ -171,7 +206,8 @@ class Agent:
                             app_index=desired["slot"], uid=desired["uid"],
                             command=desired["command"], env=desired["env"], layers=layers,
                             memory_mb=desired["memory_mb"], pids_limit=desired["pids"],
-                            cpu_shares=desired.get("cpu_shares", 0), metadata=metadata)
+                            cpu_shares=desired.get("cpu_shares", 0), metadata=metadata,
+                            console=_console(key) if desired.get("tty") else None)
             self._platform_log(key, f"Starting process with command `{desired['command'][-1]}`")
             if metadata["build_id"]:
                 self.events.deploy_line(metadata["build_id"], "-----> Running release command: "
@@ -182,9 +218,7 @@ class Agent:
             if desired["oneoff"]:
                 self.failed_oneoffs.append({"app": key[0], "type": key[2], "index": key[3],
                                             "error": f"the dyno could not start: {error}"})
-            crash = self.crashes.setdefault(key, Crash())
-            crash.count += 1
-            crash.last = time.time()
+            self._count_crash(key, desired.get("generation", ""))
             return
         self._note(status.id, state=DynoState.UP if desired["oneoff"] else DynoState.STARTING)
 
@@ -257,7 +291,7 @@ class Agent:
         self._platform_log(key, "Stopping process with SIGKILL")
         self._platform_log(key, "State changed from starting to crashed")
         self._note(dyno.id, state=DynoState.CRASHED, reason=reason)
-        self._count_crash(key)
+        self._count_crash(key, dyno.metadata.get("generation", ""))
         self._stop(dyno, key, grace=0)
 
     def _check_memory(self, dyno: DynoStatus, key: Key) -> None:
@@ -279,12 +313,13 @@ class Agent:
         self._platform_log(key, f"Process exited with status {dyno.exit_code}")
         self._platform_log(key, f"State changed from {notes.state} to crashed")
         self._note(dyno.id, state=DynoState.CRASHED, finished=True)
-        self._count_crash(key)
+        self._count_crash(key, dyno.metadata.get("generation", ""))
 
-    def _count_crash(self, key: Key) -> None:
-        crash = self.crashes.setdefault(key, Crash())
+    def _count_crash(self, key: Key, generation: str) -> None:
+        crash = self.crashes.setdefault(key, Crash(generation=generation))
         crash.count += 1
         crash.last = time.time()
+        save_crashes(self._crashes_path(), self.crashes)
 
     def _watch_oneoff(self, dyno: DynoStatus, key: Key) -> None:
         notes = self._notes(dyno.id)
@@ -308,6 +343,8 @@ class Agent:
             stream = run_stream(meta["app"], dyno_name(key_of(meta)))
             self.events.client.xadd(stream, {"end": str(code)})
             self.events.client.expire(stream, RUN_STREAM_TTL)
+            self.events.client.expire(terminals.input_stream(meta["app"], dyno_name(key_of(meta))),
+                                      RUN_STREAM_TTL)
         if meta.get("build_id") and code == 0:
             self.events.deploy_line(meta["build_id"], "-----> Release command succeeded")
 
@@ -449,6 +486,11 @@ class Agent:
 
     def _platform_log(self, key: Key, line: str) -> None:
         self.events.app_log(key[0], f"paas[{dyno_name(key)}]", line)
+
+
+def _console(key: Key) -> tuple[str, str]:
+    """The streams a dyno's terminal is relayed through (paas/terminals.py)."""
+    return run_stream(key[0], dyno_name(key)), terminals.input_stream(key[0], dyno_name(key))
 
 
 def _read_notes(path: Path) -> Notes:

@@ -15,6 +15,7 @@ import queue
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +32,8 @@ from paas.settings import Settings
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,59}$")
 LIVE_STATES = ("created", "running", "paused")
-START_TIMEOUT = 15.0
+# runc's own start; generous, as a loaded machine can take many seconds.
+START_TIMEOUT = 60.0
 LOST_EXIT_CODE = -1
 # $1 runc, $2 runc root, $3 bundle, $4 id, $5 log, $6 monitor pid file, $7 exit-code file.
 # --keep: the exited container (and its cgroup, with its OOM-kill count) stays until removed.
@@ -54,6 +56,8 @@ class DynoSpec:
     pids_limit: int
     metadata: dict[str, str]
     cpu_shares: int = 0  # 0: in proportion to the memory
+    # A dyno with a terminal: (output stream, input stream) its console monitor relays.
+    console: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -165,7 +169,10 @@ class Runtime:
         try:
             net = network.create_dyno_net(self.install_id, spec.id, bridge, ip, subnet.prefixlen)
             self._prepare_dyno_fs(dyno, spec, ip, net.netns_path)
-            self._launch_monitor(dyno)
+            if spec.console:
+                self._launch_console(dyno, *spec.console)
+            else:
+                self._launch_monitor(dyno)
             return self._wait_started(dyno)
         except BaseException:
             self.remove_dyno(spec.id)
@@ -292,6 +299,8 @@ class Runtime:
         for point in host.mounts_under(home):
             if point != home:
                 host.unmount(point)
+        # The agent's crash counts: dynos started after this start from none.
+        (self.settings.dynos_dir / "crashes.json").unlink(missing_ok=True)
         network.teardown_network(self.install_id)
         host.remove_cgroups(f"paas-{self.install_id}")
         shutil.rmtree(self.settings.runc_root, ignore_errors=True)
@@ -349,6 +358,7 @@ class Runtime:
             cgroups_path=f"/{self._cgroup_name(spec.id)}",
             netns_path=netns_path,
             cpu_shares=spec.cpu_shares or cpu_shares(spec.memory_mb),
+            terminal=spec.console is not None,
         )
         (dyno.path / "config.json").write_text(json.dumps(oci.config_json(config), indent=1))
         dyno.log.touch()
@@ -370,6 +380,19 @@ class Runtime:
             stderr=subprocess.DEVNULL,
             check=True,
         )
+
+    def _launch_console(self, dyno: DynoDir, output: str, input_stream: str) -> None:
+        """A dyno with a terminal gets a console monitor (paas/runtime/console.py)."""
+        args = [str(dyno.path), self.runc.binary, str(self.runc.root), output, input_stream]
+        with dyno.log.open("ab") as log:
+            subprocess.run(
+                ["setsid", "-f", sys.executable, "-m", "paas.runtime.console", *args],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env={**os.environ, "PAAS_CONSOLE_REDIS": self.settings.redis_url},
+                check=True,
+            )
 
     def _wait_started(self, dyno: DynoDir) -> DynoStatus:
         deadline = time.monotonic() + START_TIMEOUT

@@ -9,7 +9,7 @@ from typing import Any
 MAX_BODY = 1024 * 1024
 
 
-def accepts(ip: str, port: int, timeout: float = 0.5) -> bool:
+def accepts(ip: str, port: int, timeout: float = 2.0) -> bool:
     try:
         with socket.create_connection((ip, port), timeout=timeout):
             return True

@@ -88,6 +88,9 @@ def create_dyno_net(install_id: str, dyno_id: str, bridge: str, ip: str, prefix:
     ip_cmd("-n", net.netns, "link", "set", "eth0", "up")
     ip_cmd("link", "set", net.veth, "master", bridge)
     ip_cmd("link", "set", net.veth, "up")
+    # The address may have been a removed dyno's: forget its MAC, or the host (the router,
+    # health checks) keeps sending to it for seconds.
+    ip_cmd("neigh", "del", ip, "dev", bridge, check=False)
     return net
 
 

@@ -49,6 +49,7 @@ class ContainerConfig:
     cgroups_path: str
     netns_path: str | None = None
     cpu_shares: int = 1024
+    terminal: bool = False
     extra_mounts: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -202,7 +203,7 @@ def config_json(cfg: ContainerConfig) -> dict[str, Any]:
     return {
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": False,
+            "terminal": cfg.terminal,
             "user": {"uid": cfg.uid, "gid": cfg.uid, "additionalGids": [cfg.uid]},
             "args": cfg.args,
             "env": [f"{key}={value}" for key, value in env.items()],

@@ -173,6 +173,16 @@ def test_a_developer_runs_an_app_from_the_browser(platform: Platform, browser: B
     expect(page.locator("tr.dyno[data-state='up']")).to_have_count(2)
     check_page(page, "overview")
 
+    # the apps list: state, current release, URL, last deploy
+    page.get_by_role("link", name="Apps", exact=True).first.click()
+    row = page.locator("tr", has=page.get_by_role("link", name=app, exact=True))
+    expect(row).to_contain_text("running")
+    expect(row).to_contain_text("v1")
+    expect(row).to_contain_text(f"http://{app}.localhost:{platform.router_port}/")
+    expect(row.locator("td[data-label='Last deploy']")).not_to_have_text("never")
+    check_page(page, "apps")
+    row.get_by_role("link", name=app, exact=True).click()
+
     # a config var makes a new release; values stay hidden until revealed
     tab(page, "Config vars")
     page.get_by_label("Name", exact=True).fill("GREETING")

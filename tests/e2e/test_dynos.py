@@ -4,9 +4,14 @@ logs, and an agent that is killed and comes back."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
+import select
+import struct
 import subprocess
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -67,7 +72,8 @@ def logs(platform: Platform, app: str, *extra: str) -> str:
     return platform.paas("logs", "-a", app, "-n", "1500", *extra).stdout
 
 
-def eventually(check: Callable[[], Any], timeout: float = 40, what: str = "") -> Any:
+def eventually(check: Callable[[], Any], timeout: float = 40, what: str = "",
+               explain: Callable[[], str] | None = None) -> Any:
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -75,7 +81,7 @@ def eventually(check: Callable[[], Any], timeout: float = 40, what: str = "") ->
         if last:
             return last
         time.sleep(0.3)
-    raise AssertionError(f"never happened: {what or check}")
+    raise AssertionError(f"never happened: {what or check}\n{explain() if explain else ''}")
 
 
 def up_dynos(platform: Platform, app: str, process_type: str) -> dict[str, str]:
@@ -123,29 +129,36 @@ def test_scale_resize_restart_and_stop_drop_no_request(quick: Platform, tmp_path
     bad_size = quick.paas("ps:resize", "web=gigantic", "-a", "formation", check=False)
     assert bad_size.returncode != 0 and "basic (512 MB)" in bad_size.stderr
 
+    def explain() -> str:
+        return json.dumps(ps(quick, "formation"), indent=1) + logs(quick, "formation")
+
     with Visitor(quick, "formation") as visitor:
         quick.paas("ps:scale", "web=2", "-a", "formation")
         first = eventually(lambda: len(up_dynos(quick, "formation", "web")) == 2
-                           and up_dynos(quick, "formation", "web"), what="two web dynos")
+                           and up_dynos(quick, "formation", "web"), what="two web dynos",
+                           explain=explain)
         quick.paas("ps:resize", "web=standard", "-a", "formation")
         resized = eventually(lambda: (d := up_dynos(quick, "formation", "web")) and len(d) == 2
                              and not set(d.values()) & set(first.values()) and d,
-                             what="both web dynos replaced")
+                             what="both web dynos replaced", explain=explain)
         quick.paas("ps:restart", "web.1", "-a", "formation")
         eventually(lambda: (d := up_dynos(quick, "formation", "web")).get("web.1") not in (
             None, resized["web.1"]) and d.get("web.2") == resized["web.2"],
-            what="web.1 alone restarted")
+            what="web.1 alone restarted", explain=explain)
         quick.paas("ps:stop", "web.2", "-a", "formation")
         eventually(lambda: up_dynos(quick, "formation", "web").get("web.2") not in (
-            None, resized["web.2"]), what="web.2 replaced")
+            None, resized["web.2"]), what="web.2 replaced", explain=explain)
         eventually(lambda: len([d for d in ps(quick, "formation") if d["type"] == "web"]) == 2,
-                   what="the old dynos gone")
+                   what="the old dynos gone", explain=explain)
     assert visitor.answers > 20
     assert visitor.failures == []
 
     listing = quick.paas("ps", "-a", "formation").stdout
-    assert re.search(r"web\.1\s+up\s+v1\s+\d+m\d\ds\s+\d+\s+\d+ MB", listing), (
+    # A restart or a resize replaces dynos: it is not a crash, so no restarts are counted.
+    assert re.search(r"web\.1\s+up\s+v1\s+\d+m\d\ds\s+0\s+\d+ MB", listing), (
         listing + logs(quick, "formation"))
+    assert [d["restarts"] for d in ps(quick, "formation") if d["type"] == "web"] == [0, 0], (
+        logs(quick, "formation"))
     assert all(d["memory_mb"] > 1 for d in ps(quick, "formation") if d["state"] == "up")
     formation = api_get(quick, "/v1/apps/formation/formation")
     assert {"type": "web", "quantity": 2, "size": "standard"} in formation
@@ -268,9 +281,15 @@ def test_logs_filters_and_tail(quick: Platform, tmp_path: Path) -> None:
 
 def test_a_restarted_agent_adopts_its_dynos(quick: Platform, tmp_path: Path) -> None:
     deploy(quick, tmp_path, "adopted")
-    quick.paas("ps:scale", "worker=1", "-a", "adopted")
+    quick.paas("ps:scale", "worker=1", "crashy=1", "-a", "adopted")
     eventually(lambda: "tick 2" in logs(quick, "adopted", "--ps", "worker.1"))
-    before = {d["name"]: d["id"] for d in ps(quick, "adopted")}
+
+    def crashes() -> int:
+        return max([d["restarts"] for d in ps(quick, "adopted") if d["type"] == "crashy"],
+                   default=-1)
+
+    crashed = eventually(lambda: crashes() >= 3 and crashes(), what="three crashes")
+    before = {d["name"]: d["id"] for d in ps(quick, "adopted") if d["type"] != "crashy"}
     quick.paas("run", "--detach", "-a", "adopted", "--", "sleep 4; echo finishing; exit 5")
 
     quick.stop_control_plane()
@@ -279,12 +298,74 @@ def test_a_restarted_agent_adopts_its_dynos(quick: Platform, tmp_path: Path) -> 
     quick.up()
     wait_for_api(quick)
 
+    # The crash count (and so the backoff) goes on where it was.
+    assert eventually(lambda: crashes() >= 0 and crashes(), what="crashy reported") >= crashed
     eventually(lambda: "finishing" in logs(quick, "adopted", "--ps", "run.1"))
     run = eventually(lambda: (r := api_get(quick, "/v1/apps/adopted/dynos/run.1"))[
         "state"] == "exited" and r)
     assert run["exit_code"] == 5
-    after = {d["name"]: d["id"] for d in ps(quick, "adopted") if d["type"] != "run"}
+    after = {d["name"]: d["id"] for d in ps(quick, "adopted") if d["type"] not in (
+        "run", "crashy")}
     assert after == {k: v for k, v in before.items() if k != "run.1"}
     ticks = [int(n) for n in re.findall(r"tick (\d+)", logs(quick, "adopted", "--ps", "worker.1"))]
     assert ticks == list(range(ticks[0], ticks[0] + len(ticks)))  # nothing lost while away
     assert "hello from web.1 v1" in quick.get("adopted").text
+
+
+def read_until(master: int, done: Callable[[str], bool], timeout: float = 90) -> str:
+    """What a terminal shows, read from its master side until `done` or the end."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not done(seen.decode(errors="replace")):
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the program on the terminal has exited
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen.decode(errors="replace")
+
+
+def run_in_terminal(platform: Platform, *args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """`paas ARGS` on a terminal of 33 rows and 101 columns, as a person types it."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    process = subprocess.Popen([PAAS, *args], env={**platform.env, "TERM": "xterm"},
+                               stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    return process, master
+
+
+def test_run_with_a_terminal(quick: Platform, tmp_path: Path) -> None:
+    deploy(quick, tmp_path, "terminal")
+    quick.wait_for("terminal", "hello from web.1 v1")
+
+    process, master = run_in_terminal(quick, "run", "-a", "terminal", "--", "sh")
+    try:
+        prompt = read_until(master, lambda seen: "$ " in seen)
+        assert "$ " in prompt, prompt
+        os.write(master, b"tty; stty size; echo $TERM $DYNO; echo $((6*7)); exit 3\r")
+        shown = read_until(master, lambda _: False)
+        assert process.wait(timeout=60) == 3, shown
+    finally:
+        os.close(master)
+    assert re.search(r"^/dev/pts/\d+\r?$", shown, re.MULTILINE), shown
+    assert re.search(r"^33 101\r?$", shown, re.MULTILINE), shown  # the client's window size
+    assert re.search(r"^xterm run\.1\r?$", shown, re.MULTILINE), shown
+    assert re.search(r"^42\r?$", shown, re.MULTILINE), shown
+
+    # A client that goes away hangs the terminal up: the dyno ends, nothing is left running.
+    process, master = run_in_terminal(quick, "run", "-a", "terminal", "--", "sh")
+    try:
+        assert "$ " in read_until(master, lambda seen: "$ " in seen)
+        process.kill()
+        process.wait(timeout=30)
+    finally:
+        os.close(master)
+    eventually(lambda: api_get(quick, "/v1/apps/terminal/dynos/run.2")["state"] == "exited",
+               timeout=60, what="the abandoned terminal's dyno ended")
+    assert not [d for d in ps(quick, "terminal") if d["type"] == "run"]

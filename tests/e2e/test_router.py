@@ -297,6 +297,8 @@ def test_no_request_fails_while_the_app_is_deployed_scaled_and_given_a_domain(
         wait_up(platform, "rsteady", 1)
         time.sleep(3)
     errors = [line for line in router_lines(platform, "rsteady") if "at=error" in line]
+    if load.failures:
+        errors.append(direct_probe(platform, "rsteady"))
     assert load.failures == [], (f"{len(load.failures)} failed of "
                                  f"{load.ok + len(load.failures)}: "
                                  f"{Counter(f[:120] for f in load.failures)} {errors}\n"
@@ -304,6 +306,21 @@ def test_no_request_fails_while_the_app_is_deployed_scaled_and_given_a_domain(
     assert load.ok > 200
     assert "deploy 2" in visit(platform, "steady.probe.test").text
     platform.paas("apps:destroy", "rsteady", "--confirm", "rsteady")
+
+
+def direct_probe(platform: Platform, app: str) -> str:
+    """On failure, for the report: each routed dyno asked directly (its bridge address)."""
+    token = (platform.home / "service-token").read_text().strip()
+    routes = httpx.get(f"{platform.api_url}/v1/internal/routes",
+                       headers={"Authorization": f"Bearer {token}"}).json()["routes"]
+    answers = []
+    for peer in routes[f"{app}.localhost"]["peers"]:
+        try:
+            status = httpx.get(f"http://{peer['addr']}/", timeout=5).status_code
+        except httpx.HTTPError as exc:
+            status = repr(exc)
+        answers.append(f"{peer['dyno']} {peer['addr']}: {status}")
+    return "direct: " + "; ".join(answers)
 
 
 def wait_up(platform: Platform, app: str, count: int, timeout: float = 60) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import tarfile
@@ -17,10 +16,6 @@ from paas.build.buildpacks import BuildFailed, BuildResult, build_app
 from paas.runtime import Runtime
 from paas.settings import Settings
 from paas.slugs.layers import LayerStore
-
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("runc") is None, reason="needs root and runc"
-)
 
 UID = 10050
 APPS = Path(__file__).resolve().parents[1] / "apps"

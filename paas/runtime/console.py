@@ -1,0 +1,213 @@
+"""The monitor of a one-off dyno with a terminal (`paas run` from a terminal), as podman's
+conmon is for its containers.
+
+runc can hand a container's pseudo-terminal only to a detached container's caller, over a unix
+socket (`--console-socket`, the master's fd in an SCM_RIGHTS message). This process receives
+it, becomes the container's reaper (PR_SET_CHILD_SUBREAPER: runc exits once the container
+runs, and its init is re-parented here), and relays the terminal through Redis: what the
+terminal prints goes to the one-off's run stream, what the user types (and window sizes)
+comes from its input stream. It outlives the agent that started it; when the container ends
+it writes the exit status where the dyno's shell monitor would, so the agent sees no
+difference.
+
+Usage (by Runtime): python -m paas.runtime.console DYNO_DIR RUNC ROOT OUTPUT_STREAM
+INPUT_STREAM, with the Redis URL in $PAAS_CONSOLE_REDIS.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+from pathlib import Path
+
+import redis
+
+from paas import terminals
+
+PR_SET_CHILD_SUBREAPER = 36
+READ_SIZE = 65536
+# Nobody attached in this long (the client went away before it connected): hang up.
+ATTACH_TIMEOUT = 120.0
+# After a hangup, a container whose processes ignore it is killed after this long.
+HANGUP_GRACE = 5.0
+
+
+def set_window(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def exit_status(status: int) -> int:
+    """As a shell reports it: the exit code, or 128 + the signal that killed it."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+class Console:
+    def __init__(self, dyno_dir: Path, runc: list[str], output: str, input_: str,
+                 client: redis.Redis) -> None:
+        self.dir, self.runc, self.output, self.input = dyno_dir, runc, output, input_
+        self.redis = client
+        self.master = -1
+        self.lock = threading.Lock()
+        self.hangup = threading.Event()
+        self.attached = threading.Event()
+
+    # ---- starting ----------------------------------------------------------------------
+
+    def start(self) -> tuple[int | None, int]:
+        """Starts the container; returns (its init pid, runc's exit code)."""
+        sock_dir = Path(tempfile.mkdtemp(prefix="paas-console-"))
+        path = sock_dir / "sock"
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(str(path))
+            listener.listen(1)
+            listener.settimeout(60)
+            with open(self.dir / "output.log", "ab") as log:
+                runc = subprocess.Popen(
+                    [*self.runc, "run", "--detach", "--console-socket", str(path),
+                     "--pid-file", str(self.dir / "init.pid"), "--bundle", str(self.dir),
+                     self.dir.name],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                self._receive_master(listener, runc)
+                code = runc.wait()
+        finally:
+            listener.close()
+            path.unlink(missing_ok=True)
+            sock_dir.rmdir()
+        try:
+            return int((self.dir / "init.pid").read_text()), code
+        except (OSError, ValueError):
+            return None, code or 1
+
+    def _receive_master(self, listener: socket.socket, runc: subprocess.Popen[bytes]) -> None:
+        while runc.poll() is None:
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                _, fds, _, _ = socket.recv_fds(connection, 4096, 1)
+            if fds:
+                self.master = fds[0]
+                set_window(self.master, 24, 80)
+            return
+
+    # ---- relaying ----------------------------------------------------------------------
+
+    def relay_output(self) -> None:
+        """The terminal's output to the run stream, until no process holds the terminal."""
+        while True:
+            if self.hangup.is_set():
+                self._close_master()
+                return
+            ready, _, _ = select.select([self.master], [], [], 0.25)
+            if not ready:
+                continue
+            try:
+                data = os.read(self.master, READ_SIZE)
+            except OSError:  # EIO: every process holding the terminal is gone
+                data = b""
+            if not data:
+                return
+            self.redis.xadd(self.output, terminals.output_entry(data), maxlen=20000,
+                            approximate=True)
+
+    def relay_input(self) -> None:
+        """Keys, window sizes and hangups from the input stream to the terminal."""
+        last = "0"
+        deadline = time.monotonic() + ATTACH_TIMEOUT
+        while not self.hangup.is_set():
+            try:
+                batch = self.redis.xread({self.input: last}, block=1000, count=100)
+            except redis.RedisError:
+                time.sleep(1)
+                continue
+            if not batch and not self.attached.is_set() and time.monotonic() > deadline:
+                self.hang_up()
+            for entry_id, fields in batch[0][1] if batch else []:
+                last = entry_id
+                self._apply(terminals.parse_input(fields))
+
+    def _apply(self, message: terminals.Input) -> None:
+        self.attached.set()
+        if message.hangup:
+            self.hang_up()
+            return
+        with self.lock:
+            if self.master < 0:
+                return
+            try:
+                if message.size:
+                    set_window(self.master, *message.size)
+                if message.data:
+                    os.write(self.master, message.data)
+            except OSError:
+                pass
+
+    def hang_up(self) -> None:
+        """The user went away: the terminal hangs up (its readers see the end of input)."""
+        self.hangup.set()
+        threading.Timer(HANGUP_GRACE, self._kill).start()
+
+    def _kill(self) -> None:
+        subprocess.run([*self.runc, "kill", "--all", self.dir.name, "KILL"],
+                       capture_output=True, check=False)
+
+    def _close_master(self) -> None:
+        with self.lock:
+            if self.master >= 0:
+                os.close(self.master)
+                self.master = -1
+
+    # ---- the end -----------------------------------------------------------------------
+
+    def wait(self, init: int) -> int:
+        """Reaps re-parented processes until the container's init exits."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                return terminals.LOST
+            if pid == init:
+                return exit_status(status)
+
+    def finish(self, code: int) -> None:
+        tmp = self.dir / "exit-code.tmp"
+        tmp.write_text(f"{code}\n")
+        tmp.replace(self.dir / "exit-code")
+
+
+def run(dyno_dir: Path, runc: list[str], output: str, input_: str) -> None:
+    (dyno_dir / "monitor.pid").write_text(str(os.getpid()))
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    client = redis.Redis.from_url(os.environ["PAAS_CONSOLE_REDIS"])
+    console = Console(dyno_dir, runc, output, input_, client)
+    init, code = console.start()
+    if init is None or console.master < 0:
+        console.finish(code or 1)
+        return
+    reader = threading.Thread(target=console.relay_output, daemon=True)
+    reader.start()
+    threading.Thread(target=console.relay_input, daemon=True).start()
+    code = console.wait(init)
+    reader.join(timeout=10)  # the last output first, then the exit status
+    console.hangup.set()
+    console.finish(code)
+    os._exit(0)  # the timers and the input thread have nothing left to do
+
+
+if __name__ == "__main__":
+    run(Path(sys.argv[1]), [sys.argv[2], "--root", sys.argv[3]], sys.argv[4], sys.argv[5])
