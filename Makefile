@@ -17,7 +17,7 @@ run: setup
 	$(VENV)/bin/paas up
 
 test: setup lint
-	$(VENV)/bin/pytest -x -p no:cacheprovider -o console_output_style=classic
+	$(VENV)/bin/pytest -p no:cacheprovider -o console_output_style=classic --durations=15
 
 setup: apt venv
 
@@ -41,4 +41,4 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 lint: venv
-	$(VENV)/bin/ruff check paas router tests
+	$(VENV)/bin/ruff check paas router tests bench

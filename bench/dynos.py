@@ -3,7 +3,11 @@
 - start latency of a dyno (Runtime.start_dyno until the app's first output line), p50/p99
   over 50 starts, beside plain `runc run` of /bin/true in a minimal bundle, and their ratio;
 - `ps:scale web=1 -> 10` on a whole platform: seconds until all 10 web dynos are up;
-- the platform's memory per idle dyno beyond the app (its monitor shell and `runc run`).
+- the platform's memory per idle dyno beyond the app: its monitor shell and `runc run`,
+  as PSS (shared pages split between the dynos that share them) with 10 idle dynos up, and
+  as RSS.
+
+Bounded: each phase has a deadline, a few minutes in all on a loaded 2-core machine.
 
 Usage: PAAS_TEST_SUBNET=10.x.0.0/16 .venv/bin/python bench/dynos.py
 """
@@ -13,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +31,8 @@ from paas.settings import Settings
 from tests.platform import Platform, app_repo, git
 
 STARTS = 50
+IDLE = 10  # dynos kept up together to measure the platform's memory per idle dyno
+SCALE_DEADLINE = 300.0
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -53,10 +58,11 @@ def plain_runc(base: Path) -> list[float]:
     return times
 
 
-def dyno_starts(base: Path, subnet: str) -> tuple[list[float], float]:
+def dyno_starts(base: Path, subnet: str) -> tuple[list[float], float, float]:
+    """Start latencies; then the platform's PSS and RSS per dyno (MB) with IDLE dynos up."""
     settings = Settings(home=base / "home", dyno_subnet=subnet)
     runtime = Runtime(settings)
-    times, overhead = [], []
+    times = []
     try:
         for i in range(STARTS):
             spec = DynoSpec(id=f"bench-{i}", app="bench", app_index=9, uid=10001,
@@ -65,21 +71,27 @@ def dyno_starts(base: Path, subnet: str) -> tuple[list[float], float]:
                             metadata={})
             start = time.perf_counter()
             status = runtime.start_dyno(spec)
+            deadline = time.monotonic() + 60
             while b"ready" not in status.log_path.read_bytes():
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"dyno {spec.id} never printed: {status.log_path}")
                 time.sleep(0.001)
             times.append(time.perf_counter() - start)
-            if i < 5:
-                overhead.append(sum(_rss_kb(pid) for pid in runtime.monitor_pids(spec.id)))
-            runtime.remove_dyno(spec.id)
+            if i < STARTS - IDLE:
+                runtime.remove_dyno(spec.id)
+        time.sleep(1)  # idle
+        pids = [pid for d in runtime.list_dynos() for pid in runtime.monitor_pids(d.id)]
+        pss = sum(_memory_kb(pid, "smaps_rollup", "Pss:") for pid in pids) / IDLE / 1024
+        rss = sum(_memory_kb(pid, "status", "VmRSS:") for pid in pids) / IDLE / 1024
     finally:
         runtime.teardown()
-    return times, statistics.mean(overhead) / 1024
+    return times, pss, rss
 
 
-def _rss_kb(pid: int) -> int:
+def _memory_kb(pid: int, name: str, field: str) -> int:
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1])
     except OSError:
         pass
@@ -95,11 +107,12 @@ def scale_to_ten(base: Path) -> float:
         git(repo, "push", platform.remote_url("bench"), "main")
         start = time.monotonic()
         platform.paas("ps:scale", "web=10", "-a", "bench")
-        while True:
+        while time.monotonic() - start < SCALE_DEADLINE:
             dynos = json.loads(platform.paas("ps", "-a", "bench", "--json").stdout)
             if len([d for d in dynos if d["type"] == "web" and d["state"] == "up"]) >= 10:
                 return time.monotonic() - start
             time.sleep(0.1)
+        raise SystemExit(f"ps:scale web=10 not all up after {SCALE_DEADLINE:g} s")
     finally:
         platform.down()
 
@@ -111,7 +124,7 @@ def main() -> None:
     (base / "layer").mkdir(mode=0o755)
     try:
         plain = plain_runc(base)
-        dyno, overhead_mb = dyno_starts(base, subnet)
+        dyno, pss_mb, rss_mb = dyno_starts(base, subnet)
         scale = scale_to_ten(base)
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -121,8 +134,10 @@ def main() -> None:
         "runc_true_p50_ms": round(percentile(plain, 0.5) * 1000, 1),
         "runc_true_p99_ms": round(percentile(plain, 0.99) * 1000, 1),
         "start_ratio_p50": round(percentile(dyno, 0.5) / percentile(plain, 0.5), 2),
+        "start_ratio_p99": round(percentile(dyno, 0.99) / percentile(plain, 0.99), 2),
         "scale_1_to_10_s": round(scale, 2),
-        "platform_mb_per_idle_dyno": round(overhead_mb, 2),
+        "platform_pss_mb_per_idle_dyno": round(pss_mb, 2),
+        "platform_rss_mb_per_idle_dyno": round(rss_mb, 2),
     }))
 
 

@@ -124,7 +124,8 @@ def report(db: Session, reported: list[dict[str, Any]]) -> set[int]:
                     ip=item.get("ip", ""), port=item.get("port", 0),
                     started_at=item.get("started_at", 0.0), exit_code=item.get("exit_code"),
                     restarts=item.get("restarts", 0), output_tail=item.get("output_tail", ""),
-                    memory_mb=item.get("memory_mb", 0.0), reason=item.get("reason", ""))
+                    memory_mb=item.get("memory_mb", 0.0), reason=item.get("reason", ""),
+                    cpu_percent=item.get("cpu_percent"))
         db.add(dyno)
         if before.pop(dyno.id, None) != (app.id, dyno.state):
             changed.add(app.id)
@@ -274,6 +275,7 @@ def to_dict(dyno: Dyno) -> dict[str, Any]:
         "restarts": dyno.restarts,
         "exit_code": dyno.exit_code,
         "memory_mb": round(dyno.memory_mb, 1),
+        "cpu_percent": None if dyno.cpu_percent is None else round(dyno.cpu_percent, 1),
         "reason": dyno.reason,
         "ip": dyno.ip,
         "up": dyno.state == DynoState.UP,

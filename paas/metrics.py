@@ -83,9 +83,12 @@ def read(client: redis.Redis, app: str, minutes: int = 60, now: float | None = N
     for minute, fields in zip(range(first, last + 1), pipe.execute(), strict=True):
         counts = {_text(k): int(v) for k, v in fields.items()}
         totals.update({k: v for k, v in counts.items() if not k.startswith("b")})
-        histogram.update({int(k[1:]): v for k, v in counts.items() if k.startswith("b")})
-        series.append({"at": minute * 60, "requests": counts.get("requests", 0),
-                       "5xx": counts.get("5xx", 0)})
+        in_minute = Counter({int(k[1:]): v for k, v in counts.items() if k.startswith("b")})
+        histogram.update(in_minute)
+        n = counts.get("requests", 0)
+        series.append({"at": minute * 60, "requests": n, "5xx": counts.get("5xx", 0),
+                       "p50_ms": _percentile(in_minute, n, 0.50),
+                       "p95_ms": _percentile(in_minute, n, 0.95)})
     requests = totals.get("requests", 0)
     return {
         "minutes": minutes,

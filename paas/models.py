@@ -230,6 +230,7 @@ class Dyno(Base):
     restarts: Mapped[int] = mapped_column(Integer, default=0)
     output_tail: Mapped[str] = mapped_column(Text, default="")
     memory_mb: Mapped[float] = mapped_column(default=0.0)
+    cpu_percent: Mapped[float | None] = mapped_column(default=None)  # of one core
     # Why the platform stopped or failed it (R10, a failed health check, R15), if it did.
     reason: Mapped[str] = mapped_column(Text, default="")
 

@@ -18,6 +18,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 APPS = ROOT / "tests" / "apps"
 PAAS = str(Path(sys.executable).parent / "paas")
+LOGS = Path(tempfile.gettempdir()) / "paas-e2e-logs"
 
 
 def free_port() -> int:
@@ -100,7 +101,17 @@ class Platform:
         self.paas("down", check=False, timeout=120)
         if self.process and self.process.poll() is None:
             self.process.kill()
+        self._keep_log()
         shutil.rmtree(self.home.parent, ignore_errors=True)
+
+    def _keep_log(self, keep: int = 10) -> None:
+        """The platform's own log outlives it (the last few), for failures seen only on CI."""
+        if not self.log_path.exists():
+            return
+        LOGS.mkdir(exist_ok=True)
+        shutil.copy(self.log_path, LOGS / f"{self.home.parent.name}.log")
+        for old in sorted(LOGS.glob("*.log"), key=lambda p: p.stat().st_mtime)[:-keep]:
+            old.unlink(missing_ok=True)
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")[-20000:]

@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.routing import Route
 
-from paas import domains, metrics
+from paas import domains, metrics, usage
 from paas.api.apps import app_of, route
 from paas.api.context import Context
 from paas.api.handlers import Call
@@ -59,7 +59,8 @@ def show_metrics(call: Call) -> dict[str, Any]:
         minutes = 0
     if not 1 <= minutes <= 1440:
         raise Invalid("minutes must be a whole number from 1 to 1440")
-    return metrics.read(call.ctx.redis, app.name, minutes)
+    return {**metrics.read(call.ctx.redis, app.name, minutes),
+            "usage": usage.history(call.ctx.redis, app.name)}
 
 
 def routes(ctx: Context) -> list[Route]:

@@ -10,7 +10,7 @@ from starlette.concurrency import iterate_in_threadpool
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from paas import builds, config_vars, dynos, releases
+from paas import builds, config_vars, dynos, releases, usage
 from paas import routes as routes_
 from paas.api.context import Context
 from paas.api.handlers import Call, endpoint
@@ -62,6 +62,7 @@ def report_dynos(call: Call) -> dict[str, Any]:
     if not isinstance(reported, list):
         raise Invalid('send {"dynos": [...]}')
     changed = dynos.report(call.db, reported)
+    usage.record(call.ctx.redis, reported)
     for failed in (call.body or {}).get("failed_oneoffs") or []:
         changed.add(dynos.start_failed(call.db, failed["app"], failed["type"], failed["index"],
                                        failed["error"]) or 0)

@@ -53,7 +53,8 @@ SUMMARIES: dict[tuple[str, str], str] = {
     ("GET", "/v1/apps/{app}/maintenance"): "Is maintenance mode on",
     ("PUT", "/v1/apps/{app}/maintenance"): 'Maintenance mode: {"maintenance": true} (H80)',
     ("GET", "/v1/apps/{app}/metrics"): "Router figures: requests, status classes, p50/p95 "
-                                       "service time (?minutes=60)",
+                                       "service time (?minutes=60); memory and CPU per "
+                                       "process type a minute for the last hour (usage)",
     ("GET", "/v1/apps/{app}/certs"): "The app's TLS certificates and their expiry",
     ("POST", "/v1/apps/{app}/certs"): 'Add a TLS certificate: {"certificate": PEM, "key": PEM}',
     ("DELETE", "/v1/apps/{app}/certs/{name}"): "Remove a TLS certificate",

@@ -89,3 +89,45 @@ def hbars(values: dict[str, float], label: str, unit: str = "",
         parts.append('<text class="tick" x="0" y="17">no data yet</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def lines(series: dict[str, list[dict]], field: str, label: str, unit: str,
+          now: float | None = None, minutes: int = 60) -> Markup:
+    """One line per name over the last `minutes` minutes; a dot (with its figure) per point."""
+    end = (int((now if now is not None else time.time()) // 60) + 1) * 60
+    start = end - minutes * 60
+    points = {name: [p for p in pts if p.get(field) is not None and p["at"] >= start]
+              for name, pts in series.items()}
+    top = _nice_max(max((p[field] for pts in points.values() for p in pts), default=0))
+    plot_w, plot_h = WIDTH - PAD_LEFT, HEIGHT - PAD_BOTTOM
+    latest = ", ".join(f"{name} {pts[-1][field]:g}{unit} now" for name, pts in points.items()
+                       if pts) or "no data yet"
+    parts = [f'<svg class="chart lines" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+             f'aria-label="{escape(label)} over the last {minutes} minutes: '
+             f'{escape(latest)}">', _axis(top, plot_h)]
+    for n, (name, pts) in enumerate(points.items()):
+        xy = [(PAD_LEFT + plot_w * (p["at"] - start + 30) / (end - start),
+               plot_h - plot_h * p[field] / top, p) for p in pts]
+        if len(xy) > 1:
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in xy)
+            parts.append(f'<polyline class="line line{n % 4}" points="{path}"/>')
+        for x, y, p in xy:
+            at = time.strftime("%H:%M", time.gmtime(p["at"]))
+            tip = f"{name} at {at} UTC: {p[field]:g}{unit}"
+            parts.append(f'<circle class="dot line{n % 4}" data-series="{escape(name)}" '
+                         f'cx="{x:.1f}" cy="{y:.1f}" r="3"><title>{escape(tip)}</title>'
+                         f'</circle>')
+    if not any(points.values()):
+        parts.append(f'<text class="tick" x="{PAD_LEFT + 8}" y="20">no data yet</text>')
+    first = time.strftime("%H:%M", time.gmtime(start))
+    last = time.strftime("%H:%M", time.gmtime(end))
+    parts.append(f'<text class="tick" x="{PAD_LEFT}" y="{HEIGHT - 4}">{first}</text>'
+                 f'<text class="tick" x="{WIDTH}" y="{HEIGHT - 4}" '
+                 f'text-anchor="end">{last} UTC</text></svg>')
+    return Markup("".join(parts))
+
+
+def latencies(per_minute: list[dict]) -> dict[str, list[dict]]:
+    """The router's per-minute p50 and p95 as two series for `lines`."""
+    return {name: [{"at": p["at"], "ms": p[f"{name}_ms"]} for p in per_minute
+                   if p.get(f"{name}_ms") is not None] for name in ("p50", "p95")}

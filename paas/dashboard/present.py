@@ -96,6 +96,15 @@ def memory_by_type(dynos: Iterable[dict[str, Any]]) -> dict[str, float]:
     return dict(sorted(totals.items()))
 
 
+def cpu_by_type(dynos: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """CPU in use per process type now (summed over its running dynos)."""
+    totals: dict[str, float] = {}
+    for d in dynos:
+        if d.get("state") in ("up", "starting") and isinstance(d.get("cpu_percent"), int | float):
+            totals[d["type"]] = totals.get(d["type"], 0.0) + d["cpu_percent"]
+    return {t: f"{v:.1f}%" for t, v in sorted(totals.items())}
+
+
 def cpu_of(dyno: dict[str, Any]) -> str:
     """A dyno's CPU use, if the agent reports it (the dynos issue adds it from the cgroup)."""
     for key in ("cpu_percent", "cpu"):

@@ -352,14 +352,21 @@ async def metrics_page(page: Page) -> Response:
     data = await call(page.ctx, page.session, work, params={"app": app},
                       query={"minutes": "60"})
     figures = data["rows"]
-    memory = present.memory_by_type(data["app"]["dynos"])
+    usage = figures.get("usage", {})
+    latencies = charts.latencies(figures["per_minute"])
     status_classes = {k: v for k, v in figures["status"].items()}
     return page.render(
         "metrics.html", app=data["app"], figures=figures, tab="/metrics", tabs=TABS,
         requests_chart=charts.per_minute(figures["per_minute"], "Requests per minute"),
         status_chart=charts.hbars(status_classes, "Responses by status class", classes={
             "4xx": "bar-warn", "5xx": "bar-bad"}),
-        memory_chart=charts.hbars(memory, "Memory in use per process type", " MB"),
+        latency_chart=charts.lines(latencies, "ms", "Response time per minute", " ms"),
+        latency_names=list(latencies),
+        memory_chart=charts.lines(usage, "memory_mb", "Memory per process type", " MB"),
+        cpu_chart=charts.lines(usage, "cpu_percent", "CPU per process type", "%"),
+        usage_names=list(usage),
+        cpu_now=present.cpu_by_type(data["app"]["dynos"]),
+        memory_now=present.memory_by_type(data["app"]["dynos"]),
         limits={r["type"]: SIZES[r["size"]].memory_mb * r["quantity"]
                 for r in data["formation"] if r["size"] in SIZES})
 

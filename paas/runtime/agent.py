@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -422,6 +423,8 @@ class Agent:
                 "started_at": dyno.started_at, "exit_code": dyno.exit_code,
                 "restarts": self.crashes.get(key, Crash()).count,
                 "memory_mb": self.runtime.memory_mb(dyno.id) if dyno.state == "running" else 0,
+                "cpu_percent": self.runtime.cpu_percent(dyno.id)
+                if dyno.state == "running" else None,
                 "reason": notes.reason, "oneoff": bool(dyno.metadata.get("oneoff")),
                 "output_tail": _tail(dyno.log_path)
                 if state == DynoState.CRASHED or dyno.metadata.get("oneoff") else "",
@@ -531,6 +534,8 @@ def main() -> None:
             agent.reconcile()
         except (PaasError, redis.RedisError, OSError) as error:
             print(f"agent: {error}", file=sys.stderr, flush=True)
+        except Exception:  # e.g. a runc call timing out on a loaded machine: try again
+            traceback.print_exc()
         stop.wait(settings.agent_interval)
     agent.pool.shutdown(wait=True)
 

@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from paas.errors import Conflict, Invalid, NotFound, Unavailable
 from paas.runtime import host, network, oci
+from paas.runtime.cpu import CpuMeter
 from paas.runtime.hostconfig import client_config
 from paas.runtime.runc import Runc
 from paas.settings import Settings
@@ -148,6 +149,7 @@ class Runtime:
         # build container id -> processes the kernel killed for its memory limit (a build
         # whose shell survives an OOM-killed pip or npm still failed because of memory)
         self.build_oom_kills: dict[str, int] = {}
+        self.cpu = CpuMeter()
 
     # ---- dynos -------------------------------------------------------------------------
 
@@ -220,6 +222,11 @@ class Runtime:
             if name == "total_rss":
                 return int(value) / (1024 * 1024)
         return 0.0
+
+    def cpu_percent(self, dyno_id: str) -> float | None:
+        """The dyno's CPU use since the last call (% of one core; cgroup cpuacct.usage)."""
+        usage = self._cgroup_file("cpuacct", dyno_id, "cpuacct.usage").strip()
+        return self.cpu.percent(dyno_id, int(usage)) if usage.isdigit() else None
 
     def oom_kills(self, dyno_id: str) -> int:
         """How many processes of the dyno the kernel killed for its memory limit."""

@@ -5,6 +5,7 @@ config, rollback, live logs, maintenance, destroy; every page checked by axe-cor
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import time
@@ -225,8 +226,19 @@ def test_a_developer_runs_an_app_from_the_browser(platform: Platform, browser: B
     expect(page.locator("#app-log")).to_contain_text(probe)
     assert page.locator("#app-log .src:not(.src-router)").count() == 0
 
+    # metrics: CPU and memory from the dynos' cgroups, p50/p95 from the router, per minute
+    for _ in range(5):
+        platform.get(app, "/")
     tab(page, "Metrics")
     expect(page.locator("svg.chart").first).to_be_visible()
+    for chart, series in (("Memory per process type", "web"), ("CPU per process type", "web"),
+                          ("Response time per minute", "p50"),
+                          ("Response time per minute", "p95")):
+        _reload_until(page, f"svg[aria-label^='{chart}'] circle[data-series='{series}']")
+    expect(page.locator("#cpu-now")).to_have_text(re.compile(r"Now: web \d+\.\d%"))
+    expect(page.locator("#mem-now")).to_have_text(re.compile(r"Now: web \d+(\.\d)? MB"))
+    memory = page.get_by_role("img", name=re.compile(r"^Memory per process type.*web [\d.]+ MB"))
+    expect(memory).to_be_visible()
     check_page(page, "metrics")
 
     # maintenance on: the router answers 503; off again: the app serves
@@ -254,6 +266,16 @@ def test_a_developer_runs_an_app_from_the_browser(platform: Platform, browser: B
     expect(page.get_by_role("heading", name="Sign in to paas")).to_be_visible()
     check_page(page, "sign-in")
     page.context.close()
+
+
+def _reload_until(page: Page, selector: str, tries: int = 30) -> None:
+    """The figures arrive with the agent's reports and the router's flushes: reload a while."""
+    for _ in range(tries):
+        if page.locator(selector).count():
+            return
+        time.sleep(1)
+        page.reload()
+    raise AssertionError(f"the metrics page shows no data point {selector}")
 
 
 def _eventually_status(platform: Platform, app: str, status: int, tries: int = 100) -> bool:

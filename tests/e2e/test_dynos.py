@@ -166,6 +166,11 @@ def test_scale_resize_restart_and_stop_drop_no_request(quick: Platform, tmp_path
     assert "State changed from starting to up" in events
     assert "Stopping all processes with SIGTERM" in events
     assert "web.2 got SIGTERM, exiting" in logs(quick, "formation", "--ps", "web.2")
+    # Zero downtime, as the platform's events tell it: the new web.1 was up before the old
+    # one got SIGTERM.
+    web1 = logs(quick, "formation", "--source", "paas", "--ps", "web.1")
+    assert web1.rindex("State changed from starting to up") < web1.rindex(
+        "Stopping all processes with SIGTERM"), web1
 
 
 def test_crash_backoff_ephemeral_filesystem_and_restart_reset(quick: Platform,
@@ -368,4 +373,5 @@ def test_run_with_a_terminal(quick: Platform, tmp_path: Path) -> None:
         os.close(master)
     eventually(lambda: api_get(quick, "/v1/apps/terminal/dynos/run.2")["state"] == "exited",
                timeout=60, what="the abandoned terminal's dyno ended")
-    assert not [d for d in ps(quick, "terminal") if d["type"] == "run"]
+    eventually(lambda: not [d for d in ps(quick, "terminal") if d["type"] == "run"],
+               what="the abandoned terminal's dyno removed")

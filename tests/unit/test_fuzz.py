@@ -6,26 +6,38 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from paas import appjson, apps, certs, config_vars, domains
 from paas.build import classic, cnb
 from paas.build.procfile import parse_procfile
 from paas.errors import Invalid
 
+# Hypothesis's caches go to a directory of this module's own, not into the checkout.
+HYPOTHESIS_HOME = Path(tempfile.mkdtemp(prefix="paas-hypothesis-"))
+set_hypothesis_home_dir(HYPOTHESIS_HOME)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _hypothesis_home() -> Iterator[None]:
+    yield
+    shutil.rmtree(HYPOTHESIS_HOME, ignore_errors=True)
+
+
 # Any code point, lone surrogates too: a JSON body may carry "\ud800".
 ANY_TEXT = st.text(st.characters(blacklist_categories=()), max_size=200)
 LINES = st.lists(st.one_of(ANY_TEXT, st.sampled_from(
     ["web: run", "worker:", ": x", "web:web", "#", "  ", "release: ./x", "a" * 70 + ": y",
      "web: a", "WEB : b", "\x00: c", "web:\tx"])), max_size=12).map("\n".join)
-# database=None: nothing written into the checkout (.hypothesis/)
 FUZZ = settings(max_examples=150, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
@@ -41,8 +53,9 @@ def refused_clearly(call: Callable[[], Any], *errors: type[Exception]) -> Any:
 
 
 @FUZZ
-@given(LINES)
+@given(LINES.map(lambda t: t.encode(errors="surrogatepass").decode(errors="replace")))
 def test_procfile(text: str) -> None:
+    """As the build reads a Procfile: any bytes, decoded with errors="replace"."""
     parsed = refused_clearly(lambda: parse_procfile(text))
     if parsed is not None:
         assert all(name and command for name, command in parsed.items())
