@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -92,6 +93,9 @@ class Router:
         self.certs_dir = self.dir / "certs"
         self.log_socket = self.dir / "log.sock"
         self.control_url = f"http://127.0.0.1:{self.settings.router_control_port}/routes"
+        # Builds share the host's network, so the loopback control endpoint also needs a
+        # secret that only the router (root, PAAS_HOME) can read.
+        self.control_headers = {"X-Paas-Control": _control_secret(self.dir)}
 
     # -- nginx process -------------------------------------------------------------------
 
@@ -178,6 +182,7 @@ class Router:
             router_port=s.router_port,
             tls_port=s.router_tls_port,
             control_port=s.router_control_port,
+            control_secret=self.control_headers["X-Paas-Control"],
             connect_timeout=_ms(s.router_connect_timeout),
             read_timeout=_ms(s.router_timeout),
             max_body=f"{s.router_max_body_mb}m" if s.router_max_body_mb > 0 else "0",
@@ -280,7 +285,8 @@ class Router:
         """Replace the whole route table without a reload."""
         body = format_routes(routes)
         try:
-            response = httpx.put(self.control_url, content=body.encode(), timeout=5.0)
+            response = httpx.put(self.control_url, content=body.encode(), timeout=5.0,
+                                 headers=self.control_headers)
         except httpx.HTTPError as exc:
             raise Unavailable(f"router control endpoint: {exc}") from exc
         if response.status_code != 204:
@@ -288,12 +294,24 @@ class Router:
 
     def get_routes(self) -> dict[str, Route]:
         try:
-            response = httpx.get(self.control_url, timeout=5.0)
+            response = httpx.get(self.control_url, timeout=5.0, headers=self.control_headers)
         except httpx.HTTPError as exc:
             raise Unavailable(f"router control endpoint: {exc}") from exc
         if response.status_code != 200:
             raise PaasError(f"router control endpoint answered {response.status_code}")
         return parse_routes(response.text)
+
+
+def _control_secret(directory: Path) -> str:
+    """Made once per installation, kept 0600 beside nginx.conf (which carries it too)."""
+    path = directory / "control-secret"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        os.replace(path.with_suffix(".tmp"), path)
+    return path.read_text().strip()
 
 
 def format_routes(routes: dict[str, Route]) -> str:

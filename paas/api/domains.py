@@ -21,10 +21,11 @@ def list_domains(call: Call) -> list[dict[str, Any]]:
 
 
 def add_domain(call: Call) -> dict[str, Any]:
+    app = app_of(call)  # a stranger learns nothing, not even what to send
     hostname = (call.body or {}).get("hostname")
     if not isinstance(hostname, str):
         raise Invalid('send {"hostname": "www.example.com"}')
-    domain = domains.add(call.db, app_of(call), hostname, call.ctx.settings.domain)
+    domain = domains.add(call.db, app, hostname, call.ctx.settings.domain)
     call.events.routes_changed()
     return domains.to_dict(domain)
 
@@ -40,10 +41,10 @@ def show_maintenance(call: Call) -> dict[str, Any]:
 
 
 def set_maintenance(call: Call) -> dict[str, Any]:
+    app = app_of(call)
     value = (call.body or {}).get("maintenance")
     if not isinstance(value, bool):
         raise Invalid('send {"maintenance": true} or {"maintenance": false}')
-    app = app_of(call)
     if app.maintenance != value:
         app.maintenance = value
         call.db.flush()

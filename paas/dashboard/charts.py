@@ -120,7 +120,7 @@ def lines(series: dict[str, list[dict]], field: str, label: str, unit: str,
     if not any(points.values()):
         parts.append(f'<text class="tick" x="{PAD_LEFT + 8}" y="20">no data yet</text>')
     first = time.strftime("%H:%M", time.gmtime(start))
-    last = time.strftime("%H:%M", time.gmtime(end))
+    last = time.strftime("%H:%M", time.gmtime(end - 60))  # the current minute, as per_minute
     parts.append(f'<text class="tick" x="{PAD_LEFT}" y="{HEIGHT - 4}">{first}</text>'
                  f'<text class="tick" x="{WIDTH}" y="{HEIGHT - 4}" '
                  f'text-anchor="end">{last} UTC</text></svg>')

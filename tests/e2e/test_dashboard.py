@@ -172,6 +172,9 @@ def test_a_developer_runs_an_app_from_the_browser(platform: Platform, browser: B
     page.get_by_role("button", name="Save web formation").click()
     assert "Scaled web to 2" in flash(page)
     expect(page.locator("tr.dyno[data-state='up']")).to_have_count(2)
+    # each dyno's CPU, from its cgroup (the section refreshes itself)
+    expect(page.locator("tr.dyno[data-dyno='web.1'] td[data-label='CPU']")).to_have_text(
+        re.compile(r"^\d+\.\d%$"))
     check_page(page, "overview")
 
     # the apps list: state, current release, URL, last deploy

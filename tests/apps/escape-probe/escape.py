@@ -1,0 +1,153 @@
+"""Tries to escape, and reports each attempt as JSON: over HTTP in a dyno, on stdout with
+--print (a build, or the host as the positive control).
+
+ESCAPE_TARGETS (JSON) names what to try: {"read": [paths], "unix": [sockets], "http": [urls],
+"tcp": ["ip:port"], "setuid": [binaries]}. Privilege attempts (mount, unshare, ptrace) always
+run. Every result is "ok" or the error that stopped it."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+LIBC = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNS, CLONE_NEWUSER, PTRACE_ATTACH, PTRACE_DETACH = 0x20000, 0x10000000, 16, 17
+
+
+def attempt(action: Callable[[], object]) -> str:
+    try:
+        action()
+        return "ok"
+    except Exception as error:  # the probe reports everything
+        return f"failed: {type(error).__name__}: {error}"[:200]
+
+
+def read(path: str) -> None:
+    if os.path.isdir(path):
+        os.listdir(path)
+    else:
+        with open(path, "rb") as f:
+            f.read(1)
+
+
+def unix(path: str) -> None:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(2)
+        s.connect(path)
+
+
+def http(url: str) -> None:
+    """ok only for a 2xx: a refusal (401, 403) is an error like any other."""
+    with urllib.request.urlopen(url, timeout=3) as response:
+        response.read(1)
+
+
+def tcp(target: str) -> None:
+    host, _, port = target.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=2):
+        pass
+
+
+def check(code: int) -> None:
+    if code != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+
+
+def in_child(action: Callable[[], object]) -> str:
+    """Runs a namespace change in a child, so the probe itself stays as it was."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write_end, attempt(action).encode())
+        os._exit(0)
+    os.close(write_end)
+    result = os.read(read_end, 1000).decode()
+    os.waitpid(pid, 0)
+    return result
+
+
+def mount() -> None:
+    target = tempfile.mkdtemp()
+    try:
+        check(LIBC.mount(b"none", target.encode(), b"tmpfs", 0, None))
+        LIBC.umount2(target.encode(), 0)
+    finally:
+        os.rmdir(target)
+
+
+def ptrace() -> None:
+    pid = os.fork()
+    if pid == 0:
+        os.execv("/bin/sleep", ["sleep", "10"])
+    try:
+        check(LIBC.ptrace(PTRACE_ATTACH, pid, None, None))
+        LIBC.ptrace(PTRACE_DETACH, pid, None, None)
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+
+
+def setuid(path: str) -> str:
+    """The `id` output of a setuid-root copy of /usr/bin/id: euid=0 means it worked."""
+    try:
+        return subprocess.run([path], capture_output=True, text=True, timeout=5).stdout.strip()
+    except OSError as error:
+        return f"failed: {error}"
+
+
+def processes() -> list[str]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    found.append(f.read().replace(b"\0", b" ").decode(errors="replace").strip())
+            except OSError:
+                pass
+    return found
+
+
+def probe() -> dict[str, object]:
+    targets = json.loads(os.environ.get("ESCAPE_TARGETS") or "{}")
+    return {
+        "uid": os.getuid(),
+        "processes": processes(),
+        "read": {p: attempt(lambda p=p: read(p)) for p in targets.get("read", [])},
+        "unix": {p: attempt(lambda p=p: unix(p)) for p in targets.get("unix", [])},
+        "http": {u: attempt(lambda u=u: http(u)) for u in targets.get("http", [])},
+        "tcp": {t: attempt(lambda t=t: tcp(t)) for t in targets.get("tcp", [])},
+        "setuid": {p: setuid(p) for p in targets.get("setuid", [])},
+        "mount": in_child(mount),
+        "unshare_user": in_child(lambda: check(LIBC.unshare(CLONE_NEWUSER))),
+        "unshare_mount": in_child(lambda: check(LIBC.unshare(CLONE_NEWNS))),
+        "ptrace": attempt(ptrace),
+    }
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = json.dumps(probe()).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+if __name__ == "__main__":
+    if "--print" in sys.argv:
+        print(json.dumps(probe()))
+    else:
+        ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()

@@ -1,0 +1,146 @@
+"""Escapes, from inside a dyno and from inside a build: the escape-probe app's buildpack runs
+tests/apps/escape-probe/escape.py at build time (its findings go into the build log) and its
+web dyno runs it per request. Every attempt fails there, while the same probe on the host (the
+positive control) succeeds."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from paas.settings import Settings
+from router.nginx import Router
+from tests.platform import APPS, Platform, app_repo, git
+
+pytestmark = pytest.mark.e2e
+PORT = 5000  # PAAS_DYNO_PORT's default
+PROBE = APPS / "escape-probe" / "escape.py"
+
+
+def dynos(platform: Platform, app: str) -> list[dict[str, Any]]:
+    return json.loads(platform.paas("ps", "-a", app, "--json").stdout)
+
+
+def targets(platform: Platform, victim: str, victim_ip: str) -> dict[str, list[str]]:
+    home, api = platform.home, platform.api_url
+    control = f"http://127.0.0.1:{platform.env['PAAS_ROUTER_CONTROL_PORT']}/routes"
+    return {
+        "read": [str(home), str(home / "paas.db"), str(home / "admin-token"),
+                 str(home / "service-token"), str(home / "dashboard-secret"),
+                 str(home / "repos" / f"{victim}.git"), str(home / "dynos"),
+                 str(home / "layers"), "/root"],
+        "unix": [str(home / "redis" / "redis.sock")],
+        "http": [f"{api}/v1/internal/desired", f"{api}/v1/internal/routes",
+                 f"{api}/v1/apps", f"{api}/v1/apps/{victim}/config", control],
+        "tcp": [f"{victim_ip}:{PORT}", f"127.0.0.1:{platform.env['PAAS_API_PORT']}"],
+        "setuid": ["/app/suid-id"],
+    }
+
+
+def host_probe(escape_targets: dict[str, list[str]]) -> dict[str, Any]:
+    return json.loads(subprocess.run(
+        ["/usr/bin/python3", str(PROBE), "--print"], capture_output=True, text=True, check=True,
+        env={**os.environ, "ESCAPE_TARGETS": json.dumps(escape_targets)}).stdout)
+
+
+def setuid_root_id(directory: Path) -> Path:
+    """A setuid-root copy of /usr/bin/id: run by anyone else, it shows euid=0."""
+    copy = directory / "suid-id"
+    shutil.copy("/usr/bin/id", copy)
+    os.chown(copy, 0, 0)
+    copy.chmod(0o4755)
+    return copy
+
+
+def failed(results: dict[str, str]) -> dict[str, str]:
+    """The attempts that did NOT fail (should be empty)."""
+    return {what: result for what, result in results.items() if not result.startswith("failed")}
+
+
+def test_escapes_from_a_dyno_and_from_a_build_fail(platform: Platform, tmp_path: Path) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    victim, app = f"esc-victim-{suffix}", f"esc-{suffix}"
+    platform.paas("apps:create", victim)
+    victim_repo = app_repo(tmp_path / victim, "procfile-only")
+    assert git(victim_repo, "push", platform.remote_url(victim), "main",
+               check=False).returncode == 0
+    victim_ip = next(d["ip"] for d in dynos(platform, victim) if d["state"] == "up")
+    escape_targets = targets(platform, victim, victim_ip)
+
+    platform.paas("apps:create", app)
+    platform.paas("config:set", f"ESCAPE_TARGETS={json.dumps(escape_targets)}", "-a", app)
+    repo = app_repo(tmp_path / app, "escape-probe")
+    push = git(repo, "push", platform.remote_url(app), "main", check=False)
+    assert push.returncode == 0, push.stderr
+    line = next(line for line in push.stderr.splitlines() if "ESCAPE-BUILD " in line)
+    build = json.loads(line.split("ESCAPE-BUILD ", 1)[1])
+
+    dyno = next(d for d in dynos(platform, app) if d["state"] == "up")
+    setuid_root_id(platform.home / "dynos" / dyno["id"] / "upper")  # appears as /app/suid-id
+    inside = platform.wait_for(app, "unshare_user").json()
+
+    control_dir = Path(tempfile.mkdtemp(prefix="escape-control-"))
+    try:
+        control_dir.chmod(0o755)
+        host_setuid = subprocess.run(
+            ["setpriv", f"--reuid={inside['uid']}", f"--regid={inside['uid']}",
+             "--clear-groups", str(setuid_root_id(control_dir))],
+            capture_output=True, text=True, check=True).stdout
+        host = host_probe({**escape_targets, "http": []})
+    finally:
+        shutil.rmtree(control_dir)
+    service = (platform.home / "service-token").read_text().strip()
+    with httpx.Client(headers={"Authorization": f"Bearer {service}"}, timeout=10) as client:
+        host_api = [client.get(url).status_code for url in escape_targets["http"][:2]]
+
+    # the positive controls: the host reads, connects, mounts, unshares, ptraces, and the
+    # setuid copy raises a plain user to euid 0; the service token opens the internal API
+    assert failed(host["read"]) == host["read"] and failed(host["unix"]) == host["unix"]
+    assert failed(host["tcp"]) == host["tcp"]
+    assert [host[k] for k in ("mount", "unshare_user", "unshare_mount", "ptrace")] == ["ok"] * 4
+    assert "euid=0" in host_setuid
+    assert host_api == [200, 200]
+    assert any("nginx" in p for p in host["processes"])
+
+    # a dyno: no file, socket, endpoint, other dyno or privilege of anyone else
+    assert inside["uid"] >= 20000
+    for kind in ("read", "unix", "http", "tcp"):
+        assert failed(inside[kind]) == {}, (kind, inside[kind])
+    assert [inside[k][:6] for k in ("mount", "unshare_user", "unshare_mount", "ptrace")] == [
+        "failed"] * 4, inside
+    assert "euid" not in inside["setuid"]["/app/suid-id"], inside["setuid"]
+    assert f"uid={inside['uid']}" in inside["setuid"]["/app/suid-id"]
+    assert all("escape.py" in p or "sleep" in p or not p for p in inside["processes"])
+
+    # a build: the host's network, but none of the platform's files, sockets or privileges
+    assert build["uid"] == inside["uid"]
+    for kind in ("read", "unix"):
+        assert failed(build[kind]) == {}, (kind, build[kind])
+    assert [build[k][:6] for k in ("mount", "unshare_user", "unshare_mount", "ptrace")] == [
+        "failed"] * 4, build
+    assert not any("nginx" in p or "redis" in p or "paas" in p for p in build["processes"])
+    api_urls = escape_targets["http"][:4]
+    assert {url: build["http"][url] for url in api_urls} == {
+        url: "failed: HTTPError: HTTP Error 401: Unauthorized" for url in api_urls}
+    control = escape_targets["http"][4]  # the router's loopback control endpoint
+    assert build["http"][control] == "failed: HTTPError: HTTP Error 403: Forbidden"
+    with httpx.Client(timeout=10) as client:  # the router itself holds the secret
+        assert client.put(control, content=b"").status_code == 403
+    assert Router(Settings(home=platform.home, router_control_port=int(
+        platform.env["PAAS_ROUTER_CONTROL_PORT"]))).get_routes()[f"{app}.localhost"]
+    # KNOWN GAP (issue #9's report): a build runs in the host's network namespace (package
+    # installs need it; these hosts have no iptables/nft for a NATed build netns), so it can
+    # open TCP connections to any dyno and to the host's loopback services. What stands
+    # between it and them is each service's own auth (401/403 above). Flip these when fixed.
+    assert build["tcp"] == {target: "ok" for target in escape_targets["tcp"]}
+    for app_name in (app, victim):
+        platform.paas("apps:destroy", app_name, "--confirm", app_name)
