@@ -138,11 +138,12 @@ def _entry(entry_id: str, fields: dict[str, str]) -> dict[str, str]:
     return {**fields, "id": entry_id, "time": f"{stamp}.{millis % 1000:03d}+00:00"}
 
 
-def recent_filtered(client: redis.Redis, app: str, count: int,
-                    wanted: LogFilter) -> list[dict[str, str]]:
-    """The last `count` lines that match, oldest first."""
+def recent_filtered(client: redis.Redis, app: str, count: int, wanted: LogFilter,
+                    window: int | None = None) -> list[dict[str, str]]:
+    """The last `count` lines that match among the newest `window` (the log's bound: the
+    stream is trimmed approximately, so it may still hold a few older ones), oldest first."""
     found: list[dict[str, str]] = []
-    for entry_id, fields in client.xrevrange(app_key(app)):
+    for entry_id, fields in client.xrevrange(app_key(app), count=window):
         if wanted.matches(fields):
             found.append(_entry(entry_id, fields))
             if len(found) >= count:

@@ -4,6 +4,7 @@ private PAAS_HOME, torn down with `paas down`; and a git client that pushes to i
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -19,6 +20,27 @@ ROOT = Path(__file__).resolve().parent.parent
 APPS = ROOT / "tests" / "apps"
 PAAS = str(Path(sys.executable).parent / "paas")
 LOGS = Path(tempfile.gettempdir()) / "paas-e2e-logs"
+
+
+_subnets_taken: set[int] = set()
+
+
+def free_subnet() -> str:
+    """A 10.N.0.0/16 that no interface of this host uses: dynos left by a killed run, or
+    another test run, on the same range would make the host route to the wrong bridge."""
+    addresses = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True,
+                               text=True, check=True).stdout
+    used = {int(n) for n in re.findall(r"inet 10\.(\d+)\.", addresses)}
+    for second in range(215, 255):
+        if second not in used and second not in _subnets_taken:
+            _subnets_taken.add(second)
+            return f"10.{second}.0.0/16"
+    raise RuntimeError("no free 10.N.0.0/16 left for a test platform")
+
+
+def second_subnet() -> str:
+    """For a test's own platform beside the session's one."""
+    return os.environ.get("PAAS_TEST_SUBNET_2") or free_subnet()
 
 
 def free_port() -> int:
@@ -40,7 +62,8 @@ class Platform:
     @classmethod
     def create(cls, **settings: str) -> Platform:
         """PAAS_TEST_SUBNET lets concurrent test runs on one machine use separate networks."""
-        subnet = os.environ.get("PAAS_TEST_SUBNET", "10.215.0.0/16")
+        subnet = (settings.pop("PAAS_DYNO_SUBNET", None) or os.environ.get("PAAS_TEST_SUBNET")
+                  or free_subnet())
         base = Path(tempfile.mkdtemp(prefix="paas-e2e-"))
         base.chmod(0o711)
         home = base / "home"

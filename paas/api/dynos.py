@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -18,7 +20,7 @@ from paas import apps, auth, dynos, formation, logs, releases, terminals
 from paas.api.apps import app_of, route
 from paas.api.context import Context
 from paas.api.handlers import Call
-from paas.errors import Invalid, PaasError
+from paas.errors import Conflict, Invalid, PaasError
 from paas.models import OneOffState
 
 MAX_GRACE = 3600
@@ -82,11 +84,17 @@ def show_oneoff(call: Call) -> dict[str, Any]:
 
 
 def attach(call: Call) -> StreamingResponse:
-    """An attached one-off's output as NDJSON: {"line": ...} ... then {"exit_code": N}."""
+    """An attached one-off's output as NDJSON: {"line": ...} ... then {"exit_code": N}.
+    ?stdin=1: the caller sends the one-off's stdin (POST .../input); otherwise its stdin
+    ends here."""
     app = app_of(call)
     oneoff = dynos.get_oneoff(call.db, app, call.params["name"])
     name = f"{oneoff.type}.{oneoff.number}"
     ctx, app_name = call.ctx, app.name
+    if call.query.get("stdin") != "1" and not oneoff.tty:
+        keys = terminals.input_stream(app_name, name)
+        ctx.redis.xadd(keys, terminals.HANGUP_ENTRY)
+        ctx.redis.expire(keys, terminals.INPUT_TTL)
     async def stream() -> AsyncIterator[bytes]:
         quiet = 0
         async for entry in logs.follow(ctx.aredis, logs.run_stream(app_name, name)):
@@ -106,6 +114,36 @@ def attach(call: Call) -> StreamingResponse:
                 return
 
     return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+
+def send_input(call: Call) -> dict[str, Any]:
+    """{"data": BASE64} or {"eof": true}: the stdin of an attached one-off without a terminal
+    (`echo hi | paas run -- cat`), to its input stream (the monitor in paas/runtime/piped.py)."""
+    app = app_of(call)
+    oneoff = dynos.get_oneoff(call.db, app, call.params["name"])
+    name, body = f"{oneoff.type}.{oneoff.number}", call.body
+    if not oneoff.attach or oneoff.tty:
+        raise Invalid(f"{name} takes no input this way: it is detached or has a terminal")
+    if oneoff.state == OneOffState.EXITED:
+        raise Conflict(f"{name} has exited")
+    entry = _input_entry(body)
+    keys = terminals.input_stream(app.name, name)
+    call.ctx.redis.xadd(keys, entry, maxlen=10000, approximate=True)
+    call.ctx.redis.expire(keys, terminals.INPUT_TTL)
+    return {"dyno": name}
+
+
+def _input_entry(body: Any) -> dict[str, str]:
+    if isinstance(body, dict) and body.get("eof") is True:
+        return terminals.HANGUP_ENTRY
+    data = body.get("data") if isinstance(body, dict) else None
+    try:
+        if not isinstance(data, str):
+            raise ValueError
+        return terminals.keys_entry(base64.b64decode(data, validate=True))
+    except (ValueError, binascii.Error):
+        raise Invalid('send {"data": "BASE64"} (the next bytes of stdin) or {"eof": true} '
+                      "(its end)") from None
 
 
 def _exited(ctx: Context, app_name: str, name: str) -> dict[str, Any] | None:
@@ -238,7 +276,8 @@ def show_logs(call: Call) -> list[dict[str, str]]:
     wanted = logs.LogFilter(dyno=query.get("ps") or None, source=query.get("source") or None)
     if query.get("after"):
         return logs.after(call.ctx.redis, app.name, query["after"], wanted, wait)
-    return logs.recent_filtered(call.ctx.redis, app.name, count, wanted)
+    return logs.recent_filtered(call.ctx.redis, app.name, count, wanted,
+                                call.ctx.settings.log_lines)
 
 
 def routes(ctx: Context) -> list[BaseRoute]:
@@ -252,6 +291,7 @@ def routes(ctx: Context) -> list[BaseRoute]:
         route(ctx, "/v1/apps/{app}/dynos/{name}/attach", attach, ["GET"]),
         WebSocketRoute("/v1/apps/{app}/dynos/{name}/attach", terminal),
         route(ctx, "/v1/apps/{app}/dynos/{name}/stop", stop, ["POST"], write=True),
+        route(ctx, "/v1/apps/{app}/dynos/{name}/input", send_input, ["POST"], write=True),
         route(ctx, "/v1/apps/{app}/ps-settings", show_settings, ["GET"]),
         route(ctx, "/v1/apps/{app}/ps-settings", update_settings, ["PATCH"], write=True),
         route(ctx, "/v1/apps/{app}/logs", show_logs, ["GET"]),

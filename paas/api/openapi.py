@@ -66,6 +66,8 @@ SUMMARIES: dict[tuple[str, str], str] = {
                                                    "as a WebSocket, a terminal one-off's "
                                                    "terminal (paas/terminals.py)",
     ("POST", "/v1/apps/{app}/dynos/{name}/stop"): "Stop a dyno",
+    ("POST", "/v1/apps/{app}/dynos/{name}/input"): "Send an attached one-off's stdin: "
+                                                  '{"data": BASE64}, then {"eof": true}',
     ("GET", "/v1/apps/{app}/ps-settings"): "The app's dyno settings",
     ("PATCH", "/v1/apps/{app}/ps-settings"): "Change the app's dyno settings",
     ("GET", "/v1/apps/{app}/builds/{build}"): "One build",

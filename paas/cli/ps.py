@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import shlex
 import sys
+import threading
 import time
 from typing import Any
 
@@ -23,6 +25,7 @@ SCALE = re.compile(r"^([A-Za-z0-9_-]+)=(\d+)$")
 RESIZE = re.compile(r"^([A-Za-z0-9_-]+)=([A-Za-z0-9-]+)$")
 ENV = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.DOTALL)
 TAIL_WAIT = 10
+STDIN_CHUNK = 65536
 
 
 def uptime(started_at: float) -> str:
@@ -148,13 +151,27 @@ def run(command: tuple[str, ...], app: str, detach: bool, size: str, env: tuple[
     click.echo(f"Running `{line}` on {app}... up, {name}", err=True)
     if with_tty:
         sys.exit(terminal.attach(api.base_url, connection.token(), app, name))
+    threading.Thread(target=_forward_stdin, args=(connection.client(), app, name),
+                     daemon=True).start()
     sys.exit(_attach(api, app, name))
+
+
+def _forward_stdin(api: ApiClient, app: str, name: str) -> None:
+    """What is piped to `paas run` goes to the one-off's stdin, then its end (as with
+    `heroku run`); the one-off's end ends the client whether or not its input has."""
+    try:
+        while chunk := os.read(sys.stdin.fileno(), STDIN_CHUNK):
+            api.post(f"/v1/apps/{app}/dynos/{name}/input",
+                     {"data": base64.b64encode(chunk).decode()})
+        api.post(f"/v1/apps/{app}/dynos/{name}/input", {"eof": True})
+    except (OSError, ValueError, PaasError):  # no stdin, or the one-off has ended
+        return
 
 
 def _attach(api: ApiClient, app: str, name: str) -> int:
     """Prints the one-off's output as it comes; returns its exit code."""
     try:
-        with api.http.stream("GET", f"/v1/apps/{app}/dynos/{name}/attach",
+        with api.http.stream("GET", f"/v1/apps/{app}/dynos/{name}/attach?stdin=1",
                              timeout=httpx.Timeout(30, read=None)) as response:
             if response.status_code >= 400:
                 response.read()

@@ -208,7 +208,9 @@ class Agent:
                             command=desired["command"], env=desired["env"], layers=layers,
                             memory_mb=desired["memory_mb"], pids_limit=desired["pids"],
                             cpu_shares=desired.get("cpu_shares", 0), metadata=metadata,
-                            console=_console(key) if desired.get("tty") else None)
+                            console=_console(key) if desired.get("tty") else None,
+                            stdin=_console(key)[1] if desired.get("attach")
+                            and not desired.get("tty") else None)
             self._platform_log(key, f"Starting process with command `{desired['command'][-1]}`")
             if metadata["build_id"]:
                 self.events.deploy_line(metadata["build_id"], "-----> Running release command: "

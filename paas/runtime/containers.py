@@ -59,6 +59,8 @@ class DynoSpec:
     cpu_shares: int = 0  # 0: in proportion to the memory
     # A dyno with a terminal: (output stream, input stream) its console monitor relays.
     console: tuple[str, str] | None = None
+    # An attached one-off without a terminal: the input stream its stdin is fed from.
+    stdin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,8 @@ class Runtime:
             self._prepare_dyno_fs(dyno, spec, ip, net.netns_path)
             if spec.console:
                 self._launch_console(dyno, *spec.console)
+            elif spec.stdin:
+                self._launch_piped(dyno, spec.stdin)
             else:
                 self._launch_monitor(dyno)
             return self._wait_started(dyno)
@@ -394,6 +398,20 @@ class Runtime:
         with dyno.log.open("ab") as log:
             subprocess.run(
                 ["setsid", "-f", sys.executable, "-m", "paas.runtime.console", *args],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env={**os.environ, "PAAS_CONSOLE_REDIS": self.settings.redis_url},
+                check=True,
+            )
+
+    def _launch_piped(self, dyno: DynoDir, input_stream: str) -> None:
+        """A one-off attached without a terminal: its stdin comes from the client
+        (paas/runtime/piped.py)."""
+        args = [str(dyno.path), self.runc.binary, str(self.runc.root), input_stream]
+        with dyno.log.open("ab") as log:
+            subprocess.run(
+                ["setsid", "-f", sys.executable, "-m", "paas.runtime.piped", *args],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=log,

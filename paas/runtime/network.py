@@ -69,7 +69,27 @@ def link_exists(name: str) -> bool:
     return Path("/sys/class/net", name).exists()
 
 
+def interfaces_on(network: ipaddress.IPv4Network) -> list[str]:
+    """Host interfaces with an address inside `network`."""
+    found = []
+    for line in ip_cmd("-o", "-4", "addr", "show").stdout.splitlines():
+        fields = line.split()
+        if "inet" in fields:
+            address = ipaddress.ip_interface(fields[fields.index("inet") + 1])
+            if address.ip in network:
+                found.append(fields[1])
+    return found
+
+
 def ensure_bridge(name: str, network: ipaddress.IPv4Network) -> None:
+    others = [iface for iface in interfaces_on(network) if iface != name]
+    if others:
+        # Two interfaces on one subnet: the host would route to whichever came first.
+        raise Unavailable(
+            f"the dyno network {network} is already used by {', '.join(others)} on this host: "
+            "set PAAS_DYNO_SUBNET to a free range, or run `paas down` for the installation "
+            "that left it"
+        )
     if not link_exists(name):
         result = ip_cmd("link", "add", "name", name, "type", "bridge", check=False)
         if result.returncode != 0 and not link_exists(name):

@@ -375,3 +375,87 @@ def test_run_with_a_terminal(quick: Platform, tmp_path: Path) -> None:
                timeout=60, what="the abandoned terminal's dyno ended")
     eventually(lambda: not [d for d in ps(quick, "terminal") if d["type"] == "run"],
                what="the abandoned terminal's dyno removed")
+
+
+FAMILY_PROCFILE = (
+    "web: exec /usr/bin/python3 server.py\n"
+    "chatty: /usr/bin/python3 -c 'for i in range(1, 3001): print(\"chatty line\", i)'; "
+    "exec sleep 600\n"
+    # The parent does not pass SIGTERM on: the child gets it from the platform itself.
+    "family: sh -c 'trap \"echo child got TERM; exit 0\" TERM; while true; do sleep 0.2; done' & "
+    "trap 'echo parent got TERM; wait; exit 0' TERM; echo family ready; "
+    "while true; do sleep 0.2; done\n")
+
+
+def test_log_bound_and_sigterm_to_every_process(quick: Platform, tmp_path: Path) -> None:
+    deploy(quick, tmp_path, "family", FAMILY_PROCFILE)
+    quick.paas("ps:scale", "chatty=2", "-a", "family")
+
+    def newest() -> list[dict[str, str]]:
+        return json.loads(quick.paas("logs", "-a", "family", "-n", "5000", "--json").stdout)
+
+    def settled() -> list[dict[str, str]] | None:
+        """The log once both floods are in and nothing more comes."""
+        first = newest()
+        if not any(e.get("line") == "chatty line 3000" for e in first):
+            return None
+        time.sleep(1.5)
+        return first if newest()[-1]["id"] == first[-1]["id"] else None
+
+    # Like Heroku's, the log keeps the newest 1,500 lines, whatever is asked for.
+    everything = eventually(settled, what="6,000 lines logged")
+    assert len(everything) == 1500
+    assert not any(e.get("line") == "chatty line 1" for e in everything)
+    # A filtered read picks from those same 1,500 lines, not from older ones the stream
+    # (trimmed approximately) still happens to hold.
+    chatty1 = json.loads(quick.paas("logs", "-a", "family", "-n", "5000", "--json", "--ps",
+                                    "chatty.1").stdout)
+    assert chatty1 == [e for e in everything if e["source"].endswith("[chatty.1]")]
+
+    quick.paas("ps:scale", "family=1", "-a", "family")
+    eventually(lambda: "family ready" in logs(quick, "family", "--ps", "family.1"))
+    quick.paas("ps:scale", "family=0", "-a", "family")
+    eventually(lambda: not [d for d in ps(quick, "family") if d["type"] == "family"])
+    text = eventually(lambda: "exited with status" in (
+        t := logs(quick, "family", "--ps", "family.1")) and t, what="family.1's end")
+    assert "paas[family.1]: Stopping all processes with SIGTERM" in text
+    assert "app[family.1]: parent got TERM" in text
+    assert "app[family.1]: child got TERM" in text
+    assert "R12" not in text
+    assert "paas[family.1]: Process exited with status 0" in text
+
+
+def test_new_release_resets_backoff_and_run_forwards_stdin(quick: Platform,
+                                                           tmp_path: Path) -> None:
+    deploy(quick, tmp_path, "backoff")
+    quick.paas("ps:scale", "crashy=1", "-a", "backoff")
+
+    def restarts(release: int) -> int:
+        return max([d["restarts"] for d in ps(quick, "backoff")
+                    if d["type"] == "crashy" and d["release"] == release], default=0)
+
+    before = eventually(lambda: restarts(1) >= 4 and restarts(1), what="four crashes")
+    quick.paas("config:set", "COLOR=red", "-a", "backoff")
+    # The new release's crashy.1 starts over: at once, then 1 s, 2 s... not after v1's backoff.
+    eventually(lambda: 0 < restarts(2) < before, what="the backoff reset by a new release",
+               explain=lambda: json.dumps(ps(quick, "backoff")) + logs(quick, "backoff"))
+    assert "Starting process" in logs(quick, "backoff", "--ps", "crashy.1", "--source", "paas")
+
+    # Without a terminal, `paas run` forwards its stdin, then its end.
+    piped = subprocess.run([PAAS, "run", "-a", "backoff", "--", "sh", "-c",
+                            'cat; echo "color=$COLOR"'], input="hello\nworld\n",
+                           env=quick.env, capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.splitlines() == ["hello", "world", "color=red"], piped.stdout
+    empty = subprocess.run([PAAS, "run", "-a", "backoff", "--", "wc", "-c"],
+                           stdin=subprocess.DEVNULL, env=quick.env, capture_output=True,
+                           text=True, timeout=120)
+    assert empty.returncode == 0 and empty.stdout.strip() == "0", empty
+    # An API client that attaches without sending input gives the one-off an empty stdin.
+    with quick.api() as api:
+        oneoff = api.post("/v1/apps/backoff/dynos", json={
+            "command": "wc -c; echo done", "attach": True}).json()
+        with api.stream("GET", f"/v1/apps/backoff/dynos/{oneoff['name']}/attach",
+                        timeout=httpx.Timeout(30, read=120)) as response:
+            messages = [json.loads(raw) for raw in response.iter_lines() if raw.strip()]
+    assert messages == [{"line": "0"}, {"line": "done"}, {"exit_code": 0}], messages

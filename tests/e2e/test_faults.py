@@ -12,6 +12,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.platform import PAAS, Platform, app_repo, commit_all, git
+from tests.platform import PAAS, Platform, app_repo, commit_all, git, second_subnet
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.e2e
 def faulty() -> Iterator[Platform]:
     """A platform of this module's own, on the second test subnet (the session's platform may
     be running beside it), with a short build heartbeat."""
-    subnet = os.environ.get("PAAS_TEST_SUBNET_2", "10.221.0.0/16")
+    subnet = second_subnet()
     platform = Platform.create(PAAS_BUILD_HEARTBEAT="0.5", PAAS_DYNO_SUBNET=subnet)
     try:
         platform.up()
@@ -349,6 +350,56 @@ def test_nginx_killed_is_restarted_by_the_router(faulty: Platform, tmp_path: Pat
 
     faulty.wait_for("nginx-crash", "Procfile-only app")
     assert int((faulty.home / "router" / "nginx.pid").read_text()) != master
+
+
+def up_dynos(platform: Platform, app: str) -> list[dict]:
+    dynos = json.loads(platform.paas("ps", "-a", app, "--json").stdout)
+    return [d for d in dynos if d["state"] == "up"]
+
+
+def test_the_agent_killed_with_ten_dynos_running(faulty: Platform, tmp_path: Path) -> None:
+    faulty.paas("apps:create", "agent-crash")
+    repo = app_repo(tmp_path, "procfile-only")
+    assert git(repo, "push", faulty.remote_url("agent-crash"), "main",
+               check=False).returncode == 0
+    faulty.paas("ps:scale", "web=10", "-a", "agent-crash")
+    eventually(lambda: len(up_dynos(faulty, "agent-crash")) == 10, what="10 web dynos up")
+    before = {d["name"]: (d["id"], d["restarts"]) for d in up_dynos(faulty, "agent-crash")}
+    failures: list[str] = []
+    sent = 0
+    stop = threading.Event()
+
+    def visit() -> None:
+        nonlocal sent
+        while not stop.is_set():
+            try:
+                sent += 1
+                if faulty.get("agent-crash").status_code != 200:
+                    failures.append("status")
+            except httpx.HTTPError as error:
+                failures.append(repr(error))
+            time.sleep(0.02)
+
+    visitor = threading.Thread(target=visit, daemon=True)
+    visitor.start()
+    marker = f"/agent-down-{uuid.uuid4().hex}"
+    try:
+        old = service_pid(faulty, "paas.runtime.agent")
+        assert old is not None
+        os.kill(old, signal.SIGKILL)
+        assert faulty.get("agent-crash", marker).status_code == 404  # http.server logs it
+        assert service_pid(faulty, "paas.runtime.agent") is None  # printed with no agent
+        eventually(lambda: service_pid(faulty, "paas.runtime.agent"), what="agent back")
+        eventually(lambda: marker in faulty.paas("logs", "-a", "agent-crash", "-s", "app",
+                                                 "-n", "1000").stdout,
+                   what="the dyno's line from while the agent was down")
+        time.sleep(3)  # a few reconcile rounds of the new agent
+    finally:
+        stop.set()
+        visitor.join(30)
+    after = {d["name"]: (d["id"], d["restarts"]) for d in up_dynos(faulty, "agent-crash")}
+    assert after == before and {r for _, r in after.values()} == {0}
+    assert failures == [] and sent > 20
 
 
 def test_the_api_restarted_during_a_push(faulty: Platform, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.platform import Platform, app_repo, commit_all, git
+from tests.platform import Platform, app_repo, commit_all, git, second_subnet
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +28,7 @@ LIVE_DYNO_FILES = {"output.log", "shipped", "agent.json"}
 
 @pytest.fixture(scope="module")
 def own_platform() -> Iterator[Platform]:
-    subnet = os.environ.get("PAAS_TEST_SUBNET_2", "10.216.0.0/16")
+    subnet = second_subnet()
     platform = Platform.create(PAAS_DYNO_SUBNET=subnet)
     try:
         platform.up()
@@ -75,6 +75,8 @@ def test_crafted_input_never_escapes(own_platform: Platform, tmp_path: Path) -> 
     secrets = [platform.token, (platform.home / "service-token").read_text().strip(),
                (platform.home / "dashboard-secret").read_text().strip()]
     before = snapshot(platform.home, app)
+    assert {"admin-token", "router/nginx.conf", f"repos/{bystander}.git/HEAD"} <= before.keys()
+    assert any(k.startswith(f"dynos/{bystander}-") for k in before)
     outputs: list[str] = []
 
     with platform.api() as api:
@@ -109,13 +111,13 @@ def test_crafted_input_never_escapes(own_platform: Platform, tmp_path: Path) -> 
     outputs.append(shown.stdout + shown.stderr)
     line = next(x for x in shown.stdout.splitlines() if x.startswith("{"))
     assert json.loads(line) == values, shown.stdout
-    assert "No such file or directory" in shown.stdout + shown.stderr
+    assert "ls: cannot access 'home/'" in shown.stdout, shown.stdout
 
     for bad, message in [
         ({".buildpacks": "\n".join(payloads(canary))}, ".buildpacks"),
         ({"Procfile": f"web: exec sleep 1\n$(touch {canary}): sleep 1\n"}, "Procfile"),
         ({"Procfile": f"web;touch {canary}: sleep 1\n"}, "Procfile"),
-        ({".buildpacks": platform.home / "service-token"}, "symlink"),
+        ({".buildpacks": platform.home / "service-token"}, ".buildpacks"),
         ({"project.toml": platform.home / "admin-token"}, "project.toml"),
         ({"Procfile": platform.home / "dashboard-secret"}, "Procfile"),
     ]:

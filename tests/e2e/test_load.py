@@ -4,14 +4,13 @@ live; many apps on one host all answer through the router (figures: bench/load.p
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench.load import answering, deploy_apps
-from tests.platform import Platform
+from tests.platform import Platform, second_subnet
 
 pytestmark = pytest.mark.e2e
 
@@ -20,8 +19,7 @@ pytestmark = pytest.mark.e2e
 def crowded() -> Iterator[Platform]:
     """A platform of this module's own (its 50 apps go with it), on the second test subnet:
     the session's platform may be running beside it."""
-    platform = Platform.create(PAAS_DYNO_SUBNET=os.environ.get("PAAS_TEST_SUBNET_2",
-                                                               "10.221.0.0/16"))
+    platform = Platform.create(PAAS_DYNO_SUBNET=second_subnet())
     try:
         platform.up()
         yield platform

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.platform import PAAS, Platform, app_repo, git
+from tests.platform import PAAS, Platform, app_repo, git, second_subnet
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def own_platform() -> Iterator[Platform]:
     """A platform of this test's own: the test stops and restarts its control plane."""
-    subnet = os.environ.get("PAAS_TEST_SUBNET_2", "10.221.0.0/16")
+    subnet = second_subnet()
     platform = Platform.create(PAAS_DYNO_SUBNET=subnet)
     try:
         platform.up()
@@ -31,12 +31,14 @@ def own_platform() -> Iterator[Platform]:
         platform.down()
 
 
-def _host_leftovers(install_id: str) -> list[str]:
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+def _host_leftovers(install_id: str, home: Path) -> list[str]:
+    """This installation's bridges, veths, network namespaces and mounts still on the host."""
+    links = [name.split("@")[0] for name in os.listdir("/sys/class/net")]
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     mounts = Path("/proc/self/mounts").read_text()
-    return [line for line in (links + netns).splitlines() if install_id in line] + [
-        line for line in mounts.splitlines() if "paas-e2e" in line]
+    return ([name for name in links if name.startswith((f"pb{install_id}", f"v{install_id}"))]
+            + [line for line in netns.splitlines() if line.startswith(f"p{install_id}-")]
+            + [line for line in mounts.splitlines() if str(home) in line])
 
 
 def _install_id(platform: Platform) -> str:
@@ -65,10 +67,10 @@ def test_apps_outlive_the_control_plane_and_paas_down_cleans_up(own_platform: Pl
     assert [d["restarts"] for d in dynos_after] == [0]
 
     install_id = _install_id(platform)
-    assert _host_leftovers(install_id)
+    assert _host_leftovers(install_id, platform.home)
     result = platform.paas("down")
     assert "paas is down" in result.stdout
-    assert _host_leftovers(install_id) == []
+    assert _host_leftovers(install_id, platform.home) == []
     with pytest.raises(httpx.HTTPError):
         platform.get("survivor")
 

@@ -1,0 +1,87 @@
+"""The monitor of an attached one-off dyno without a terminal (`echo hi | paas run -- cat`).
+
+It does what the shell monitor (containers.MONITOR_SCRIPT) does: runs `runc run` in the
+foreground, its output to the dyno's log, its exit status to the exit-code file. The container's
+stdin is a pipe fed from the one-off's input stream (paas/terminals.py: `{"data": b64}` entries
+from the client, then a hangup entry for the end of its input), so the API and the dyno need
+not share a host. A client that never sends anything gets an end of input after
+ATTACH_TIMEOUT, so a command reading stdin does not wait for it forever.
+
+Usage (by Runtime): python -m paas.runtime.piped DYNO_DIR RUNC ROOT INPUT_STREAM, with the
+Redis URL in $PAAS_CONSOLE_REDIS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+import redis
+
+from paas import terminals
+
+ATTACH_TIMEOUT = 120.0
+
+
+def feed(client: redis.Redis, stream: str, process: subprocess.Popen[bytes]) -> None:
+    """The input stream to the container's stdin, until its end or the container's."""
+    assert process.stdin is not None
+    last, heard = "0", False
+    deadline = time.monotonic() + ATTACH_TIMEOUT
+    try:
+        while process.poll() is None:
+            try:
+                batch = client.xread({stream: last}, block=1000, count=100)
+            except redis.RedisError:  # Redis restarting
+                time.sleep(1)
+                continue
+            if not batch and not heard and time.monotonic() > deadline:
+                return
+            for entry_id, fields in batch[0][1] if batch else []:
+                last, heard = entry_id, True
+                message = terminals.parse_input(fields)
+                if message.hangup:
+                    return
+                if message.data:
+                    _write(process.stdin, message.data)
+    except BrokenPipeError:  # the command closed its stdin or ended
+        return
+    finally:
+        _close(process.stdin)
+
+
+def _write(pipe: IO[bytes], data: bytes) -> None:
+    pipe.write(data)
+    pipe.flush()
+
+
+def _close(pipe: IO[bytes]) -> None:
+    with contextlib.suppress(BrokenPipeError):
+        pipe.close()
+
+
+def run(dyno_dir: Path, runc: list[str], stream: str) -> None:
+    (dyno_dir / "monitor.pid").write_text(str(os.getpid()))
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    client = redis.Redis.from_url(os.environ["PAAS_CONSOLE_REDIS"])
+    with open(dyno_dir / "output.log", "ab") as log:
+        process = subprocess.Popen(
+            [*runc, "run", "--keep", "--bundle", str(dyno_dir), dyno_dir.name],
+            stdin=subprocess.PIPE, stdout=log, stderr=log)
+    threading.Thread(target=feed, args=(client, stream, process), daemon=True).start()
+    code = process.wait()
+    tmp = dyno_dir / "exit-code.tmp"
+    tmp.write_text(f"{code}\n")
+    tmp.replace(dyno_dir / "exit-code")
+    os._exit(0)  # the feeding thread may be waiting on Redis: nothing left for it to do
+
+
+if __name__ == "__main__":
+    run(Path(sys.argv[1]), [sys.argv[2], "--root", sys.argv[3]], sys.argv[4])
