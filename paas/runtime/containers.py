@@ -166,7 +166,10 @@ class Runtime:
         with self._lock():
             if dyno.path.exists():
                 raise Conflict(f"dyno {spec.id} exists")
-            ip = network.next_free_ip(subnet, self._used_ips(spec.app_index))
+            last = self.settings.dynos_dir / f".last-ip-{spec.app_index}"
+            previous = last.read_text().strip() if last.exists() else None
+            ip = network.next_free_ip(subnet, self._used_ips(spec.app_index), previous)
+            last.write_text(ip)
             dyno.path.mkdir(mode=0o700)
             self._write_record(dyno, spec, ip)
             network.ensure_bridge(bridge, subnet)

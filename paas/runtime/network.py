@@ -58,10 +58,15 @@ def veth_name(install_id: str, dyno_id: str) -> str:
     return f"v{install_id}{hashlib.sha256(dyno_id.encode()).hexdigest()[:8]}"
 
 
-def next_free_ip(network: ipaddress.IPv4Network, used: set[str]) -> str:
-    for host in list(network.hosts())[1:]:
-        if str(host) not in used:
-            return str(host)
+def next_free_ip(network: ipaddress.IPv4Network, used: set[str], after: str | None = None) -> str:
+    """The first free address after `after`, wrapping around. Rotating, rather than taking
+    the lowest, keeps a just-freed address out of use for a while: the router may still hold a
+    keep-alive connection to it, and the host a neighbour entry for the old dyno."""
+    hosts = [str(host) for host in list(network.hosts())[1:]]
+    start = hosts.index(after) + 1 if after in hosts else 0
+    for host in hosts[start:] + hosts[:start]:
+        if host not in used:
+            return host
     raise Unavailable(f"no free address left in {network}")
 
 

@@ -31,6 +31,13 @@ def test_addresses_skip_the_gateway_and_used_ones() -> None:
     assert next_free_ip(net, {"10.0.3.2", "10.0.3.3"}) == "10.0.3.4"
 
 
+def test_addresses_rotate_so_a_freed_one_is_not_reused_at_once() -> None:
+    net = ipaddress.IPv4Network("10.0.3.0/24")
+    assert next_free_ip(net, set(), after="10.0.3.2") == "10.0.3.3"
+    assert next_free_ip(net, {"10.0.3.3"}, after="10.0.3.2") == "10.0.3.4"
+    assert next_free_ip(net, set(), after="10.0.3.254") == "10.0.3.2"
+
+
 def test_config_drops_every_privilege() -> None:
     cfg = ContainerConfig(
         hostname="web-1",
