@@ -30,6 +30,7 @@ def test_rollback_serves_the_old_code_with_the_old_config(platform: Platform,
         assert git(repo, "push", platform.remote_url("cli-rollback"), "main",
                    check=False).returncode == 0
         platform.paas("config:set", "FOO=a", cwd=repo)
+        served(platform, "cli-rollback", 2)  # live before the next push supersedes it
         (repo / "code.txt").write_text("two\n")
         commit_all(repo, "two")
         assert git(repo, "push", platform.remote_url("cli-rollback"), "main",
