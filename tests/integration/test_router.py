@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import ssl
@@ -30,10 +29,6 @@ from paas.settings import Settings
 from router.nginx import Cert, ConfigRejected, Peer, Route, Router
 from router.service import bind_log_socket, parse_datagram
 from tests.tls import make_cert
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("nginx") is None or os.geteuid() != 0, reason="needs nginx and root"
-)
 
 REPO = Path(__file__).resolve().parents[2]
 
