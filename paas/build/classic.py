@@ -53,6 +53,11 @@ def _read_list(app_dir: Path) -> list[str]:
 
 def _entry(app_dir: Path, entry: str, source: str, dest: Path,
            log: Callable[[str], None]) -> Buildpack:
+    try:
+        entry.encode()
+    except UnicodeEncodeError:
+        raise BuildpackError(f"{source}: buildpack {entry!r} is not valid UTF-8 text; "
+                             "name a directory in the repository or a git URL") from None
     if "://" in entry:
         return load_any(fetch(entry, dest, log), _name_of(entry))
     return load_any(inside_repo(app_dir, entry, source), _name_of(entry))

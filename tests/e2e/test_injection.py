@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 
 # Written all the time by the platform itself, whatever the apps do.
 LIVE = ("paas.db", "redis/", "router/error.log", "router/nginx.stderr", "router/tmp/",
-        "layers/", "builds/", "build-bundles/", "paas-up.pid")
+        "layers/", "builds/", "build-bundles/", "paas-up.pid", "dynos/.last-ip-")
 LIVE_DYNO_FILES = {"output.log", "shipped", "agent.json"}
 
 
