@@ -27,9 +27,10 @@ def test_the_archive_keeps_symlinks_and_executable_bits(tmp_path: Path) -> None:
                    check=True)
     commit = git(work, "rev-parse", "HEAD").stdout.strip()
 
-    archive = tarfile.open(fileobj=io.BytesIO(b"".join(repos.archive("app", commit))))
-    members = {m.name: m for m in archive.getmembers()}
+    with tarfile.open(fileobj=io.BytesIO(b"".join(repos.archive("app", commit)))) as archive:
+        members = {m.name: m for m in archive.getmembers()}
+        content = archive.extractfile("app.py").read()
 
     assert members["link.py"].issym() and members["link.py"].linkname == "app.py"
     assert members["run.sh"].mode == 0o755
-    assert archive.extractfile("app.py").read() == b"print('hi')\n"
+    assert content == b"print('hi')\n"
