@@ -40,6 +40,7 @@ from paas.build.procfile import parse_procfile
 from paas.build.stack import stack_id
 from paas.errors import Invalid
 from paas.runtime import BuildContainerSpec, Runtime
+from paas.runtime.buildnet import BuildNetwork
 from paas.settings import Settings
 from paas.slugs.layers import LayerStore, StoredLayer
 
@@ -94,6 +95,7 @@ class _Build:
     group: list[Buildpack] | None = None
     before_classic: dict[str, classic.Signature] | None = None
     oom_kills: int = 0  # of the last step
+    network: BuildNetwork | None = None
 
     @property
     def app_dir(self) -> Path:
@@ -144,6 +146,7 @@ class _Build:
             env=env,
             memory_mb=self.settings.build_memory_mb,
             timeout=max(self.deadline - time.monotonic(), 1.0),
+            network=self.network,
         )
         code = self.runtime.run_build(spec, on_line)
         # Read from the container's cgroup: a shell that survives an OOM-killed pip or npm in
@@ -206,25 +209,32 @@ def build_app(
         config_vars=config_vars,
     )
     try:
-        _prepare(build, source, config_vars)
-        group = _detect(build)
-        log(f"-----> Building with buildpacks: {', '.join(bp.label for bp in group)}")
-        _build_group(build, group)
-        stored = _store_layers(build, group, store, previous_digests or set())
-        layers = [layer for layer, _ in stored]
-        _log_layers(log, layers)
-        result = BuildResult(
-            layers=layers,
-            process_types=_process_types(build, group),
-            env=_launch_env(build, group),
-            buildpacks=[bp.id for bp in group],
-        )
-        return _with_manifest(result, [s for _, s in stored], store, labels or {})
+        with runtime.build_network(log) as build.network:
+            return _build_in(build, source, config_vars, store, previous_digests, labels)
     except BuildpackError as err:
         raise BuildFailed(str(err)) from None
     finally:
         _prune_cache(build, build.group)
         shutil.rmtree(build.root, ignore_errors=True)
+
+
+def _build_in(build: _Build, source: Path, config_vars: dict[str, str], store: LayerStore,
+              previous_digests: set[str] | None, labels: dict[str, str] | None) -> BuildResult:
+    log = build.log
+    _prepare(build, source, config_vars)
+    group = _detect(build)
+    log(f"-----> Building with buildpacks: {', '.join(bp.label for bp in group)}")
+    _build_group(build, group)
+    stored = _store_layers(build, group, store, previous_digests or set())
+    layers = [layer for layer, _ in stored]
+    _log_layers(log, layers)
+    result = BuildResult(
+        layers=layers,
+        process_types=_process_types(build, group),
+        env=_launch_env(build, group),
+        buildpacks=[bp.id for bp in group],
+    )
+    return _with_manifest(result, [s for _, s in stored], store, labels or {})
 
 
 # ---- workspace ---------------------------------------------------------------------------

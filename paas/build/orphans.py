@@ -1,7 +1,8 @@
-"""Build containers and workspaces left behind by a build worker that died (SIGKILL, OOM,
-host trouble). A build container is run by `runc run` in the foreground, a child of the
-worker process that builds; when that process dies, `runc run` is handed to PID 1 and the
-container would run on. The worker removes such orphans when it starts and before each build."""
+"""Build containers, build networks and workspaces left behind by a build worker that died
+(SIGKILL, OOM, host trouble). A build container is run by `runc run` in the foreground, a
+child of the worker process that builds; when that process dies, `runc run` is handed to PID 1
+and the container would run on. The worker removes such orphans when it starts and before each
+build."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from paas.runtime import Runtime
+from paas.runtime.buildnet import remove_stale_build_networks
 from paas.settings import Settings
 
 BUILD_PREFIX = "build-"
@@ -54,6 +56,7 @@ def remove_orphans(settings: Settings, log: Callable[[str], None] = lambda _line
     for container_id in orphans:
         log(f"removing build container {container_id}: its worker is gone")
         runtime._remove_build(container_id)  # the Runtime's own cleanup of a build container
+    remove_stale_build_networks(settings, runtime.install_id)
     _remove_stale_workspaces(settings)
     return len(orphans)
 

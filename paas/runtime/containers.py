@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from paas.errors import Conflict, Invalid, NotFound, Unavailable
 from paas.runtime import host, network, oci
+from paas.runtime.buildnet import BuildNetwork, build_network
 from paas.runtime.cpu import CpuMeter
 from paas.runtime.hostconfig import client_config
 from paas.runtime.runc import Runc
@@ -85,6 +86,8 @@ class BuildContainerSpec:
     env: dict[str, str]
     memory_mb: int
     timeout: float
+    # The build's own namespace and egress proxy; None shares the host's network (tests only).
+    network: BuildNetwork | None = None
 
 
 def check_id(container_id: str) -> None:
@@ -265,6 +268,11 @@ class Runtime:
             return ""
 
     # ---- builds ------------------------------------------------------------------------
+
+    @contextmanager
+    def build_network(self, log: Callable[[str], None]) -> Iterator[BuildNetwork]:
+        with build_network(self.settings, self.install_id, log) as net:
+            yield net
 
     def run_build(self, spec: BuildContainerSpec, on_line: Callable[[str], None]) -> int:
         check_id(spec.id)
@@ -494,11 +502,9 @@ class Runtime:
         clients = client_config(os.environ)
         files = {**oci.etc_files(spec.uid, spec.id, ""), **clients.files, "resolv.conf": ""}
         oci.write_rootfs(bundle / "rootfs", files)
-        mounts = [
-            oci.bind(path, path)
-            for path in ("/etc/hosts", "/etc/resolv.conf")
-            if Path(path).exists()
-        ]
+        # In its own namespace a build has no resolver: names are resolved by its proxy.
+        shared = ("/etc/hosts",) if spec.network else ("/etc/hosts", "/etc/resolv.conf")
+        mounts = [oci.bind(path, path) for path in shared if Path(path).exists()]
         mounts += [oci.bind(path, str(path)) for path in clients.paths]
         mounts += [oci.bind(source, target) for source, target in spec.ro_binds]
         mounts += [oci.bind(source, target, readonly=False) for source, target in spec.rw_binds]
@@ -506,8 +512,9 @@ class Runtime:
             hostname=spec.id,
             uid=spec.uid,
             args=spec.command,
-            env={**clients.env, **spec.env},
+            env={**clients.env, **(spec.network.env if spec.network else {}), **spec.env},
             app_source=spec.workspace,
+            netns_path=spec.network.netns_path if spec.network else None,
             memory_mb=spec.memory_mb,
             pids_limit=max(self.settings.dyno_pids, 1024),
             cgroups_path=f"/{self._cgroup_name(spec.id)}",

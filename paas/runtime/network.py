@@ -142,7 +142,27 @@ def netns_with_prefix(prefix: str) -> list[str]:
 
 
 def teardown_network(install_id: str) -> None:
-    for name in netns_with_prefix(f"p{install_id}-"):
+    for name in netns_with_prefix(f"p{install_id}-") + netns_with_prefix(f"b{install_id}-"):
         ip_cmd("netns", "delete", name, check=False)
     for name in links_with_prefix(f"v{install_id}") + links_with_prefix(f"pb{install_id}"):
         ip_cmd("link", "delete", name, check=False)
+
+
+# ---- build networks ----------------------------------------------------------------------
+# A build runs in a namespace with nothing but its loopback, where its egress proxy listens
+# (paas/runtime/buildnet.py): no veth, so no address of the host or of a dyno is reachable.
+
+
+def build_netns_name(install_id: str, token: str) -> str:
+    return f"b{install_id}-{token}"
+
+
+def create_build_netns(name: str) -> str:
+    ip_cmd("netns", "add", name)
+    ip_cmd("-n", name, "link", "set", "lo", "up")
+    return str(NETNS_DIR / name)
+
+
+def delete_netns(name: str) -> None:
+    if (NETNS_DIR / name).exists():
+        ip_cmd("netns", "delete", name, check=False)

@@ -6,7 +6,6 @@ config, rollback, live logs, maintenance, destroy; every page checked by axe-cor
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import time
 import uuid
@@ -17,6 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from tests.gate import BuildGate
 from tests.platform import ROOT, Platform, app_repo
 
 pytestmark = pytest.mark.e2e
@@ -121,11 +121,10 @@ def test_a_developer_runs_an_app_from_the_browser(platform: Platform, browser: B
     assert f"app {app} already exists" in flash(page)
 
     # the gate holds the build until the test opens it (see tests/apps/slow-build)
-    gate = socket.socket()
-    gate.bind(("127.0.0.1", 0))
+    gate = BuildGate(platform.home)
     page.goto(f"{platform.api_url}/dashboard/apps/{app}/config")
     page.get_by_label("Name", exact=True).fill("PAAS_TEST_GATE_PORT")
-    page.get_by_label("Value", exact=True).fill(str(gate.getsockname()[1]))
+    page.get_by_label("Value", exact=True).fill(str(gate.port))
     page.get_by_role("button", name="Add", exact=True).click()
     assert "has no release yet" in flash(page)
 
@@ -145,7 +144,7 @@ def test_a_developer_runs_an_app_from_the_browser(platform: Platform, browser: B
         assert log.get_attribute("data-stream")  # the lines came over SSE, not in the page
         check_page(page, "build-running")
         page.evaluate("window.sameDocument = true")
-        gate.listen(1)
+        gate.open()
         page.wait_for_function("""() => window.sameDocument === true &&
             document.getElementById('build-log').textContent.includes('the gate on port')""",
                                timeout=WAIT_MS)

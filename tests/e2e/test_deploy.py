@@ -4,13 +4,13 @@ builds in a runc build container, the agent runs dynos under runc, nginx routes 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.gate import BuildGate
 from tests.platform import Platform, app_repo, commit_all, git
 
 pytestmark = pytest.mark.e2e
@@ -74,10 +74,8 @@ def test_a_failed_build_rejects_the_push_and_the_old_release_keeps_serving(
 def test_build_output_reaches_the_pusher_while_the_build_runs(platform: Platform,
                                                              tmp_path: Path) -> None:
     platform.paas("apps:create", "slow")
-    gate = socket.socket()
-    gate.bind(("127.0.0.1", 0))
-    port = gate.getsockname()[1]
-    platform.paas("config:set", f"PAAS_TEST_GATE_PORT={port}", "-a", "slow")
+    gate = BuildGate(platform.home)
+    platform.paas("config:set", f"PAAS_TEST_GATE_PORT={gate.port}", "-a", "slow")
     repo = app_repo(tmp_path, "slow-build")
     with gate, subprocess.Popen(
             ["git", "push", platform.remote_url("slow"), "main"], cwd=repo,
@@ -94,7 +92,7 @@ def test_build_output_reaches_the_pusher_while_the_build_runs(platform: Platform
         builds = json.loads(platform.paas("builds", "-a", "slow", "--json").stdout)
         assert builds[0]["status"] == "building"
         assert pushing.poll() is None
-        gate.listen(1)
+        gate.open()
         rest = pushing.stderr.read()
         assert pushing.wait(120) == 0, "".join(seen) + rest
     assert "the gate on port" in rest

@@ -40,7 +40,8 @@ def targets(platform: Platform, victim: str, victim_ip: str) -> dict[str, list[s
                  str(home / "layers"), "/root"],
         "unix": [str(home / "redis" / "redis.sock")],
         "http": [f"{api}/v1/internal/desired", f"{api}/v1/internal/routes",
-                 f"{api}/v1/apps", f"{api}/v1/apps/{victim}/config", control],
+                 f"{api}/v1/apps", f"{api}/v1/apps/{victim}/config", control,
+                 f"http://{victim_ip}:{PORT}/"],
         "tcp": [f"{victim_ip}:{PORT}", f"127.0.0.1:{platform.env['PAAS_API_PORT']}"],
         "setuid": ["/app/suid-id"],
     }
@@ -121,26 +122,28 @@ def test_escapes_from_a_dyno_and_from_a_build_fail(platform: Platform, tmp_path:
     assert f"uid={inside['uid']}" in inside["setuid"]["/app/suid-id"]
     assert all("escape.py" in p or "sleep" in p or not p for p in inside["processes"])
 
-    # a build: the host's network, but none of the platform's files, sockets or privileges
+    # a build: none of the platform's files, sockets, services or privileges, and no dyno
     assert build["uid"] == inside["uid"]
-    for kind in ("read", "unix"):
+    for kind in ("read", "unix", "http", "tcp"):
         assert failed(build[kind]) == {}, (kind, build[kind])
     assert [build[k][:6] for k in ("mount", "unshare_user", "unshare_mount", "ptrace")] == [
         "failed"] * 4, build
     assert not any("nginx" in p or "redis" in p or "paas" in p for p in build["processes"])
-    api_urls = escape_targets["http"][:4]
-    assert {url: build["http"][url] for url in api_urls} == {
-        url: "failed: HTTPError: HTTP Error 401: Unauthorized" for url in api_urls}
-    control = escape_targets["http"][4]  # the router's loopback control endpoint
-    assert build["http"][control] == "failed: HTTPError: HTTP Error 403: Forbidden"
-    with httpx.Client(timeout=10) as client:  # the router itself holds the secret
+    # Its own namespace has only a loopback: the host's loopback services are not there, and
+    # no dyno network is routed. What leaves goes through the build's egress proxy (package
+    # registries), which refuses the host's and the dynos' addresses and says so in the log.
+    assert all("Connection refused" in build["http"][url] for url in escape_targets["http"][:5])
+    assert build["tcp"][f"{victim_ip}:{PORT}"] == (
+        "failed: OSError: [Errno 101] Network is unreachable")
+    assert build["http"][f"http://{victim_ip}:{PORT}/"] == (
+        "failed: HTTPError: HTTP Error 403: Forbidden")
+    refused = f"Egress refused: {victim_ip}:{PORT}: {victim_ip} is an address of the host"
+    assert refused in push.stderr
+    # the router's control endpoint wants its secret even on the host
+    control = escape_targets["http"][4]
+    with httpx.Client(timeout=10) as client:
         assert client.put(control, content=b"").status_code == 403
     assert Router(Settings(home=platform.home, router_control_port=int(
         platform.env["PAAS_ROUTER_CONTROL_PORT"]))).get_routes()[f"{app}.localhost"]
-    # KNOWN GAP (issue #9's report): a build runs in the host's network namespace (package
-    # installs need it; these hosts have no iptables/nft for a NATed build netns), so it can
-    # open TCP connections to any dyno and to the host's loopback services. What stands
-    # between it and them is each service's own auth (401/403 above). Flip these when fixed.
-    assert build["tcp"] == {target: "ok" for target in escape_targets["tcp"]}
     for app_name in (app, victim):
         platform.paas("apps:destroy", app_name, "--confirm", app_name)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.gate import BuildGate
 from tests.platform import PAAS, Platform, app_repo, commit_all, git, second_subnet
 
 pytestmark = pytest.mark.e2e
@@ -98,7 +98,7 @@ def eventually(check: Callable[[], object], timeout: float = 60, what: str = "")
 # ---- pushes ----------------------------------------------------------------------------
 
 
-def gated_app(platform: Platform, tmp: Path, name: str) -> tuple[Path, socket.socket]:
+def gated_app(platform: Platform, tmp: Path, name: str) -> tuple[Path, BuildGate]:
     """A deployed slow-build app (v1 serves "slow-build is up"), and a gate its next build
     waits on until the test opens it."""
     platform.paas("apps:create", name)
@@ -106,9 +106,8 @@ def gated_app(platform: Platform, tmp: Path, name: str) -> tuple[Path, socket.so
     pushed = git(repo, "push", platform.remote_url(name), "main", check=False)
     assert pushed.returncode == 0, pushed.stderr
     platform.wait_for(name, "slow-build is up")
-    gate = socket.socket()
-    gate.bind(("127.0.0.1", 0))
-    platform.paas("config:set", f"PAAS_TEST_GATE_PORT={gate.getsockname()[1]}", "-a", name)
+    gate = BuildGate(platform.home)
+    platform.paas("config:set", f"PAAS_TEST_GATE_PORT={gate.port}", "-a", name)
     (repo / "index.html").write_text("<p>version two</p>\n")
     commit_all(repo, "version two")
     return repo, gate
@@ -158,24 +157,6 @@ def assert_one_outcome(platform: Platform, app: str) -> dict:
     return build
 
 
-def open_gate(gate: socket.socket) -> None:
-    """Lets every build that waits on `gate` go on, until the gate is closed."""
-    gate.listen(8)
-    gate.settimeout(0.5)
-
-    def accept() -> None:
-        while gate.fileno() != -1:
-            try:
-                connection, _ = gate.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            connection.close()
-
-    threading.Thread(target=accept, daemon=True).start()
-
-
 # ---- the build worker killed -----------------------------------------------------------
 
 
@@ -190,7 +171,7 @@ def test_a_build_whose_worker_process_is_killed_is_built_again_and_released_once
         again = read_until(push, "Waiting for the test")
         assert "Building again: the worker that started this build was lost" in again
         assert "slow-build is up" in faulty.get("kill-child").text
-        open_gate(gate)
+        gate.open()
         assert push.stderr is not None
         rest = push.stderr.read()
         assert push.wait(120) == 0, again + rest
@@ -240,7 +221,7 @@ def test_a_worker_killed_as_the_build_finishes_leaves_one_outcome(
         read_until(push, "Waiting for the test")
         runner = eventually(lambda: build_runner(faulty), what="a build container")
         pool = ppid(runner)
-        open_gate(gate)
+        gate.open()
         read_until(push, "the gate on port")
         os.kill(pool, signal.SIGKILL)  # storing layers, reporting, or just done
         assert push.stderr is not None
@@ -313,7 +294,7 @@ def test_redis_restarted_during_a_build_and_a_log_tail(faulty: Platform, tmp_pat
             read_until(push, "Waiting for the test")
             restart_service(faulty, "redis-server")
             assert "slow-build is up" in faulty.get("redis-crash").text
-            open_gate(gate)
+            gate.open()
             assert push.stderr is not None
             rest = push.stderr.read()
             code = push.wait(120)
@@ -411,7 +392,7 @@ def test_the_api_restarted_during_a_push(faulty: Platform, tmp_path: Path) -> No
         rest = push.stderr.read()
         assert push.wait(120) != 0, rest  # the pusher sees its connection go
         eventually(lambda: faulty.paas("apps", check=False).returncode == 0, what="the API")
-        open_gate(gate)
+        gate.open()
         # the build goes on without its pusher, and the release moves the ref
         faulty.wait_for("api-crash", "version two")
     assert assert_one_outcome(faulty, "api-crash")["status"] == "succeeded"

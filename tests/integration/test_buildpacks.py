@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from paas.build.buildpacks import BuildFailed, BuildResult, build_app
 from paas.runtime import Runtime
 from paas.settings import Settings
 from paas.slugs.layers import LayerStore
+from tests.gate import BuildGate
 
 UID = 10050
 APPS = Path(__file__).resolve().parents[1] / "apps"
@@ -199,13 +199,13 @@ def test_own_buildpack_layers_env_and_processes(env: Env) -> None:
 
 
 def test_slow_build_waits_for_the_gate(env: Env) -> None:
-    with socket.create_server(("127.0.0.1", 0)) as gate:
-        port = gate.getsockname()[1]
+    with BuildGate(env.settings.home) as gate:
+        gate.open()
         result, log = env.build(
-            env.app("slow", "slow-build"), "slow", config_vars={"PAAS_TEST_GATE_PORT": str(port)}
-        )
+            env.app("slow", "slow-build"), "slow",
+            config_vars={"PAAS_TEST_GATE_PORT": str(gate.port)})
     assert "-----> Waiting for the test" in log
-    assert any(f"gate on port {port} opened" in line for line in log)
+    assert any(f"gate on port {gate.port} opened" in line for line in log)
     assert [layer.name for layer in result.layers] == ["test_slow/marker", "app"]
 
 
