@@ -301,6 +301,8 @@ def make_engine(url: str) -> Engine:
 
 
 def make_sessionmaker(url: str) -> sessionmaker:
-    engine = make_engine(url)
-    Base.metadata.create_all(engine)
-    return sessionmaker(engine, expire_on_commit=False)
+    """Opens the database, first bringing its schema to the newest migration."""
+    from paas import schema  # here: Alembic is not loaded by every importer of the models
+
+    schema.upgrade(url)
+    return sessionmaker(make_engine(url), expire_on_commit=False)

@@ -1,0 +1,117 @@
+"""The database schema: the Alembic migrations in paas/migrations, applied when the database is
+opened (the API at start, tests), so a PAAS_HOME made by an older paas is brought up to date.
+
+A database made by `Base.metadata.create_all` before migrations existed (its tables, but no
+alembic_version) is stamped at the baseline revision, which creates exactly that schema, and
+then upgraded like any other. Starters that race (two API processes, a restart during a start)
+take a file lock beside the SQLite file in turn; the migration itself runs in one
+`BEGIN IMMEDIATE` transaction, so a failed one leaves the database as it was."""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event, inspect, pool
+from sqlalchemy.engine import Connection, Engine, make_url
+
+BASELINE = "0001"
+# The tables the baseline creates: one of them present without alembic_version means a
+# database from the create_all days.
+BASELINE_TABLES = {"users", "tokens", "ssh_keys", "apps", "builds", "releases", "config_vars",
+                   "collaborators", "formation", "dynos", "oneoffs", "domains", "certificates"}
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic's configuration, built in code: no alembic.ini is read at run time."""
+    config = Config()
+    config.set_main_option("script_location", "paas:migrations")
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head() -> str:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head() or ""
+
+
+def current(url: str) -> str | None:
+    """The revision the database is at; None: not under migrations (empty or create_all)."""
+    engine = migration_engine(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def upgrade(url: str) -> None:
+    """Brings the database at `url` to the newest revision; a no-op when it is there."""
+    with _lock(url):
+        engine = migration_engine(url)
+        try:
+            with engine.begin() as connection:
+                config = alembic_config(connection)
+                if _unversioned_with_tables(connection):
+                    command.stamp(config, BASELINE)
+                command.upgrade(config, "head")
+        finally:
+            engine.dispose()
+
+
+def _unversioned_with_tables(connection: Connection) -> bool:
+    tables = set(inspect(connection).get_table_names())
+    return "alembic_version" not in tables and bool(tables & BASELINE_TABLES)
+
+
+def migration_engine(url: str) -> Engine:
+    """An engine for migrating: no pooled connections kept, and on SQLite foreign keys off
+    and one transaction per `begin()` (see _sqlite_transactions)."""
+    engine = create_engine(url, poolclass=pool.NullPool)
+    if engine.dialect.name == "sqlite":
+        _sqlite_transactions(engine)
+    return engine
+
+
+def _sqlite_transactions(engine: Engine) -> None:
+    """Lets SQLAlchemy, not the sqlite3 module, decide where transactions begin, so the whole
+    migration (DDL included) is one transaction that holds the write lock from its start."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=30000")
+        # Switched here, under the lock: switching needs the database to itself, and a
+        # starter that opens it later (make_engine asks for WAL too) finds it done.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # A table that a batch migration copies is dropped: with foreign keys on, that drop
+        # would cascade to every row that references it.
+        cursor.execute("PRAGMA foreign_keys=OFF")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def _lock(url: str) -> Iterator[None]:
+    """Held while migrating a SQLite file; other databases (untested) go without."""
+    database = make_url(url).database
+    if make_url(url).get_backend_name() != "sqlite" or database in (None, "", ":memory:"):
+        yield
+        return
+    with Path(f"{database}.migrate-lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
