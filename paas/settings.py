@@ -61,6 +61,10 @@ class Settings:
     dyno_memory_mb: int = field(default_factory=lambda: _int("PAAS_DYNO_MEMORY_MB", 512))
     dyno_pids: int = field(default_factory=lambda: _int("PAAS_DYNO_PIDS", 256))
     log_lines: int = field(default_factory=lambda: _int("PAAS_LOG_LINES", 1500))
+    # A dyno's output file on disk: once this much of it is shipped, its head is cut off.
+    dyno_log_max_bytes: int = field(
+        default_factory=lambda: _int("PAAS_DYNO_LOG_MAX_BYTES", 8 * 1024 * 1024)
+    )
     max_push_bytes: int = field(
         default_factory=lambda: _int("PAAS_MAX_PUSH_BYTES", 512 * 1024 * 1024)
     )

@@ -81,6 +81,7 @@ class Platform:
             "PAAS_BOOT_TIMEOUT": "30",
             "PAAS_BUILD_TIMEOUT": "300",
             "PAAS_AGENT_INTERVAL": "0.5",
+            "PAAS_DYNO_LOG_MAX_BYTES": str(1024 * 1024),
             "GIT_TERMINAL_PROMPT": "0",
             **settings,
         }

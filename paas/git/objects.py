@@ -24,6 +24,7 @@ from paas.git.protocol import ByteStream
 
 STDERR_LIMIT = 16 << 10
 CHUNK_SIZE = 1 << 16
+GC_TIMEOUT = 900.0
 
 
 class PackRejected(Exception):
@@ -183,3 +184,27 @@ async def current(repo: Path, ref: str) -> str | None:
     out = await run_git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
                         git_env(repo))
     return out.decode().strip() or None
+
+
+async def gc_auto(repo: Path) -> bool:
+    """`git gc --auto`: repacks once pushes left enough packs or loose objects (git's own
+    thresholds, `gc.auto` and `gc.autoPackLimit` in the repository's config). Safe beside a
+    push receiving into its quarantine (repack deletes only the packs it read; a pushed pack
+    not yet referenced is kept: its objects are younger than the prune expiry). In the
+    foreground (gc.autoDetach off), so the caller knows when it ended. Nothing that takes a
+    ref's lock file (pack-refs, reflog expiry): the release's compare-and-swap (dulwich) fails
+    on a taken lock instead of waiting. Returns whether git succeeded."""
+    proc = await asyncio.create_subprocess_exec(
+        "git", "-c", "gc.autoDetach=false", "-c", "gc.packRefs=false",
+        "-c", "gc.reflogExpire=never", "-c", "gc.reflogExpireUnreachable=never",
+        "gc", "--auto", "--quiet", env=git_env(repo), cwd=repo, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        return await asyncio.wait_for(proc.wait(), GC_TIMEOUT) == 0
+    except TimeoutError:
+        return False
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()

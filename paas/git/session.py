@@ -88,6 +88,11 @@ async def _deploy_all(backend: GitBackend, app: str, repo: Path, updates: list[R
     for update in updates:
         results[update.ref] = await _deploy(backend, app, repo, update, events)
     events.put_nowait(("done", results))
+    # After the pusher has its answer; under the app's lock, so no build of the app reads
+    # its objects while packs are replaced.
+    async with _app_locks.setdefault(app, asyncio.Lock()):
+        if repo.is_dir() and not await objects.gc_auto(repo):
+            log.warning("git gc --auto failed in %s", repo)
 
 
 async def _deploy(backend: GitBackend, app: str, repo: Path, update: RefUpdate,

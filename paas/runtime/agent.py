@@ -32,6 +32,7 @@ from paas.errors import PaasError
 from paas.logs import RedisEvents, run_stream
 from paas.models import DynoState
 from paas.runtime import DynoSpec, DynoStatus, Runtime
+from paas.runtime.dynolog import DynoLog
 from paas.runtime.health import accepts, http_check
 from paas.settings import Settings, load
 from paas.slugs.layers import LayerStore
@@ -107,8 +108,13 @@ class Agent:
     checks: dict[str, Future[str]] = field(default_factory=dict)
     failed_oneoffs: list[dict[str, Any]] = field(default_factory=list)
     apps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Health checks and stops have pools of their own: stops waiting out their grace must
+    # not hold back the health checks of the dynos replacing them (R10).
     pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8))
+    stopper: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8))
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Apps that had dynos at the last report (None: not known yet, after a start).
+    apps_with_dynos: set[str] | None = None
 
     def __post_init__(self) -> None:
         self.crashes = load_crashes(self._crashes_path())
@@ -122,13 +128,16 @@ class Agent:
         self._forget_crashes(wanted)
         running: set[Key] = set()
         present: set[Key] = set()
+        # Before listing: a stop that ends while this loop runs removes its dyno from
+        # `stopping` and from disk, and must not make it look like a dyno to act on.
+        stopping = self._stopping()
         actual = self.runtime.list_dynos()
         replaced = self._replacements_up(actual, wanted)
         for dyno in actual:
             key = key_of(dyno.metadata)
             present.add(key)
             self._ship_logs(dyno, final=dyno.state == "exited")
-            if dyno.id in self.stopping:
+            if dyno.id in stopping or dyno.id in self.stopping:
                 continue
             spec = wanted.get(key)
             if spec is not None and not self._same_generation(dyno, key, spec):
@@ -143,11 +152,16 @@ class Agent:
                 self._crashed(dyno, key)
             else:
                 running.add(key)
+                self._keep(dyno)
                 self._watch(dyno, key, spec)
         for key, spec in wanted.items():
             if self._should_start(key, spec, running, present):
                 self._start(key, spec)
         self._report()
+
+    def _stopping(self) -> set[str]:
+        with self.lock:
+            return set(self.stopping)
 
     def _should_start(self, key: Key, spec: dict[str, Any], running: set[Key],
                       present: set[Key]) -> bool:
@@ -368,6 +382,12 @@ class Agent:
                                         or waited > ROUTES_WAIT_MAX):
             self._stop(dyno, key)
 
+    def _keep(self, dyno: DynoStatus) -> None:
+        """A retiring dyno wanted again (scaled down, then up before it was stopped) serves
+        on; else it would stay `down` and, counted as running, never be replaced."""
+        if self._notes(dyno.id).retiring_since:
+            self._note(dyno.id, retiring_since=0.0, retire_after=-1)
+
     def _grace(self, app: str) -> float:
         grace = self.apps.get(app, {}).get("stop_grace")
         return self.settings.stop_grace if grace is None else float(grace)
@@ -401,20 +421,23 @@ class Agent:
                     self.notes.pop(dyno.id, None)
                     self.checks.pop(dyno.id, None)
 
-        self.pool.submit(stop)
+        self.stopper.submit(stop)
 
     # ---- reporting ---------------------------------------------------------------------
 
     def _report(self) -> None:
         reported = []
         retiring = []
-        for dyno in self.runtime.list_dynos():
+        stopping = self._stopping()
+        listed = self.runtime.list_dynos()
+        for dyno in listed:
             key = key_of(dyno.metadata)
+            stopped = dyno.id in stopping or dyno.id in self.stopping
             notes = self._notes(dyno.id)
             state = DynoState(notes.state)
             if dyno.state == "exited" and state in (DynoState.STARTING, DynoState.UP):
                 state = DynoState.CRASHED
-            if (dyno.id in self.stopping or notes.retiring_since) and state != DynoState.CRASHED:
+            if (stopped or notes.retiring_since) and state != DynoState.CRASHED:
                 state = DynoState.DOWN
             if notes.retiring_since and notes.retire_after < 0:
                 retiring.append(dyno.id)
@@ -431,12 +454,29 @@ class Agent:
                 "output_tail": _tail(dyno.log_path)
                 if state == DynoState.CRASHED or dyno.metadata.get("oneoff") else "",
             })
+        self._forget_gone({dyno.id for dyno in listed})
+        self._remove_idle_bridges({dyno.metadata["app"] for dyno in listed})
         failed, self.failed_oneoffs = self.failed_oneoffs, []
         self.api.put("/v1/internal/dynos", {"dynos": reported, "failed_oneoffs": failed})
         # Read after the report: it counts the route change that took these dynos out.
         generation = self.events.routes_generation()
         for dyno_id in retiring:
             self._note(dyno_id, retire_after=generation)
+
+    def _remove_idle_bridges(self, apps: set[str]) -> None:
+        """An app's bridge goes with its last dyno (apps:destroy, a scale to nothing)."""
+        if self.apps_with_dynos is None or self.apps_with_dynos - apps:
+            self.runtime.remove_idle_bridges()
+        self.apps_with_dynos = apps
+
+    def _forget_gone(self, present: set[str]) -> None:
+        """Notes and health checks of dynos that are gone (removed, or removed by someone
+        else): the agent runs for months."""
+        with self.lock:
+            for table in (self.notes, self.checks):
+                for dyno_id in [d for d in table if d not in present
+                                and d not in self.stopping]:
+                    del table[dyno_id]
 
     # ---- notes and logs ----------------------------------------------------------------
 
@@ -460,24 +500,19 @@ class Agent:
                 tmp.replace(path)
 
     def _ship_logs(self, dyno: DynoStatus, final: bool = False) -> None:
-        offset_file = dyno.log_path.with_name("shipped")
+        log = DynoLog(dyno.log_path)
         with self.lock:
             try:
-                offset = int(offset_file.read_text() or 0)
-            except (FileNotFoundError, ValueError):
-                offset = 0
-            try:
-                with dyno.log_path.open("rb") as f:
-                    f.seek(offset)
-                    chunk = f.read(MAX_SHIP_BYTES)
+                offset, complete = log.read(final, MAX_SHIP_BYTES)
             except FileNotFoundError:
                 return
-            complete = chunk if final else chunk[: chunk.rfind(b"\n") + 1]
             if not complete:
                 return
             for line in complete.decode(errors="replace").splitlines():
                 self._ship_line(dyno.metadata, line)
-            offset_file.write_text(str(offset + len(complete)))
+            log.set_offset(offset + len(complete))
+            if not final:
+                log.bound(self.settings.dyno_log_max_bytes)
 
     def _ship_line(self, meta: dict[str, str], line: str) -> None:
         name = dyno_name(key_of(meta))
@@ -515,10 +550,7 @@ def _exit_code(log_path: Path) -> int | None:
 
 
 def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        data = path.read_bytes()[-16384:]
-    except FileNotFoundError:
-        return ""
+    data = DynoLog(path).tail(16384)  # a dyno's log can be large: never read it whole
     return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
 
 
@@ -540,6 +572,7 @@ def main() -> None:
             traceback.print_exc()
         stop.wait(settings.agent_interval)
     agent.pool.shutdown(wait=True)
+    agent.stopper.shutdown(wait=True)
 
 
 if __name__ == "__main__":

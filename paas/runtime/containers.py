@@ -169,13 +169,15 @@ class Runtime:
         with self._lock():
             if dyno.path.exists():
                 raise Conflict(f"dyno {spec.id} exists")
+            # Before the dyno's directory: a refused bridge must leave no dyno behind. Under
+            # the lock: remove_idle_bridges cannot take it away before the record is written.
+            network.ensure_bridge(bridge, subnet)
             last = self.settings.dynos_dir / f".last-ip-{spec.app_index}"
             previous = last.read_text().strip() if last.exists() else None
             ip = network.next_free_ip(subnet, self._used_ips(spec.app_index), previous)
             last.write_text(ip)
             dyno.path.mkdir(mode=0o700)
             self._write_record(dyno, spec, ip)
-            network.ensure_bridge(bridge, subnet)
         try:
             net = network.create_dyno_net(self.install_id, spec.id, bridge, ip, subnet.prefixlen)
             self._prepare_dyno_fs(dyno, spec, ip, net.netns_path)
@@ -223,6 +225,22 @@ class Runtime:
         )
         shutil.rmtree(dyno.path, ignore_errors=True)
         host.remove_cgroups(self._cgroup_name(dyno_id))
+
+    def remove_idle_bridges(self) -> list[str]:
+        """Removes the app bridges no dyno is on (an app destroyed or scaled to nothing);
+        returns their names. A starting dyno's record is written under the same lock before
+        its veth joins the bridge, so a bridge it is about to use is never taken away."""
+        prefix = network.bridge_name(self.install_id, 0)[:-1]
+        removed = []
+        with self._lock():
+            used = {record.get("app_index") for path in self.settings.dynos_dir.iterdir()
+                    if path.is_dir() and (record := DynoDir(path).read_record())}
+            for name in network.links_with_prefix(prefix):
+                slot = name[len(prefix):]
+                if slot.isdigit() and int(slot) not in used:
+                    network.ip_cmd("link", "delete", name, check=False)
+                    removed.append(name)
+        return removed
 
     def memory_mb(self, dyno_id: str) -> float:
         """The dyno's resident memory (its cgroup's RSS), in MB."""

@@ -1,0 +1,238 @@
+"""The agent's reconcile loop against real runc dynos and a real Redis; the API's side is the
+desired state handed to it and the reports it receives."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from paas.logs import RedisEvents
+from paas.runtime import Runtime
+from paas.runtime.agent import Agent
+from paas.runtime.network import bridge_name, link_exists
+from paas.settings import Settings
+from paas.slugs.layers import LayerStore
+from tests.platform import free_subnet
+
+SLOT = 241  # far above the slots the session's test platform gives its apps
+APP = "agentapp"
+PORT = 5000
+WEB = "exec /usr/bin/python3 -m http.server $PORT --bind 0.0.0.0"
+# A SIGTERM handler: PID 1 of a container ignores TERM without one.
+WORKER = ("exec /usr/bin/python3 -c 'import signal, time; "
+          "signal.signal(signal.SIGTERM, lambda *a: exit(0)); time.sleep(600)'")
+STUBBORN = "exec sleep 600"  # PID 1 without a handler: SIGTERM does nothing
+
+
+@dataclass
+class DesiredApi:
+    """The API as the agent sees it: the desired dynos out, the reports in."""
+
+    dynos: list[dict[str, Any]] = field(default_factory=list)
+    reports: list[list[dict[str, Any]]] = field(default_factory=list)
+
+    def get(self, path: str) -> dict[str, Any]:
+        assert path == "/v1/internal/desired"
+        return {"dynos": list(self.dynos), "apps": {APP: {"stop_grace": None}}}
+
+    def put(self, path: str, body: dict[str, Any]) -> None:
+        assert path == "/v1/internal/dynos"
+        self.reports.append(body["dynos"])
+
+    def state(self, name: str) -> list[str]:
+        """The reported states of the dynos called `name`, in the last report."""
+        return [d["state"] for d in self.reports[-1] if f"{d['type']}.{d['index']}" == name]
+
+
+@dataclass
+class Harness:
+    agent: Agent
+    api: DesiredApi
+    redis: redis.Redis
+    layer: str
+
+    def dyno(self, process_type: str, index: int, command: str,
+             checks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        return {"app": APP, "slot": SLOT, "uid": 20000 + SLOT, "release": 1,
+                "type": process_type, "index": index, "command": ["/bin/sh", "-c", command],
+                "env": {"PORT": str(PORT)}, "layers": [self.layer], "memory_mb": 128,
+                "cpu_shares": 0, "pids": 64, "port": PORT, "size": "basic",
+                "generation": "basic:0", "healthchecks": checks or [], "oneoff": False}
+
+    def until(self, check: Callable[[], Any], timeout: float = 30) -> Any:
+        """Reconciles until check() is true."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.agent.reconcile()
+            if result := check():
+                return result
+            assert time.monotonic() < deadline, f"never happened: {self.api.reports[-1]}"
+            time.sleep(0.1)
+
+    def log_lines(self) -> list[str]:
+        return [fields["line"] for _, fields in self.redis.xrange(f"logs:{APP}")]
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    sock = tmp_path / "redis.sock"
+    server = subprocess.Popen(
+        ["redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    base = Path(tempfile.mkdtemp(prefix="paas-agent-", dir="/tmp"))
+    settings = Settings(home=base / "home", redis_url_override=f"unix://{sock}",
+                        dyno_subnet=os.environ.get("PAAS_TEST_SUBNET") or free_subnet(),
+                        stop_grace=30, boot_timeout=60)
+    source = base / "layer"
+    source.mkdir()
+    (source / "index.html").write_text("hello\n")
+    store = LayerStore(settings)
+    runtime = Runtime(settings)
+    deadline = time.monotonic() + 10
+    while not sock.exists():
+        assert time.monotonic() < deadline, "redis did not start"
+        time.sleep(0.02)
+    client = redis.Redis.from_url(f"unix://{sock}", decode_responses=True)
+    agent = Agent(settings, runtime, store, DesiredApi(), RedisEvents(client))
+    try:
+        yield Harness(agent, agent.api, client, store.add_dir(source))  # type: ignore[arg-type]
+    finally:
+        runtime.teardown()
+        agent.pool.shutdown(wait=True, cancel_futures=True)
+        agent.stopper.shutdown(wait=True, cancel_futures=True)
+        server.terminate()
+        server.wait(10)
+        shutil.rmtree(base)
+
+
+def test_a_web_dyno_scaled_down_then_up_before_it_stopped_serves_on(harness: Harness) -> None:
+    web1, web2 = harness.dyno("web", 1, WEB), harness.dyno("web", 2, WEB)
+    harness.api.dynos = [web1, web2]
+    harness.until(lambda: harness.api.state("web.1") == ["up"]
+                  and harness.api.state("web.2") == ["up"])
+    ids = {d["id"] for d in harness.api.reports[-1]}
+
+    harness.api.dynos = [web1]  # scaled down: web.2 leaves the routes first...
+    harness.agent.reconcile()
+    assert harness.api.state("web.2") == ["down"]
+    harness.api.dynos = [web1, web2]  # ...and is wanted again before it was stopped
+    harness.agent.reconcile()
+    harness.agent.reconcile()
+
+    assert harness.api.state("web.2") == ["up"]
+    assert {d["id"] for d in harness.api.reports[-1]} == ids
+
+
+def test_a_stop_that_ends_while_the_loop_runs_is_not_stopped_again(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    harness.api.dynos = [harness.dyno("worker", 1, WORKER)]
+    harness.until(lambda: harness.api.state("worker.1") == ["up"])
+    harness.api.dynos = []
+    harness.agent.reconcile()  # worker.1 is no longer wanted: its stop begins
+    assert harness.agent.stopping
+
+    real = harness.agent.runtime.list_dynos
+    calls = 0
+
+    def listing_then_stop_ends() -> list[Any]:
+        """The loop's listing still has the dyno; its stop ends right after."""
+        nonlocal calls
+        calls += 1
+        listed = real()
+        if calls == 1:
+            deadline = time.monotonic() + 30
+            while harness.agent.stopping:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        return listed
+
+    monkeypatch.setattr(harness.agent.runtime, "list_dynos", listing_then_stop_ends)
+    harness.agent.reconcile()
+    harness.agent.stopper.submit(lambda: None).result()  # any second stop has begun
+    time.sleep(0.5)
+    lines = harness.log_lines()
+    assert lines.count("Stopping all processes with SIGTERM") == 1, lines
+    monkeypatch.undo()
+    harness.until(lambda: harness.api.reports[-1] == [] and not harness.agent.stopping)
+    assert harness.agent.notes == {}
+
+
+def test_the_notes_of_a_dyno_removed_behind_the_agents_back_are_forgotten(
+        harness: Harness) -> None:
+    harness.api.dynos = [harness.dyno("worker", 1, WORKER)]
+    first = harness.until(lambda: harness.api.state("worker.1") == ["up"]
+                          and harness.api.reports[-1][0]["id"])
+    assert first in harness.agent.notes
+    harness.agent.runtime.remove_dyno(first)
+    harness.until(lambda: harness.api.state("worker.1") == ["up"])
+    assert first not in harness.agent.notes
+    assert len(harness.agent.notes) == 1
+
+
+def test_the_bridge_goes_with_the_apps_last_dyno(harness: Harness) -> None:
+    bridge = bridge_name(harness.agent.settings.install_id, SLOT)
+    harness.api.dynos = [harness.dyno("worker", 1, WORKER)]
+    harness.until(lambda: harness.api.state("worker.1") == ["up"])
+    assert link_exists(bridge)
+    assert harness.agent.runtime.remove_idle_bridges() == []  # in use: stays
+    assert link_exists(bridge)
+
+    harness.api.dynos = []  # the app was destroyed
+    harness.until(lambda: harness.api.reports[-1] == [] and not harness.agent.stopping)
+    harness.agent.reconcile()
+    assert not link_exists(bridge)
+
+    harness.api.dynos = [harness.dyno("worker", 1, WORKER)]  # a new app on the slot
+    harness.until(lambda: harness.api.state("worker.1") == ["up"])
+    assert link_exists(bridge)
+
+
+def test_a_dyno_whose_bridge_is_refused_leaves_nothing_behind(harness: Harness) -> None:
+    settings = harness.agent.settings
+    # Another interface on the app's /24: the runtime refuses to make the bridge.
+    other = f"pt{settings.install_id}x"
+    network = settings.dyno_subnet.split(".")
+    subprocess.run(["ip", "link", "add", other, "type", "bridge"], check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", f"{network[0]}.{network[1]}.{SLOT}.250/24",
+                        "dev", other], check=True)
+        spec = harness.dyno("worker", 1, WORKER)
+        harness.api.dynos = [spec]
+        harness.agent.reconcile()
+        assert harness.api.reports[-1] == []
+        assert "already used by" in harness.log_lines()[-1]
+        assert harness.agent.runtime.list_dynos() == []
+        assert [p.name for p in settings.dynos_dir.iterdir() if p.is_dir()] == []
+    finally:
+        subprocess.run(["ip", "link", "delete", other], check=False)
+
+
+def test_stops_waiting_out_their_grace_do_not_hold_back_health_checks(
+        harness: Harness) -> None:
+    stubborn = [harness.dyno("stubborn", n, STUBBORN) for n in range(1, 9)]
+    harness.api.dynos = stubborn
+    harness.until(lambda: all(harness.api.state(f"stubborn.{n}") == ["up"]
+                              for n in range(1, 9)))
+    check = {"path": "/", "attempts": 3, "timeout": 5, "wait": 1}
+    harness.api.dynos = [harness.dyno("web", 1, WEB, [check])]
+    started = threading.Event()
+
+    def web_up() -> bool:
+        started.set()
+        return harness.api.state("web.1") == ["up"]
+
+    # The eight stops wait out the 30 s grace (SIGTERM does nothing to `sleep`)...
+    harness.until(web_up, timeout=25)
+    # ...and the web dyno's HTTP health check passed meanwhile.
+    assert len(harness.agent.stopping) == 8
