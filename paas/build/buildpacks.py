@@ -162,7 +162,8 @@ class _Build:
         return f"builds may use {self.settings.build_memory_mb} MB (PAAS_BUILD_MEMORY_MB)"
 
     def fail_on_exit(self, bp: Buildpack, phase: str, code: int) -> None:
-        if code == TIMEOUT_EXIT:
+        # The runtime's own timeout ends after the deadline; a buildpack may exit 124 itself.
+        if code == TIMEOUT_EXIT and time.monotonic() >= self.deadline:
             limit = f"{self.settings.build_timeout:g}"
             raise BuildFailed(f"build timed out after {limit} s (PAAS_BUILD_TIMEOUT)")
         if self.oom_kills:
@@ -214,8 +215,10 @@ def build_app(
     except BuildpackError as err:
         raise BuildFailed(str(err)) from None
     finally:
-        _prune_cache(build, build.group)
-        shutil.rmtree(build.root, ignore_errors=True)
+        try:
+            _prune_cache(build, build.group)
+        finally:
+            shutil.rmtree(build.root, ignore_errors=True)
 
 
 def _build_in(build: _Build, source: Path, config_vars: dict[str, str], store: LayerStore,

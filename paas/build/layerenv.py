@@ -36,6 +36,8 @@ def read_layers(host_layers: Path, container_layers: str) -> list[LayerInfo]:
         if toml_path.name in _NOT_LAYERS or not _plain_file(toml_path):
             continue
         types = _load_toml(toml_path).get("types", {})
+        if not isinstance(types, dict):  # unreadable, like invalid TOML: not a layer to keep
+            types = {}
         name = toml_path.name.removesuffix(".toml")
         if (host_layers / name).is_symlink():
             continue

@@ -234,6 +234,23 @@ def test_timeout_names_the_setting(env: Env) -> None:
     assert quick.logs["sleepy"] == ["-----> Building with buildpacks: sleepy 0.0.0", "sleeping"]
 
 
+def test_a_buildpack_exiting_124_itself_is_not_called_a_timeout(env: Env) -> None:
+    source = env.app("exits-124")
+    bp = source / "bp"
+    (bp / "bin").mkdir(parents=True)
+    (bp / "buildpack.toml").write_text('api = "0.10"\n[buildpack]\nid = "quitter"\n')
+    (bp / "bin" / "detect").write_text("#!/usr/bin/env bash\nexit 0\n")
+    # `timeout` exits 124, and a layer file whose types are not a table is ignored, not a crash
+    (bp / "bin" / "build").write_text(
+        '#!/usr/bin/env bash\necho "types = 1" >"$1/odd.toml"\ntimeout 0.1 sleep 5\n')
+    for script in ("detect", "build"):
+        (bp / "bin" / script).chmod(0o755)
+    (source / "project.toml").write_text('[[build.buildpacks]]\nuri = "./bp"\n')
+    with pytest.raises(BuildFailed, match=r"^buildpack quitter failed: bin/build exited with "
+                       r"status 124$"):
+        env.build(source, "exits-124")
+
+
 HOG_IN_A_PIPELINE = """#!/usr/bin/env bash
 # As the built-in buildpacks run pip and npm: in a pipeline, the shell reporting the failure.
 set -euo pipefail
