@@ -46,6 +46,9 @@ class Settings:
     # The dyno network: one /24 per app is carved out of this /16.
     dyno_subnet: str = field(default_factory=lambda: _env("PAAS_DYNO_SUBNET", "10.213.0.0/16"))
     dyno_port: int = field(default_factory=lambda: _int("PAAS_DYNO_PORT", 5000))
+    # Internal destinations builds may reach through their egress proxy all the same, such as
+    # a package mirror on the LAN: "10.1.2.3:3141, 192.168.7.0/24" (paas/runtime/egress.py).
+    egress_allow: str = field(default_factory=lambda: _env("PAAS_EGRESS_ALLOW", ""))
     build_timeout: float = field(default_factory=lambda: _float("PAAS_BUILD_TIMEOUT", 900))
     build_memory_mb: int = field(default_factory=lambda: _int("PAAS_BUILD_MEMORY_MB", 2048))
     # A build worker refreshes its build's lease this often; a lease not refreshed for three

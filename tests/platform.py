@@ -43,6 +43,12 @@ def second_subnet() -> str:
     return os.environ.get("PAAS_TEST_SUBNET_2") or free_subnet()
 
 
+# A loopback address that test fixtures serve on for builds (a buildpack's git repository):
+# test platforms open it to builds' egress proxies (PAAS_EGRESS_ALLOW). Not 127.0.0.1, which
+# a build reaches directly, on its own loopback (no_proxy).
+SERVED_ON = "127.0.0.2"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -82,6 +88,7 @@ class Platform:
             "PAAS_BUILD_TIMEOUT": "300",
             "PAAS_AGENT_INTERVAL": "0.5",
             "PAAS_DYNO_LOG_MAX_BYTES": str(1024 * 1024),
+            "PAAS_EGRESS_ALLOW": SERVED_ON,
             "GIT_TERMINAL_PROMPT": "0",
             **settings,
         }

@@ -280,7 +280,8 @@ def _write_platform(platform_dir: Path, config_vars: dict[str, str], uid: int) -
 
 
 def _detect(build: _Build) -> list[Buildpack]:
-    chosen = classic.chosen(build.app_dir, build.config_vars, build.root / "buildpacks", build.log)
+    chosen = classic.chosen(build.app_dir, build.config_vars, build.root / "buildpacks", build.log,
+                            build.network)
     if chosen is None:
         chosen = project_buildpacks(build.app_dir)
     if chosen is not None:

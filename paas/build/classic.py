@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from paas.build.cnb import BUILTIN_DIR, Buildpack, BuildpackError, Kind, load_buildpack
+from paas.runtime.buildnet import BuildNetwork
 
 ADAPTER_DIR = BUILTIN_DIR / "heroku-classic-adapter"
 FETCH_TIMEOUT = 120
@@ -27,8 +28,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 Signature = tuple[int, int, int, int, str]
 
 
-def chosen(app_dir: Path, config_vars: dict[str, str], work: Path,
-           log: Callable[[str], None]) -> list[Buildpack] | None:
+def chosen(app_dir: Path, config_vars: dict[str, str], work: Path, log: Callable[[str], None],
+           network: BuildNetwork | None = None) -> list[Buildpack] | None:
     """The buildpacks BUILDPACK_URL (first) or a `.buildpacks` file name; None when neither."""
     url = config_vars.get("BUILDPACK_URL", "").strip()
     if url:
@@ -40,7 +41,8 @@ def chosen(app_dir: Path, config_vars: dict[str, str], work: Path,
     if not entries:
         raise BuildpackError(".buildpacks names no buildpack: put one path or git URL per line")
     log(f"-----> Using the buildpacks named by {source}")
-    return [_entry(app_dir, entry, source, work / str(i), log) for i, entry in enumerate(entries)]
+    return [_entry(app_dir, entry, source, work / str(i), log, network)
+            for i, entry in enumerate(entries)]
 
 
 def _read_list(app_dir: Path) -> list[str]:
@@ -51,15 +53,15 @@ def _read_list(app_dir: Path) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
-def _entry(app_dir: Path, entry: str, source: str, dest: Path,
-           log: Callable[[str], None]) -> Buildpack:
+def _entry(app_dir: Path, entry: str, source: str, dest: Path, log: Callable[[str], None],
+           network: BuildNetwork | None) -> Buildpack:
     try:
         entry.encode()
     except UnicodeEncodeError:
         raise BuildpackError(f"{source}: buildpack {entry!r} is not valid UTF-8 text; "
                              "name a directory in the repository or a git URL") from None
     if "://" in entry:
-        return load_any(fetch(entry, dest, log), _name_of(entry))
+        return load_any(fetch(entry, dest, log, network), _name_of(entry))
     return load_any(inside_repo(app_dir, entry, source), _name_of(entry))
 
 
@@ -77,18 +79,28 @@ def inside_repo(app_dir: Path, entry: str, source: str) -> Path:
     return path
 
 
-def fetch(url: str, dest: Path, log: Callable[[str], None]) -> Path:
-    """A shallow clone of url (`#ref` picks a branch or tag); only http(s) and git:// URLs."""
+def fetch(url: str, dest: Path, log: Callable[[str], None],
+          network: BuildNetwork | None = None) -> Path:
+    """A shallow clone of url (`#ref` picks a branch or tag): http(s), and git:// only when
+    not confined to a build's network. In the build's network namespace, through its egress
+    proxy: the URL is the app's to choose, so it reaches no more than the build could."""
     base, _, ref = url.partition("#")
     if not _GIT_URL.match(base):
         raise BuildpackError(
-            f"cannot fetch buildpack {url}: use a git URL with https://, http:// or git://, "
+            f"cannot fetch buildpack {url}: use a git URL with https:// or http://, "
             "or a path inside the repository")
+    if network is not None and base.startswith("git://"):
+        raise BuildpackError(
+            f"cannot fetch buildpack {url}: git:// cannot pass the build's egress proxy; "
+            "use the https:// URL of the same repository")
     log(f"       Fetching buildpack {url}")
     command = ["git", "clone", "--quiet", "--depth", "1", *(["--branch", ref] if ref else []),
                "--", base, str(dest)]
     env = {"PATH": "/usr/bin:/bin", "HOME": str(dest.parent), "GIT_TERMINAL_PROMPT": "0",
            "GIT_ALLOW_PROTOCOL": "http:https:git", "GIT_CONFIG_NOSYSTEM": "1"}
+    if network is not None:
+        command = ["nsenter", f"--net={network.netns_path}", *command]
+        env |= network.env
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True,

@@ -24,7 +24,7 @@ from typing import IO
 
 from paas.errors import Unavailable
 from paas.runtime import network
-from paas.runtime.egress import EGRESS_PORT, Destinations, EgressProxy
+from paas.runtime.egress import EGRESS_PORT, Destinations, EgressProxy, parse_allow
 from paas.settings import Settings
 
 CLONE_NEWNET = 0x40000000
@@ -90,7 +90,8 @@ def build_network(settings: Settings, install_id: str,
     assert lock is not None  # a fresh name
     try:
         netns_path = network.create_build_netns(name)
-        destinations = Destinations([ipaddress.ip_network(settings.dyno_subnet)])
+        destinations = Destinations([ipaddress.ip_network(settings.dyno_subnet)],
+                                    parse_allow(settings.egress_allow))
         proxy = EgressProxy(listen_inside(netns_path, EGRESS_PORT), destinations, log)
         proxy.start()
         try:

@@ -16,13 +16,17 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import re
 import socket
 import socketserver
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from paas.errors import Invalid
 
 EGRESS_PORT = 3128
 MAX_HEAD = 64 * 1024
@@ -30,6 +34,8 @@ CONNECT_TIMEOUT = 30.0
 IDLE_TIMEOUT = 600.0
 LOGGED_REFUSALS = 20
 INTERFACES_TTL = 2.0
+_ALLOW_ENTRY = re.compile(
+    r"^(?:\[(?P<v6>[0-9a-fA-F:.]+(?:/\d+)?)\]|(?P<v4>[0-9.]+(?:/\d+)?))(?::(?P<port>\d+))?$")
 _HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization"}
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -40,10 +46,45 @@ class Refused(Exception):
     """The destination is inside the platform or the host: the build may not reach it."""
 
 
-def refusal(address: Address, forbidden: Iterable[Network]) -> str | None:
+@dataclass(frozen=True)
+class Allowed:
+    """An internal destination the operator opened to builds (PAAS_EGRESS_ALLOW)."""
+
+    network: Network
+    port: int | None = None
+
+    def matches(self, address: Address, port: int) -> bool:
+        return (address.version == self.network.version and address in self.network
+                and self.port in (None, port))
+
+
+def parse_allow(text: str) -> list[Allowed]:
+    """`10.1.2.3:3141, 192.168.7.0/24, [fd00::1]:443`: addresses or networks, each with an
+    optional port."""
+    found = []
+    for entry in text.replace(",", " ").split():
+        match = _ALLOW_ENTRY.match(entry)
+        try:
+            if match is None:
+                raise ValueError(entry)
+            network = ipaddress.ip_network(match["v6"] or match["v4"], strict=False)
+            port = int(match["port"]) if match["port"] else None
+            if port is not None and not 0 < port < 65536:
+                raise ValueError(entry)
+        except ValueError:
+            raise Invalid(f"PAAS_EGRESS_ALLOW: {entry!r} is not an address or network with an "
+                          "optional port, like 10.1.2.3:3141 or 192.168.7.0/24") from None
+        found.append(Allowed(network, port))
+    return found
+
+
+def refusal(address: Address, forbidden: Iterable[Network], port: int = 0,
+            allowed: Iterable[Allowed] = ()) -> str | None:
     """Why a build may not connect to `address`, or None when it may."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
+    if any(entry.matches(address, port) for entry in allowed):
+        return None
     if address.is_loopback or address.is_unspecified:
         return "a loopback address of the host"
     if address.is_link_local or address.is_multicast or address.is_reserved:
@@ -79,8 +120,10 @@ def _ip_json(*args: str) -> list[dict]:
 class Destinations:
     """Resolves a name and keeps only the addresses a build may reach."""
 
-    def __init__(self, always_forbidden: Iterable[Network]) -> None:
+    def __init__(self, always_forbidden: Iterable[Network],
+                 allowed: Iterable[Allowed] = ()) -> None:
         self.always_forbidden = list(always_forbidden)
+        self.allowed = list(allowed)
         self._networks: list[Network] = []
         self._read_at = 0.0
         self._lock = threading.Lock()
@@ -100,7 +143,7 @@ class Destinations:
         forbidden = self.forbidden()
         allowed, reasons = [], set()
         for family, kind, proto, _, sockaddr in found:
-            reason = refusal(ipaddress.ip_address(sockaddr[0]), forbidden)
+            reason = refusal(ipaddress.ip_address(sockaddr[0]), forbidden, port, self.allowed)
             if reason is None:
                 allowed.append((family, kind, proto, sockaddr))
             else:

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler
 
 import pytest
+from dulwich.repo import Repo
+from dulwich.server import DictBackend
+from dulwich.web import make_server, make_wsgi_chain
 
-from tests.platform import APPS, Platform, app_repo, commit_all, free_port, git
+from tests.platform import APPS, SERVED_ON, Platform, app_repo, commit_all, git
 
 pytestmark = pytest.mark.e2e
 
@@ -207,9 +211,20 @@ def test_classic_buildpack_from_dot_buildpacks_with_profile_d(platform: Platform
     commit_all_empty(repo)
     fetched = push(platform, repo, "classic")
     assert fetched.returncode != 0
-    assert "cannot fetch buildpack git://127.0.0.1:9/missing.git" in fetched.stderr
+    assert ("cannot fetch buildpack git://127.0.0.1:9/missing.git: git:// cannot pass the "
+            "build's egress proxy") in fetched.stderr
 
-    with git_daemon(tmp_path / "served") as base_url:
+    with git_http_server(tmp_path / "served") as base_url:
+        # the fetch runs in the build's network, so an address the proxy keeps closed stays so
+        closed = base_url.replace(SERVED_ON, "127.0.0.3")
+        platform.paas("config:set", f"BUILDPACK_URL={closed}/greeting.git", "-a", "classic")
+        commit_all_empty(repo)
+        refused = push(platform, repo, "classic")
+        assert refused.returncode != 0
+        assert f"Egress refused: {closed.removeprefix('http://')}: 127.0.0.3 is a loopback" in (
+            refused.stderr)
+        assert f"cannot fetch buildpack {closed}/greeting.git" in refused.stderr
+
         platform.paas("config:set", f"BUILDPACK_URL={base_url}/greeting.git#fetched",
                       "-a", "classic")
         commit_all_empty(repo)
@@ -234,9 +249,10 @@ def commit_all_empty(repo: Path) -> None:
 
 
 @contextmanager
-def git_daemon(base: Path) -> Iterator[str]:
-    """The sample's classic buildpack as a git repository served by `git daemon` on loopback;
-    its branch `fetched` signs the page differently, so the page shows which copy ran."""
+def git_http_server(base: Path) -> Iterator[str]:
+    """The sample's classic buildpack as a git repository served over smart HTTP (dulwich) on
+    SERVED_ON, an address test platforms open to builds (PAAS_EGRESS_ALLOW); its branch
+    `fetched` signs the page differently, so the page shows which copy ran."""
     work = base / "work"
     shutil.copytree(APPS / "classic-buildpack" / "buildpacks" / "greeting", work)
     git(work, "init", "-q", "-b", "main")
@@ -247,27 +263,21 @@ def git_daemon(base: Path) -> Iterator[str]:
         "(signed: %s)", "(signed: %s, by the fetched buildpack)"))
     commit_all(work, "sign as the fetched copy")
     git(base, "clone", "-q", "--bare", str(work), str(base / "greeting.git"))
-    port = free_port()
-    daemon = subprocess.Popen(
-        ["git", "daemon", "--reuseaddr", "--listen=127.0.0.1", f"--port={port}", "--export-all",
-         f"--base-path={base}", str(base)], stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    backend = DictBackend({"/greeting.git": Repo(str(base / "greeting.git"))})
+    server = make_server(SERVED_ON, 0, make_wsgi_chain(backend), handler_class=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
     try:
-        wait_for_port(port, daemon)
-        yield f"git://127.0.0.1:{port}"
+        yield f"http://{SERVED_ON}:{server.server_port}"
     finally:
-        daemon.terminate()
-        daemon.wait(10)
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
 
-def wait_for_port(port: int, process: subprocess.Popen) -> None:
-    for _ in range(100):
-        assert process.poll() is None, "git daemon exited"
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"git daemon is not listening on port {port}")
+class QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
 
 
 def test_builds_that_cannot_succeed_say_why(platform: Platform, tmp_path: Path) -> None:

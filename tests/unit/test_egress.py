@@ -6,7 +6,8 @@ import ipaddress
 
 import pytest
 
-from paas.runtime.egress import _upstream_request, refusal
+from paas.errors import Invalid
+from paas.runtime.egress import Allowed, _upstream_request, parse_allow, refusal
 
 INTERNAL = [ipaddress.ip_network("10.213.0.0/16"), ipaddress.ip_network("192.0.2.7/32")]
 
@@ -46,3 +47,24 @@ def test_plain_http_goes_origin_form_without_proxy_headers_and_closes() -> None:
 def test_requests_a_proxy_cannot_serve_are_bad(method: bytes, target: bytes) -> None:
     with pytest.raises(ValueError):
         _upstream_request(method, target, method + b" " + target + b" HTTP/1.1", b"")
+
+
+def test_the_operators_allow_list_opens_internal_destinations() -> None:
+    allowed = parse_allow("10.213.4.2:3141, 192.0.2.0/24 [::1]:8080")
+    assert allowed == [Allowed(ipaddress.ip_network("10.213.4.2/32"), 3141),
+                       Allowed(ipaddress.ip_network("192.0.2.0/24")),
+                       Allowed(ipaddress.ip_network("::1/128"), 8080)]
+
+    def why(address: str, port: int) -> str | None:
+        return refusal(ipaddress.ip_address(address), INTERNAL, port, allowed)
+
+    assert why("10.213.4.2", 3141) is None and why("10.213.4.2", 22) is not None
+    assert why("192.0.2.7", 1) is None and why("::1", 8080) is None and why("::1", 80)
+    assert why("10.213.4.3", 3141) is not None
+
+
+@pytest.mark.parametrize("entry", ["mirror.test:80", "10.0.0.1:0", "10.0.0.300", "fd00::1",
+                                   "10.0.0.1:99999", "10.0.0.0/33"])
+def test_a_bad_allow_entry_says_what_is_expected(entry: str) -> None:
+    with pytest.raises(Invalid, match=r"PAAS_EGRESS_ALLOW: .* like 10\.1\.2\.3:3141"):
+        parse_allow(f"10.0.0.1, {entry}")
