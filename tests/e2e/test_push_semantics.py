@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.gate import BuildGate
 from tests.platform import Platform, app_repo, commit_all, git
 
 pytestmark = pytest.mark.e2e
@@ -66,12 +66,11 @@ def deployed(platform: Platform, repo: Path, app: str) -> str:
     return out.split()[0] if out else ""
 
 
-def gated_app(platform: Platform, app: str) -> socket.socket:
-    """An app whose builds wait until the returned socket listens."""
+def gated_app(platform: Platform, app: str) -> BuildGate:
+    """An app whose builds wait until the returned gate is opened."""
     platform.paas("apps:create", app)
-    gate = socket.socket()
-    gate.bind(("127.0.0.1", 0))
-    platform.paas("config:set", f"PAAS_TEST_GATE_PORT={gate.getsockname()[1]}", "-a", app)
+    gate = BuildGate(platform.home)
+    platform.paas("config:set", f"PAAS_TEST_GATE_PORT={gate.port}", "-a", app)
     return gate
 
 
@@ -95,7 +94,7 @@ def test_concurrent_pushes_wait_then_fast_forward_or_fetch_first_and_force_works
     three = Push(platform, third, "order")
     three.wait_for("remote: -----> Waiting for the push in progress to order")
     with gate:
-        gate.listen(8)
+        gate.open()
         assert one.finish() == 0, one.stderr
         assert two.finish() == 0, two.stderr
         assert three.finish() != 0
@@ -124,7 +123,7 @@ def test_a_pusher_that_disconnects_does_not_cancel_the_deploy(platform: Platform
     assert deployed(platform, repo, "leaver") == ""
 
     with gate:
-        gate.listen(1)
+        gate.open()
         platform.wait_for("leaver", "slow-build is up", timeout=120)
     deadline = time.monotonic() + 30
     while deployed(platform, repo, "leaver") != head(repo):
