@@ -4,6 +4,7 @@ postdeploy script (postdeploy.N)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 from paas import formation, releases
 from paas.errors import Invalid, NotFound
 from paas.models import (
+    DYNO_TRANSITIONS,
     ONEOFF_TRANSITIONS,
     App,
     Dyno,
@@ -25,6 +27,8 @@ from paas.models import (
 ONEOFF_TYPES = ("run", "release", "postdeploy")
 LIVE_ONEOFF = (OneOffState.REQUESTED, OneOffState.RUNNING)
 TAIL_LINES = 40
+
+log = logging.getLogger("paas.dynos")
 
 
 def _dyno_env(app: App, release: Release, name: str, port: int) -> dict[str, str]:
@@ -119,8 +123,10 @@ def report(db: Session, reported: list[dict[str, Any]]) -> set[int]:
         app = apps.get(item["app"])
         if app is None:
             continue
+        previous = before.get(item["id"], (None, None))[1]
         dyno = Dyno(id=item["id"], app_id=app.id, release_version=item["release"],
-                    type=item["type"], index=item["index"], state=item["state"],
+                    type=item["type"], index=item["index"],
+                    state=_reported_state(item["id"], previous, item["state"]),
                     ip=item.get("ip", ""), port=item.get("port", 0),
                     started_at=item.get("started_at", 0.0), exit_code=item.get("exit_code"),
                     restarts=item.get("restarts", 0), output_tail=item.get("output_tail", ""),
@@ -137,6 +143,28 @@ def report(db: Session, reported: list[dict[str, Any]]) -> set[int]:
     changed.update(_lost_oneoffs(db, seen_oneoffs))
     db.flush()
     return changed
+
+
+def _reported_state(dyno_id: str, previous: str | None, reported: Any) -> DynoState:
+    """The state to record. The agent watches the dyno and the API does not, so a move the
+    table does not expect (a bug, or notes the agent lost) is logged and recorded anyway:
+    refusing it would leave the record wrong for as long as the agent goes on saying so.
+    Except out of a terminal state: a crashed dyno's container has exited and never runs
+    again, so the record keeps its crash."""
+    try:
+        state = DynoState(reported)
+    except ValueError:
+        raise Invalid(f"dyno {dyno_id}: unknown state {reported!r}; send one of "
+                      f"{', '.join(DynoState)}") from None
+    if previous not in DYNO_TRANSITIONS or state == previous:
+        return state
+    allowed = DYNO_TRANSITIONS[DynoState(previous)]
+    if state in allowed:
+        return state
+    kept = not allowed
+    log.warning("dyno %s: the agent reported %s -> %s, which DYNO_TRANSITIONS does not allow; "
+                "%s", dyno_id, previous, state, f"kept {previous}" if kept else "recorded")
+    return DynoState(previous) if kept else state
 
 
 def _oneoff(db: Session, app: App, process_type: str, number: int) -> OneOff | None:

@@ -16,6 +16,8 @@ ROUTES_CHANNEL = "paas:routes"
 ROUTES_GENERATION = "paas:routes:generation"
 ROUTES_APPLIED = "paas:routes:applied"
 BUILD_STREAM_TTL = 24 * 3600
+MAX_WAIT = 30.0  # seconds: the longest long poll of `after` (`paas logs --tail`)
+FOLLOW_BLOCK_MS = 1000  # the XREAD BLOCK of `follow` and the dashboard's live streams
 
 
 def build_key(build_id: str) -> str:
@@ -87,7 +89,7 @@ class StreamEntry:
     message: str = ""
 
 
-async def follow(client: aredis.Redis, key: str, block_ms: int = 1000,
+async def follow(client: aredis.Redis, key: str, block_ms: int = FOLLOW_BLOCK_MS,
                  after: str = "0") -> AsyncIterator[StreamEntry | None]:
     """Entries of a stream as they arrive; None each time `block_ms` passed without one."""
     last = after

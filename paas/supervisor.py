@@ -115,10 +115,14 @@ class Supervisor:
             time.sleep(0.1)
 
     def _redis_ready(self) -> bool:
+        client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=1.0,
+                                      socket_connect_timeout=1.0)
         try:
-            return bool(redis.Redis.from_url(self.settings.redis_url).ping())
+            return bool(client.ping())
         except redis.RedisError:
             return False
+        finally:
+            client.close()
 
     def _api_ready(self) -> bool:
         try:

@@ -26,7 +26,7 @@ from types import FrameType
 import httpx
 import redis
 
-from paas import metrics
+from paas import metrics, redis_clients
 from paas.errors import PaasError
 from paas.logs import app_key
 from paas.settings import Settings
@@ -93,7 +93,8 @@ def acknowledge(client: redis.Redis, generation: int) -> None:
 def listen(url: str, wake: threading.Event, stop: threading.Event, complaints: _Complaints) -> None:
     """Set `wake` on every message on CHANNEL; reconnect forever."""
     while not stop.is_set():
-        client = redis.Redis.from_url(url, socket_connect_timeout=2.0)
+        # get_message waits for messages itself: the socket timeout bounds commands only.
+        client = redis_clients.client(url)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(CHANNEL)
@@ -283,7 +284,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     settings.router_dir.mkdir(parents=True, exist_ok=True)
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0)
+    client = redis_clients.client(settings.redis_url)
     shipper = LogShipper(client, settings.log_lines)
     log_socket = bind_log_socket(str(router.log_socket))
     threading.Thread(target=ship_logs, args=(log_socket, shipper, stop, complaints),

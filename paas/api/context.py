@@ -13,6 +13,7 @@ import redis.asyncio as aredis
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
+from paas import logs, redis_clients
 from paas.logs import BufferedEvents, RedisEvents
 from paas.models import make_sessionmaker
 from paas.repos import Repos
@@ -36,12 +37,15 @@ class Context:
 
     @classmethod
     def create(cls, settings: Settings, celery: Celery) -> Context:
-        client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        client = redis_clients.client(settings.redis_url, block=logs.MAX_WAIT,
+                                      decode_responses=True)
         return cls(
             settings=settings,
             sessions=make_sessionmaker(settings.database_url),
             redis=client,
-            aredis=aredis.Redis.from_url(settings.redis_url, decode_responses=True),
+            aredis=redis_clients.async_client(settings.redis_url,
+                                              block=logs.FOLLOW_BLOCK_MS / 1000,
+                                              decode_responses=True),
             events=RedisEvents(client, settings.log_lines),
             repos=Repos(settings.repos_dir),
             celery=celery,

@@ -24,7 +24,7 @@ from paas.errors import Conflict, Invalid, PaasError
 from paas.models import OneOffState
 
 MAX_GRACE = 3600
-MAX_LOG_WAIT = 30
+MAX_LOG_WAIT = logs.MAX_WAIT
 
 
 def show_formation(call: Call) -> list[dict[str, Any]]:
@@ -191,7 +191,8 @@ async def _relay_output(websocket: WebSocket, ctx: Context, app_name: str, name:
     stream, last, quiet = logs.run_stream(app_name, name), "0", 0
     while True:
         try:
-            batch = await ctx.aredis.xread({stream: last}, block=1000, count=200)
+            batch = await ctx.aredis.xread({stream: last}, block=logs.FOLLOW_BLOCK_MS,
+                                           count=200)
         except redis.RedisError:  # Redis restarting
             await asyncio.sleep(1)
             continue
@@ -270,7 +271,7 @@ def show_logs(call: Call) -> list[dict[str, str]]:
     try:
         count = min(int(query.get("num") or query.get("lines") or 100),
                     call.ctx.settings.log_lines)
-        wait = min(float(query.get("wait", 0)), MAX_LOG_WAIT)
+        wait = max(0.0, min(float(query.get("wait", 0)), MAX_LOG_WAIT))
     except ValueError:
         raise Invalid("num and wait must be numbers") from None
     wanted = logs.LogFilter(dyno=query.get("ps") or None, source=query.get("source") or None)

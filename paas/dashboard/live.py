@@ -20,7 +20,7 @@ from paas.dashboard.calls import call
 from paas.dashboard.web import Site
 from paas.errors import PaasError
 
-BLOCK_MS = 1000
+BLOCK_MS = logs.FOLLOW_BLOCK_MS
 # A comment line every few seconds keeps proxies from closing a quiet stream.
 KEEPALIVE_EVERY = 10
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}

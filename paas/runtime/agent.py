@@ -26,7 +26,7 @@ from typing import Any
 
 import redis
 
-from paas import terminals
+from paas import redis_clients, terminals
 from paas.client import ApiClient
 from paas.errors import PaasError
 from paas.logs import RedisEvents, run_stream
@@ -92,6 +92,7 @@ class Notes:
     next_check: float = 0.0
     oom_kills: int = 0
     finished: bool = False  # an exited dyno's end was logged
+    stopped: bool = False  # the platform stopped it while it ran: its exit is no crash
 
 
 @dataclass
@@ -394,6 +395,8 @@ class Agent:
 
     def _stop(self, dyno: DynoStatus, key: Key, grace: float | None = None) -> None:
         self.stopping.add(dyno.id)
+        if dyno.state == "running":
+            self._note(dyno.id, stopped=True)
         grace = self._grace(key[0]) if grace is None else grace
         if dyno.state == "running" and grace > 0:
             self._platform_log(key, "Stopping all processes with SIGTERM")
@@ -434,11 +437,11 @@ class Agent:
             key = key_of(dyno.metadata)
             stopped = dyno.id in stopping or dyno.id in self.stopping
             notes = self._notes(dyno.id)
-            state = DynoState(notes.state)
-            if dyno.state == "exited" and state in (DynoState.STARTING, DynoState.UP):
-                state = DynoState.CRASHED
-            if (stopped or notes.retiring_since) and state != DynoState.CRASHED:
-                state = DynoState.DOWN
+            state = reported_state(DynoState(notes.state),
+                                   exited=dyno.state == "exited" and not notes.stopped,
+                                   exit_code=dyno.exit_code,
+                                   oneoff=bool(dyno.metadata.get("oneoff")),
+                                   leaving=stopped or bool(notes.retiring_since))
             if notes.retiring_since and notes.retire_after < 0:
                 retiring.append(dyno.id)
             reported.append({
@@ -528,6 +531,22 @@ class Agent:
         self.events.app_log(key[0], f"paas[{dyno_name(key)}]", line)
 
 
+def reported_state(noted: DynoState, *, exited: bool, exit_code: int | None, oneoff: bool,
+                   leaving: bool) -> DynoState:
+    """What the API is told of a dyno (`DYNO_TRANSITIONS`): the agent's notes, corrected by
+    what runc sees now, which the notes may not know yet. `exited`: on its own, not on the
+    platform's SIGTERM. A crash stays a crash. One that exited on its own crashed, unless it
+    is a one-off that exited 0: that one is done (down); either stays so while it is cleaned
+    up. A dyno the platform is taking out (`leaving`) is down."""
+    if noted == DynoState.CRASHED:
+        return noted
+    if exited and noted in (DynoState.STARTING, DynoState.UP):
+        return DynoState.DOWN if oneoff and exit_code == 0 else DynoState.CRASHED
+    if leaving:
+        return DynoState.DOWN
+    return noted
+
+
 def _console(key: Key) -> tuple[str, str]:
     """The streams a dyno's terminal is relayed through (paas/terminals.py)."""
     return run_stream(key[0], dyno_name(key)), terminals.input_stream(key[0], dyno_name(key))
@@ -559,7 +578,7 @@ def main() -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = redis_clients.client(settings.redis_url, decode_responses=True)
     agent = Agent(settings, Runtime(settings), LayerStore(settings),
                   ApiClient(settings.api_url, settings.service_token_path.read_text().strip()),
                   RedisEvents(client, settings.log_lines))

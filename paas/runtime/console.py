@@ -33,10 +33,11 @@ from pathlib import Path
 
 import redis
 
-from paas import terminals
+from paas import redis_clients, terminals
 
 PR_SET_CHILD_SUBREAPER = 36
 READ_SIZE = 65536
+INPUT_BLOCK_MS = 1000
 # Nobody attached in this long (the client went away before it connected): hang up.
 ATTACH_TIMEOUT = 120.0
 # After a hangup, a container whose processes ignore it is killed after this long.
@@ -130,7 +131,7 @@ class Console:
         deadline = time.monotonic() + ATTACH_TIMEOUT
         while not self.hangup.is_set():
             try:
-                batch = self.redis.xread({self.input: last}, block=1000, count=100)
+                batch = self.redis.xread({self.input: last}, block=INPUT_BLOCK_MS, count=100)
             except redis.RedisError:
                 time.sleep(1)
                 continue
@@ -193,7 +194,7 @@ def run(dyno_dir: Path, runc: list[str], output: str, input_: str) -> None:
     (dyno_dir / "monitor.pid").write_text(str(os.getpid()))
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    client = redis.Redis.from_url(os.environ["PAAS_CONSOLE_REDIS"])
+    client = redis_clients.client(os.environ["PAAS_CONSOLE_REDIS"], block=INPUT_BLOCK_MS / 1000)
     console = Console(dyno_dir, runc, output, input_, client)
     init, code = console.start()
     if init is None or console.master < 0:

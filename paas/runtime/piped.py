@@ -25,9 +25,10 @@ from typing import IO
 
 import redis
 
-from paas import terminals
+from paas import redis_clients, terminals
 
 ATTACH_TIMEOUT = 120.0
+INPUT_BLOCK_MS = 1000
 
 
 def feed(client: redis.Redis, stream: str, process: subprocess.Popen[bytes]) -> None:
@@ -38,7 +39,7 @@ def feed(client: redis.Redis, stream: str, process: subprocess.Popen[bytes]) -> 
     try:
         while process.poll() is None:
             try:
-                batch = client.xread({stream: last}, block=1000, count=100)
+                batch = client.xread({stream: last}, block=INPUT_BLOCK_MS, count=100)
             except redis.RedisError:  # Redis restarting
                 time.sleep(1)
                 continue
@@ -70,7 +71,7 @@ def _close(pipe: IO[bytes]) -> None:
 def run(dyno_dir: Path, runc: list[str], stream: str) -> None:
     (dyno_dir / "monitor.pid").write_text(str(os.getpid()))
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    client = redis.Redis.from_url(os.environ["PAAS_CONSOLE_REDIS"])
+    client = redis_clients.client(os.environ["PAAS_CONSOLE_REDIS"], block=INPUT_BLOCK_MS / 1000)
     with open(dyno_dir / "output.log", "ab") as log:
         process = subprocess.Popen(
             [*runc, "run", "--keep", "--bundle", str(dyno_dir), dyno_dir.name],

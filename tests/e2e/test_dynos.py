@@ -5,6 +5,7 @@ logs, and an agent that is killed and comes back."""
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from paas.models import DYNO_TRANSITIONS, DynoState
 from tests.platform import PAAS, Platform, app_repo, commit_all, git
 
 pytestmark = pytest.mark.e2e
@@ -118,6 +120,44 @@ class Visitor:
         self.thread.join(30)
 
 
+class StateWatch:
+    """Keeps reading an app's dynos from the API; on leaving, checks that each dyno's states
+    followed DYNO_TRANSITIONS, and that the API refused or flagged none of the agent's."""
+
+    def __init__(self, platform: Platform, app: str) -> None:
+        self.platform, self.app = platform, app
+        self.lives: dict[str, list[str]] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        with self.platform.api() as api:
+            while not self.stop.wait(0.2):
+                try:
+                    listing = api.get(f"/v1/apps/{self.app}/dynos").json()
+                except httpx.HTTPError:
+                    continue
+                for dyno in listing:
+                    states = self.lives.setdefault(f"{dyno['name']} {dyno['id']}", [])
+                    if not states or states[-1] != dyno["state"]:
+                        states.append(dyno["state"])
+
+    def __enter__(self) -> StateWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, error: type[BaseException] | None, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(30)
+        if error is not None:
+            return
+        for dyno, states in self.lives.items():
+            for before, after in itertools.pairwise(states):
+                assert after in DYNO_TRANSITIONS[DynoState(before)], (dyno, states)
+        assert "DYNO_TRANSITIONS does not allow" not in self.platform.log_path.read_text(
+            errors="replace")
+
+
 def test_scale_resize_restart_and_stop_drop_no_request(quick: Platform, tmp_path: Path) -> None:
     deploy(quick, tmp_path, "formation")
     quick.wait_for("formation", "hello from web.1 v1")
@@ -132,7 +172,7 @@ def test_scale_resize_restart_and_stop_drop_no_request(quick: Platform, tmp_path
     def explain() -> str:
         return json.dumps(ps(quick, "formation"), indent=1) + logs(quick, "formation")
 
-    with Visitor(quick, "formation") as visitor:
+    with Visitor(quick, "formation") as visitor, StateWatch(quick, "formation") as watch:
         quick.paas("ps:scale", "web=2", "-a", "formation")
         first = eventually(lambda: len(up_dynos(quick, "formation", "web")) == 2
                            and up_dynos(quick, "formation", "web"), what="two web dynos",
@@ -152,6 +192,9 @@ def test_scale_resize_restart_and_stop_drop_no_request(quick: Platform, tmp_path
                    what="the old dynos gone", explain=explain)
     assert visitor.answers > 20
     assert visitor.failures == []
+    # Replaced by restarts, resizes and ps:stop: down, never crashed.
+    seen = {s for states in watch.lives.values() for s in states}
+    assert {"up", "down"} <= seen and "crashed" not in seen, watch.lives
 
     listing = quick.paas("ps", "-a", "formation").stdout
     # A restart or a resize replaces dynos: it is not a crash, so no restarts are counted.
@@ -176,13 +219,17 @@ def test_scale_resize_restart_and_stop_drop_no_request(quick: Platform, tmp_path
 def test_crash_backoff_ephemeral_filesystem_and_restart_reset(quick: Platform,
                                                               tmp_path: Path) -> None:
     deploy(quick, tmp_path, "crashes")
-    quick.paas("ps:scale", "crashy=1", "-a", "crashes")
 
     def restarts() -> int:
         return max([d["restarts"] for d in ps(quick, "crashes") if d["type"] == "crashy"],
                    default=0)
 
-    before = eventually(lambda: restarts() >= 4 and restarts(), what="four crashes")
+    with StateWatch(quick, "crashes") as watch:
+        quick.paas("ps:scale", "crashy=1", "-a", "crashes")
+        before = eventually(lambda: restarts() >= 4 and restarts(), what="four crashes")
+    # Each restart is a new dyno; a crashed one never comes back (the table's check above).
+    crashy = [states for dyno, states in watch.lives.items() if dyno.startswith("crashy.1 ")]
+    assert sum(states[-1] == "crashed" for states in crashy) >= 2, crashy
     text = logs(quick, "crashes", "--ps", "crashy.1")
     assert "app[crashy.1]: stale filesystem" not in text
     assert text.count("app[crashy.1]: fresh filesystem") >= 3

@@ -3,6 +3,7 @@ desired state handed to it and the reports it receives."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -18,8 +19,9 @@ import pytest
 import redis
 
 from paas.logs import RedisEvents
+from paas.models import DYNO_TRANSITIONS, DynoState
 from paas.runtime import Runtime
-from paas.runtime.agent import Agent
+from paas.runtime.agent import Agent, Crash
 from paas.runtime.network import bridge_name, link_exists
 from paas.settings import Settings
 from paas.slugs.layers import LayerStore
@@ -236,3 +238,65 @@ def test_stops_waiting_out_their_grace_do_not_hold_back_health_checks(
     harness.until(web_up, timeout=25)
     # ...and the web dyno's HTTP health check passed meanwhile.
     assert len(harness.agent.stopping) == 8
+
+
+def test_every_dynos_reported_states_follow_the_dyno_state_table(harness: Harness) -> None:
+    """A crash loop, one-offs that succeed and fail, a web dyno scaled down and stopped: each
+    dyno's state, report after report, is the same or an allowed step (DYNO_TRANSITIONS)."""
+    oneoff = {"oneoff": True, "attach": False}
+    polite_web = ("exec /usr/bin/python3 -c 'import http.server as h, os, signal; "
+                  "signal.signal(signal.SIGTERM, lambda *a: exit(0)); h.HTTPServer((\"\", "
+                  "int(os.environ[\"PORT\"])), h.SimpleHTTPRequestHandler).serve_forever()'")
+    harness.api.dynos = [harness.dyno("web", 1, polite_web), harness.dyno("crashy", 1, "exit 1"),
+                         {**harness.dyno("run", 1, "exit 0"), **oneoff},
+                         {**harness.dyno("run", 2, "exit 3"), **oneoff}]
+    harness.until(lambda: harness.api.state("web.1") == ["up"]
+                  and harness.agent.crashes.get((APP, 1, "crashy", 1), Crash()).count >= 3
+                  and harness.api.state("run.1") == ["down"]
+                  and harness.api.state("run.2") == ["crashed"])
+    harness.api.dynos = harness.api.dynos[1:]  # web scaled down: down, then stopped
+    harness.until(lambda: harness.api.state("web.1") == [])
+    harness.api.dynos = []
+    harness.until(lambda: harness.api.reports[-1] == [] and not harness.agent.stopping)
+
+    lives: dict[tuple[str, str], list[str]] = {}  # (name, id) -> reported states
+    for report in harness.api.reports:
+        for dyno in report:
+            name = f"{dyno['type']}.{dyno['index']}"
+            lives.setdefault((name, dyno["id"]), []).append(dyno["state"])
+    for dyno, states in lives.items():
+        for before, after in itertools.pairwise(states):
+            assert after == before or after in DYNO_TRANSITIONS[DynoState(before)], (
+                dyno, states)
+    assert {s for states in lives.values() for s in states} == set(DynoState)
+    (web,) = [states for (name, _), states in lives.items() if name == "web.1"]
+    # Stopped by the platform, it is never reported crashed, even once it has exited.
+    assert web[0] == "starting" and web[-1] == "down" and "crashed" not in web, web
+
+
+@pytest.mark.parametrize(("code", "end"), [(3, "crashed"), (0, "down")])
+def test_a_one_off_that_ends_while_the_loop_runs_is_reported_by_its_exit_code(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch, code: int, end: str) -> None:
+    """Its exit is first seen by the report, and then it is no longer wanted (the API has
+    its exit code): crashed (or down for exit 0) from then on, until it is gone."""
+    harness.api.dynos = [{**harness.dyno("run", 1, f"sleep 2; exit {code}"), "oneoff": True,
+                          "attach": False}]
+    harness.until(lambda: harness.api.state("run.1") == ["up"])
+    real = harness.agent.runtime.list_dynos
+    calls = 0
+
+    def exits_between_the_loop_and_the_report() -> list[Any]:
+        nonlocal calls
+        calls += 1
+        while calls == 2 and not any(d.state == "exited" for d in real()):
+            time.sleep(0.05)
+        return real()
+
+    monkeypatch.setattr(harness.agent.runtime, "list_dynos", exits_between_the_loop_and_the_report)
+    harness.agent.reconcile()
+    monkeypatch.undo()
+    assert calls == 2 and harness.api.state("run.1") == [end]
+    harness.api.dynos = []  # what the API does once it has a one-off's exit code
+    harness.until(lambda: harness.api.reports[-1] == [] and not harness.agent.stopping)
+    states = [d["state"] for report in harness.api.reports for d in report]
+    assert states[states.index(end):] == [end] * (len(states) - states.index(end)), states

@@ -1,0 +1,74 @@
+"""The platform's Redis clients against a real redis-server: a blocking read longer than
+redis-py's own default timeout completes, and a Redis that stops answering raises a timeout
+instead of hanging its caller."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from paas import logs, redis_clients
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    sock = tmp_path / "redis.sock"
+    process = subprocess.Popen(
+        ["redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            assert time.monotonic() < deadline, "redis did not start"
+            time.sleep(0.02)
+        yield process, f"unix://{sock}"
+    finally:
+        process.send_signal(signal.SIGCONT)
+        process.terminate()
+        process.wait(10)
+
+
+def test_a_log_long_poll_longer_than_redis_pys_default_timeout_returns(
+        server: tuple[subprocess.Popen[bytes], str]) -> None:
+    """`paas logs --tail` waits up to logs.MAX_WAIT; redis-py 8 alone cuts reads at 5 s."""
+    client = redis_clients.client(server[1], block=logs.MAX_WAIT, decode_responses=True)
+    wanted = logs.LogFilter(dyno=None, source=None)
+    assert logs.after(client, "quiet", "$", wanted, wait=6) == []
+    client.close()
+
+
+def test_a_redis_that_stops_answering_times_out_and_is_used_again_after(
+        server: tuple[subprocess.Popen[bytes], str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(redis_clients, "COMMAND_TIMEOUT", 0.5)
+    process, url = server
+    client = redis_clients.client(url, block=1.0)
+    assert client.xread({"stream": "0"}, block=1000) == []  # the block is not cut short
+    process.send_signal(signal.SIGSTOP)
+    try:
+        with pytest.raises(redis.TimeoutError):
+            client.get("key")
+    finally:
+        process.send_signal(signal.SIGCONT)
+    assert client.set("key", "back") and client.get("key") == b"back"
+    client.close()
+
+
+def test_the_async_client_blocks_as_long_as_asked(
+        server: tuple[subprocess.Popen[bytes], str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(redis_clients, "COMMAND_TIMEOUT", 0.5)
+
+    async def read() -> object:
+        client = redis_clients.async_client(server[1], block=1.0)
+        try:
+            return await client.xread({"stream": "0"}, block=1000)
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(read()) == []
