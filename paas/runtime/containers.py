@@ -172,6 +172,7 @@ class Runtime:
             # Before the dyno's directory: a refused bridge must leave no dyno behind. Under
             # the lock: remove_idle_bridges cannot take it away before the record is written.
             network.ensure_bridge(bridge, subnet)
+            network.isolate_bridge(bridge, self.settings.dyno_port)
             last = self.settings.dynos_dir / f".last-ip-{spec.app_index}"
             previous = last.read_text().strip() if last.exists() else None
             ip = network.next_free_ip(subnet, self._used_ips(spec.app_index), previous)
@@ -238,7 +239,7 @@ class Runtime:
             for name in network.links_with_prefix(prefix):
                 slot = name[len(prefix):]
                 if slot.isdigit() and int(slot) not in used:
-                    network.ip_cmd("link", "delete", name, check=False)
+                    network.delete_bridge(name)
                     removed.append(name)
         return removed
 

@@ -1,7 +1,8 @@
 """Per-app bridges and per-dyno network namespaces, with iproute2.
 
 Forwarding stays off and no default route is installed: a dyno reaches its own /24 only,
-and the host reaches every dyno through the app bridges it owns.
+and the host reaches every dyno through the app bridges it owns. The host's own services are
+kept from dynos by policy routing (`isolate_bridge`): these hosts have no iptables or nftables.
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ def create_dyno_net(install_id: str, dyno_id: str, bridge: str, ip: str, prefix:
     ip_cmd("-n", net.netns, "addr", "add", f"{ip}/{prefix}", "dev", "eth0")
     ip_cmd("-n", net.netns, "link", "set", "eth0", "up")
     ip_cmd("link", "set", net.veth, "master", bridge)
+    disable_ipv6(net.veth)
     ip_cmd("link", "set", net.veth, "up")
     # The address may have been a removed dyno's: forget its MAC, or the host (the router,
     # health checks) keeps sending to it for seconds.
@@ -144,8 +146,76 @@ def netns_with_prefix(prefix: str) -> list[str]:
 def teardown_network(install_id: str) -> None:
     for name in netns_with_prefix(f"p{install_id}-") + netns_with_prefix(f"b{install_id}-"):
         ip_cmd("netns", "delete", name, check=False)
-    for name in links_with_prefix(f"v{install_id}") + links_with_prefix(f"pb{install_id}"):
+    for name in links_with_prefix(f"v{install_id}"):
         ip_cmd("link", "delete", name, check=False)
+    for name in links_with_prefix(f"pb{install_id}"):
+        delete_bridge(name)
+    for name in {rule.get("iif", "") for rule in _rules()}:
+        if name.startswith(f"pb{install_id}"):
+            remove_bridge_rules(name)
+
+
+# ---- keeping dynos off the host's services -------------------------------------------------
+# A packet from a dyno to any address of the host (its bridge's gateway, the host's LAN
+# address) would be delivered to every service listening on 0.0.0.0. Policy rules on the
+# bridge let through only what host-made connections need back, replies from the dyno's port to
+# an ephemeral port, and refuse the rest. The kernel consults its local table (is this address
+# mine?) at priority 0, before any other rule, so that lookup moves behind the dyno rules once
+# per host; for everything else the order of lookups is unchanged.
+
+LOCAL_PREF = 1000
+DYNO_REPLIES_PREF = 100
+DYNO_REFUSED_PREF = 101
+
+
+def _rules() -> list[dict]:
+    result = ip_cmd("-j", "rule", "show", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 and result.stdout.strip() else []
+
+
+def move_local_lookup() -> None:
+    rules = _rules()
+    if not any(r.get("priority") == LOCAL_PREF and r.get("table") == "local" for r in rules):
+        ip_cmd("rule", "add", "pref", str(LOCAL_PREF), "lookup", "local")
+    if any(r.get("priority") == 0 and r.get("table") == "local" for r in rules):
+        ip_cmd("rule", "del", "pref", "0", "lookup", "local")
+
+
+def ephemeral_ports() -> str:
+    low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    return f"{low}-{high}"
+
+
+def isolate_bridge(bridge: str, dyno_port: int) -> None:
+    """What a dyno on `bridge` sends to the host: only replies from `dyno_port` (the router's
+    and the health checks' connections) are delivered; anything else is refused."""
+    move_local_lookup()
+    existing = {(r.get("priority"), r.get("iif")) for r in _rules()}
+    if (DYNO_REPLIES_PREF, bridge) not in existing:
+        ip_cmd("rule", "add", "pref", str(DYNO_REPLIES_PREF), "iif", bridge, "ipproto", "tcp",
+               "sport", str(dyno_port), "dport", ephemeral_ports(), "lookup", "local")
+    if (DYNO_REFUSED_PREF, bridge) not in existing:
+        ip_cmd("rule", "add", "pref", str(DYNO_REFUSED_PREF), "iif", bridge, "prohibit")
+    disable_ipv6(bridge)
+
+
+def disable_ipv6(link: str) -> None:
+    """No link-local IPv6 address on the host's side of a dyno's link: one would be a way to
+    the host's services that the IPv4 rules do not cover."""
+    setting = Path(f"/proc/sys/net/ipv6/conf/{link}/disable_ipv6")
+    if setting.exists():
+        setting.write_text("1")
+
+
+def remove_bridge_rules(bridge: str) -> None:
+    for pref in (DYNO_REPLIES_PREF, DYNO_REFUSED_PREF):
+        while ip_cmd("rule", "del", "pref", str(pref), "iif", bridge, check=False).returncode == 0:
+            pass
+
+
+def delete_bridge(bridge: str) -> None:
+    ip_cmd("link", "delete", bridge, check=False)
+    remove_bridge_rules(bridge)
 
 
 # ---- build networks ----------------------------------------------------------------------

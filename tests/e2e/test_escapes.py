@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,8 @@ def dynos(platform: Platform, app: str) -> list[dict[str, Any]]:
     return json.loads(platform.paas("ps", "-a", app, "--json").stdout)
 
 
-def targets(platform: Platform, victim: str, victim_ip: str) -> dict[str, list[str]]:
+def targets(platform: Platform, victim: str, victim_ip: str,
+            host_port: int) -> dict[str, list[str]]:
     home, api = platform.home, platform.api_url
     control = f"http://127.0.0.1:{platform.env['PAAS_ROUTER_CONTROL_PORT']}/routes"
     return {
@@ -42,7 +45,9 @@ def targets(platform: Platform, victim: str, victim_ip: str) -> dict[str, list[s
         "http": [f"{api}/v1/internal/desired", f"{api}/v1/internal/routes",
                  f"{api}/v1/apps", f"{api}/v1/apps/{victim}/config", control,
                  f"http://{victim_ip}:{PORT}/"],
-        "tcp": [f"{victim_ip}:{PORT}", f"127.0.0.1:{platform.env['PAAS_API_PORT']}"],
+        # "gateway": the host's end of the prober's own bridge (tests/apps/escape-probe)
+        "tcp": [f"{victim_ip}:{PORT}", f"127.0.0.1:{platform.env['PAAS_API_PORT']}",
+                f"gateway:{host_port}"],
         "setuid": ["/app/suid-id"],
     }
 
@@ -67,7 +72,15 @@ def failed(results: dict[str, str]) -> dict[str, str]:
     return {what: result for what, result in results.items() if not result.startswith("failed")}
 
 
-def test_escapes_from_a_dyno_and_from_a_build_fail(platform: Platform, tmp_path: Path) -> None:
+@pytest.fixture
+def host_service() -> Iterator[socket.socket]:
+    """A host service listening on every address, as sshd or a database may."""
+    with socket.create_server(("0.0.0.0", 0)) as server:
+        yield server
+
+
+def test_escapes_from_a_dyno_and_from_a_build_fail(platform: Platform, tmp_path: Path,
+                                                   host_service: socket.socket) -> None:
     suffix = uuid.uuid4().hex[:6]
     victim, app = f"esc-victim-{suffix}", f"esc-{suffix}"
     platform.paas("apps:create", victim)
@@ -75,7 +88,7 @@ def test_escapes_from_a_dyno_and_from_a_build_fail(platform: Platform, tmp_path:
     assert git(victim_repo, "push", platform.remote_url(victim), "main",
                check=False).returncode == 0
     victim_ip = next(d["ip"] for d in dynos(platform, victim) if d["state"] == "up")
-    escape_targets = targets(platform, victim, victim_ip)
+    escape_targets = targets(platform, victim, victim_ip, host_service.getsockname()[1])
 
     platform.paas("apps:create", app)
     platform.paas("config:set", f"ESCAPE_TARGETS={json.dumps(escape_targets)}", "-a", app)
@@ -96,7 +109,9 @@ def test_escapes_from_a_dyno_and_from_a_build_fail(platform: Platform, tmp_path:
             ["setpriv", f"--reuid={inside['uid']}", f"--regid={inside['uid']}",
              "--clear-groups", str(setuid_root_id(control_dir))],
             capture_output=True, text=True, check=True).stdout
-        host = host_probe({**escape_targets, "http": []})
+        gateway = dyno["ip"].rsplit(".", 1)[0] + ".1"
+        host = host_probe({**escape_targets, "http": [], "tcp": [
+            target.replace("gateway:", f"{gateway}:") for target in escape_targets["tcp"]]})
     finally:
         shutil.rmtree(control_dir)
     service = (platform.home / "service-token").read_text().strip()

@@ -143,7 +143,8 @@ def test_host_reaches_a_dyno_server_on_its_ip(env: Env) -> None:
     (env.layer / "which.txt").write_text("bottom\n")
     for path in (top / "which.txt", env.layer / "which.txt"):
         path.chmod(0o644)
-    command = ["/usr/bin/python3", "-m", "http.server", "8000"]
+    port = env.settings.dyno_port  # the port the host's connections to a dyno go to
+    command = ["/usr/bin/python3", "-m", "http.server", str(port)]
     status = env.runtime.start_dyno(dyno_spec(env, "web-1", command, layers=[top, env.layer]))
     assert status.state == "running"
     cgroup = f"paas-{env.settings.install_id}/web-1"
@@ -154,12 +155,12 @@ def test_host_reaches_a_dyno_server_on_its_ip(env: Env) -> None:
     def serving() -> bool:
         with socket.socket() as sock:
             sock.settimeout(0.5)
-            return sock.connect_ex((status.ip, 8000)) == 0
+            return sock.connect_ex((status.ip, port)) == 0
 
     wait_for(serving)
-    with urllib.request.urlopen(f"http://{status.ip}:8000/probe.sh", timeout=5) as response:
+    with urllib.request.urlopen(f"http://{status.ip}:{port}/probe.sh", timeout=5) as response:
         assert response.read().decode() == PROBE
-    with urllib.request.urlopen(f"http://{status.ip}:8000/which.txt", timeout=5) as response:
+    with urllib.request.urlopen(f"http://{status.ip}:{port}/which.txt", timeout=5) as response:
         assert response.read() == b"top\n"
     env.runtime.remove_dyno("web-1")
     assert "web-1" not in [s.id for s in env.runtime.list_dynos()]

@@ -52,9 +52,22 @@ def http(url: str) -> None:
 
 
 def tcp(target: str) -> None:
+    """host:port; the host "gateway" is the first address of this dyno's own network, the
+    host's end of its bridge."""
     host, _, port = target.rpartition(":")
-    with socket.create_connection((host, int(port)), timeout=2):
+    with socket.create_connection((own_gateway() if host == "gateway" else host, int(port)),
+                                  timeout=2):
         pass
+
+
+def own_gateway() -> str:
+    with open("/proc/net/route") as routes:
+        for line in routes.readlines()[1:]:
+            fields = line.split()
+            if fields[0] == "eth0" and fields[2] == "00000000":  # the on-link network
+                network = int(fields[1], 16)  # in host byte order: little-endian here
+                return socket.inet_ntoa((network + (1 << 24)).to_bytes(4, "little"))
+    raise OSError("no network of its own (no eth0 route)")
 
 
 def check(code: int) -> None:
