@@ -97,7 +97,7 @@ def refusal(address: Address, forbidden: Iterable[Network], port: int = 0,
 
 def host_networks() -> list[Network]:
     """Every address of the host, and every network attached to an interface that is not on
-    the way to a default route: the dyno bridges, the build veths, any other internal one."""
+    the way to a default route: the dyno bridges and any other internal network."""
     forbidden: list[Network] = []
     outward = {route.get("dev") for family in ("-4", "-6")
                for route in _ip_json(family, "route", "show", "default")}

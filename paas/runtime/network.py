@@ -174,11 +174,19 @@ def _rules() -> list[dict]:
 
 
 def move_local_lookup() -> None:
-    rules = _rules()
-    if not any(r.get("priority") == LOCAL_PREF and r.get("table") == "local" for r in rules):
-        ip_cmd("rule", "add", "pref", str(LOCAL_PREF), "lookup", "local")
-    if any(r.get("priority") == 0 and r.get("table") == "local" for r in rules):
-        ip_cmd("rule", "del", "pref", "0", "lookup", "local")
+    # Another installation's agent may do the same at the same moment: check, don't fail.
+    if not _has_rule(LOCAL_PREF, table="local"):
+        ip_cmd("rule", "add", "pref", str(LOCAL_PREF), "lookup", "local", check=False)
+        if not _has_rule(LOCAL_PREF, table="local"):
+            raise Unavailable("cannot add the host's local-table rule at priority 1000")
+    if _has_rule(0, table="local"):
+        ip_cmd("rule", "del", "pref", "0", "lookup", "local", check=False)
+
+
+def _has_rule(priority: int, **match: str) -> bool:
+    return any(rule.get("priority") == priority
+               and all(rule.get(key) == value for key, value in match.items())
+               for rule in _rules())
 
 
 def ephemeral_ports() -> str:
@@ -190,11 +198,10 @@ def isolate_bridge(bridge: str, dyno_port: int) -> None:
     """What a dyno on `bridge` sends to the host: only replies from `dyno_port` (the router's
     and the health checks' connections) are delivered; anything else is refused."""
     move_local_lookup()
-    existing = {(r.get("priority"), r.get("iif")) for r in _rules()}
-    if (DYNO_REPLIES_PREF, bridge) not in existing:
+    if not _has_rule(DYNO_REPLIES_PREF, iif=bridge):
         ip_cmd("rule", "add", "pref", str(DYNO_REPLIES_PREF), "iif", bridge, "ipproto", "tcp",
                "sport", str(dyno_port), "dport", ephemeral_ports(), "lookup", "local")
-    if (DYNO_REFUSED_PREF, bridge) not in existing:
+    if not _has_rule(DYNO_REFUSED_PREF, iif=bridge):
         ip_cmd("rule", "add", "pref", str(DYNO_REFUSED_PREF), "iif", bridge, "prohibit")
     disable_ipv6(bridge)
 
