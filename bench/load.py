@@ -46,6 +46,10 @@ def _ppid(pid: int) -> int:
 
 def platform_rss_kb(platform: Platform) -> int:
     """`paas up` and its services with their children (Celery's pool), and nginx."""
+    return sum(_rss_kb(pid) for pid in platform_pids(platform))
+
+
+def platform_pids(platform: Platform) -> set[int]:
     assert platform.process is not None
     pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
     ours = {platform.process.pid}
@@ -56,10 +60,11 @@ def platform_rss_kb(platform: Platform) -> int:
         changed = bool(found)
         ours |= found
     nginx_pid = platform.home / "router" / "nginx.pid"
-    if nginx_pid.exists():
-        master = int(nginx_pid.read_text())
+    master_text = nginx_pid.read_text().strip() if nginx_pid.exists() else ""
+    if master_text.isdigit():  # empty while nginx starts
+        master = int(master_text)
         ours |= {master} | {pid for pid in pids if _ppid(pid) == master}
-    return sum(_rss_kb(pid) for pid in ours)
+    return ours
 
 
 def _cmd(pid: int) -> str:

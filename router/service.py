@@ -69,13 +69,12 @@ class Wanted:
     generation: int
 
 
-def fetch(settings: Settings) -> Wanted:
+def fetch(settings: Settings, client: httpx.Client) -> Wanted:
     """The API's route table, certificates and generation (how many changes it includes)."""
     token = settings.service_token_path.read_text().strip()
-    response = httpx.get(
+    response = client.get(
         f"{settings.api_url}/v1/internal/routes",
         headers={"Authorization": f"Bearer {token}"},
-        timeout=5.0,
     )
     response.raise_for_status()
     body = response.json()
@@ -122,6 +121,9 @@ class Syncer:
     last_routes: dict[str, Route] | None = None
     last_reload: float = 0.0
     pending_certs: bool = False
+    # One client, not one per request (see Router.control).
+    api: httpx.Client = field(default_factory=lambda: httpx.Client(
+        timeout=5.0, limits=httpx.Limits(max_keepalive_connections=0)))
 
     def sync_once(self) -> None:
         wanted = self._fetch()
@@ -148,7 +150,7 @@ class Syncer:
 
     def _fetch(self) -> Wanted | None:
         try:
-            wanted = fetch(self.settings)
+            wanted = fetch(self.settings, self.api)
         except (OSError, httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError) as exc:
             self.complaints.fail("api", exc)
             return None

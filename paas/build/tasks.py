@@ -9,6 +9,7 @@ import shutil
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 import redis
@@ -68,7 +69,7 @@ def run(build_id: str, settings: Settings) -> None:
     interval = settings.build_heartbeat
     build_lease = lease.make_lock(client, lease.lease_key(build_id), interval)
     try:
-        remove_orphans(settings)
+        _sweep_orphans(settings)
         if api.get(f"/v1/internal/builds/{build_id}")["status"] in TERMINAL:
             return
         # A redelivered task waits for the lease of an earlier delivery: a live worker keeps
@@ -78,8 +79,35 @@ def run(build_id: str, settings: Settings) -> None:
             return
         with lease.Heartbeat([build_lease], interval) as beat:
             _run_leased(build_id, settings, api, client, beat)
+    except Exception as error:
+        # The reaper watches building builds only: one that never started would stay pending,
+        # and its pusher would wait for ever.
+        fail_if_unstarted(api, BuildLog(RedisEvents(client), build_id, patience=2), build_id,
+                          error)
+        raise
     finally:
         api.close()
+
+
+def _sweep_orphans(settings: Settings) -> None:
+    """A dead worker's leftovers go; failing to remove them never fails this build."""
+    try:
+        remove_orphans(settings)
+    except Exception as error:
+        print(f"worker: orphan sweep skipped ({type(error).__name__}: {error})", flush=True)
+
+
+def fail_if_unstarted(api: ApiClient, log: Callable[[str], None], build_id: str,
+                      error: Exception) -> None:
+    """Fails a build still pending after its task raised: nobody else will. A build another
+    delivery is running (building) is left to it."""
+    try:
+        if api.get(f"/v1/internal/builds/{build_id}")["status"] != "pending":
+            return
+        _fail(api, build_id, log, f"the build could not start ({type(error).__name__}: "
+              f"{error}); push again, and tell the operator if it keeps happening")
+    except Exception:  # the API is unreachable too: nothing more can be done from here
+        return
 
 
 def _run_leased(build_id: str, settings: Settings, api: ApiClient, client: redis.Redis,

@@ -17,6 +17,7 @@ from pathlib import Path
 from paas.errors import Invalid, Unavailable
 
 NETNS_DIR = Path("/var/run/netns")
+ADDRESS_SET_BY_USER = "3"  # /sys/class/net/<link>/addr_assign_type after `ip link set address`
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,19 @@ def ensure_bridge(name: str, network: ipaddress.IPv4Network) -> None:
             raise Unavailable(f"cannot create bridge {name}: {result.stderr.strip()}")
     gateway = next(iter(network.hosts()))
     ip_cmd("addr", "replace", f"{gateway}/{network.prefixlen}", "dev", name)
+    pin_address(name)
     ip_cmd("link", "set", name, "up")
+
+
+def pin_address(bridge: str) -> None:
+    """A bridge whose MAC address was never set takes the lowest of its ports' and changes it
+    when a dyno's veth joins or leaves. The dynos on it keep sending to the gateway's old MAC
+    for seconds: packets dropped, requests in flight hang (H12s during deploys). Set once, it
+    stays."""
+    assign_type = Path(f"/sys/class/net/{bridge}/addr_assign_type")
+    if assign_type.read_text().strip() != ADDRESS_SET_BY_USER:
+        address = Path(f"/sys/class/net/{bridge}/address").read_text().strip()
+        ip_cmd("link", "set", bridge, "address", address)
 
 
 def create_dyno_net(install_id: str, dyno_id: str, bridge: str, ip: str, prefix: int) -> DynoNet:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 from paas.errors import Unavailable
+
+# `runc list` (1.1) reads the root directory, then stats each entry, and fails outright when a
+# container was deleted in between (another process's `runc delete`): listing again is right.
+LIST_ATTEMPTS = 20
 
 
 def runc_binary() -> str:
@@ -36,11 +41,18 @@ class Runc:
         """Container id -> runc status ("created", "running", "paused", "stopped")."""
         if not self.root.is_dir():
             return {}
-        result = self.call("list", "--format", "json")
+        for _ in range(LIST_ATTEMPTS):
+            result = self.call("list", "--format", "json")
+            if result.returncode == 0 or not self._vanished_while_listing(result.stderr):
+                break
         if result.returncode != 0:
             raise Unavailable(f"runc list failed: {result.stderr.strip()}")
         entries = json.loads(result.stdout or "null") or []
         return {entry["id"]: entry["status"] for entry in entries}
+
+    def _vanished_while_listing(self, stderr: str) -> bool:
+        return (f"stat {os.path.abspath(self.root)}/" in stderr
+                and "no such file or directory" in stderr)
 
     def state(self, container_id: str) -> str | None:
         result = self.call("state", container_id)
