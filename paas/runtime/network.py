@@ -179,6 +179,11 @@ def teardown_network(install_id: str) -> None:
 LOCAL_PREF = 1000
 DYNO_REPLIES_PREF = 100
 DYNO_REFUSED_PREF = 101
+# Refused per protocol (those a process without privileges can send), not with one rule for
+# everything: the kernel checks an ARP request with a route lookup too (protocol 0), and
+# refusing that stops the host answering its dynos' ARP, so their replies to the router stall
+# once their neighbour entry for the gateway expires.
+REFUSED_PROTOCOLS = ("tcp", "udp", "icmp", "dccp", "sctp", "udplite")
 
 
 def _rules() -> list[dict]:
@@ -211,11 +216,16 @@ def isolate_bridge(bridge: str, dyno_port: int) -> None:
     """What a dyno on `bridge` sends to the host: only replies from `dyno_port` (the router's
     and the health checks' connections) are delivered; anything else is refused."""
     move_local_lookup()
-    if not _has_rule(DYNO_REPLIES_PREF, iif=bridge):
+    rules = [rule for rule in _rules() if rule.get("iif") == bridge]
+    if not any(rule.get("priority") == DYNO_REPLIES_PREF for rule in rules):
         ip_cmd("rule", "add", "pref", str(DYNO_REPLIES_PREF), "iif", bridge, "ipproto", "tcp",
                "sport", str(dyno_port), "dport", ephemeral_ports(), "lookup", "local")
-    if not _has_rule(DYNO_REFUSED_PREF, iif=bridge):
-        ip_cmd("rule", "add", "pref", str(DYNO_REFUSED_PREF), "iif", bridge, "prohibit")
+    refused = [rule for rule in rules if rule.get("priority") == DYNO_REFUSED_PREF]
+    if len(refused) != len(REFUSED_PROTOCOLS) or not all("ipproto" in r for r in refused):
+        _delete_rules(DYNO_REFUSED_PREF, bridge)
+        for protocol in REFUSED_PROTOCOLS:
+            ip_cmd("rule", "add", "pref", str(DYNO_REFUSED_PREF), "iif", bridge,
+                   "ipproto", protocol, "prohibit")
     disable_ipv6(bridge)
 
 
@@ -229,8 +239,12 @@ def disable_ipv6(link: str) -> None:
 
 def remove_bridge_rules(bridge: str) -> None:
     for pref in (DYNO_REPLIES_PREF, DYNO_REFUSED_PREF):
-        while ip_cmd("rule", "del", "pref", str(pref), "iif", bridge, check=False).returncode == 0:
-            pass
+        _delete_rules(pref, bridge)
+
+
+def _delete_rules(pref: int, bridge: str) -> None:
+    while ip_cmd("rule", "del", "pref", str(pref), "iif", bridge, check=False).returncode == 0:
+        pass
 
 
 def delete_bridge(bridge: str) -> None:

@@ -22,7 +22,7 @@ import pytest
 from paas.runtime import BuildContainerSpec, DynoSpec, DynoStatus, Runtime
 from paas.runtime.host import mounts_under
 from paas.runtime.hostconfig import client_config
-from paas.runtime.network import links_with_prefix, netns_with_prefix
+from paas.runtime.network import links_with_prefix, netns_name, netns_with_prefix
 from paas.settings import Settings
 
 UID = 10001
@@ -160,6 +160,12 @@ def test_host_reaches_a_dyno_server_on_its_ip(env: Env) -> None:
     wait_for(serving)
     with urllib.request.urlopen(f"http://{status.ip}:{port}/probe.sh", timeout=5) as response:
         assert response.read().decode() == PROBE
+    with urllib.request.urlopen(f"http://{status.ip}:{port}/which.txt", timeout=5) as response:
+        assert response.read() == b"top\n"
+    # The dyno forgets the gateway's MAC (as when its neighbour entry expires) while the host
+    # remembers the dyno's: answering the next connection needs the host to answer its ARP.
+    netns = netns_name(env.settings.install_id, "web-1")
+    subprocess.run(["ip", "-n", netns, "neigh", "flush", "all"], check=True)
     with urllib.request.urlopen(f"http://{status.ip}:{port}/which.txt", timeout=5) as response:
         assert response.read() == b"top\n"
     env.runtime.remove_dyno("web-1")
