@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 import redis
 from celery.signals import worker_ready
 
-from paas import appjson
+from paas import appjson, redis_clients
 from paas.build import lease
 from paas.build.buildpacks import BuildFailed, BuildResult, build_app
 from paas.build.celery_app import app as celery_app
@@ -65,7 +65,7 @@ def slug_of(result: BuildResult) -> dict:
 
 def run(build_id: str, settings: Settings) -> None:
     api = service_client(settings)
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = redis_clients.client(settings.redis_url, decode_responses=True)
     interval = settings.build_heartbeat
     build_lease = lease.make_lock(client, lease.lease_key(build_id), interval)
     try:
