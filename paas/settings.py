@@ -49,6 +49,9 @@ class Settings:
     # Internal destinations builds may reach through their egress proxy all the same, such as
     # a package mirror on the LAN: "10.1.2.3:3141, 192.168.7.0/24" (paas/runtime/egress.py).
     egress_allow: str = field(default_factory=lambda: _env("PAAS_EGRESS_ALLOW", ""))
+    # TCP ports of services on the host that dynos may reach at their gateway (the first
+    # address of their app's network), such as a database: "5432, 6380". None by default.
+    dyno_host_ports: str = field(default_factory=lambda: _env("PAAS_DYNO_HOST_PORTS", ""))
     build_timeout: float = field(default_factory=lambda: _float("PAAS_BUILD_TIMEOUT", 900))
     build_memory_mb: int = field(default_factory=lambda: _int("PAAS_BUILD_MEMORY_MB", 2048))
     # A build worker refreshes its build's lease this often; a lease not refreshed for three

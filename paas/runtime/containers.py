@@ -172,7 +172,8 @@ class Runtime:
             # Before the dyno's directory: a refused bridge must leave no dyno behind. Under
             # the lock: remove_idle_bridges cannot take it away before the record is written.
             network.ensure_bridge(bridge, subnet)
-            network.isolate_bridge(bridge, self.settings.dyno_port)
+            network.isolate_bridge(bridge, self.settings.dyno_port,
+                                   network.parse_ports(self.settings.dyno_host_ports))
             last = self.settings.dynos_dir / f".last-ip-{spec.app_index}"
             previous = last.read_text().strip() if last.exists() else None
             ip = network.next_free_ip(subnet, self._used_ips(spec.app_index), previous)

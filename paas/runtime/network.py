@@ -11,6 +11,7 @@ import hashlib
 import ipaddress
 import json
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,6 +178,7 @@ def teardown_network(install_id: str) -> None:
 # per host; for everything else the order of lookups is unchanged.
 
 LOCAL_PREF = 1000
+DYNO_OPENED_PREF = 99
 DYNO_REPLIES_PREF = 100
 DYNO_REFUSED_PREF = 101
 # Refused per protocol (those a process without privileges can send), not with one rule for
@@ -212,11 +214,19 @@ def ephemeral_ports() -> str:
     return f"{low}-{high}"
 
 
-def isolate_bridge(bridge: str, dyno_port: int) -> None:
+def isolate_bridge(bridge: str, dyno_port: int, host_ports: Iterable[int] = ()) -> None:
     """What a dyno on `bridge` sends to the host: only replies from `dyno_port` (the router's
-    and the health checks' connections) are delivered; anything else is refused."""
+    and the health checks' connections) and connections to the `host_ports` the operator
+    opened (PAAS_DYNO_HOST_PORTS) are delivered; anything else is refused."""
     move_local_lookup()
     rules = [rule for rule in _rules() if rule.get("iif") == bridge]
+    opened = sorted(str(rule.get("dport")) for rule in rules
+                    if rule.get("priority") == DYNO_OPENED_PREF)
+    if opened != sorted(str(port) for port in host_ports):
+        _delete_rules(DYNO_OPENED_PREF, bridge)
+        for port in host_ports:
+            ip_cmd("rule", "add", "pref", str(DYNO_OPENED_PREF), "iif", bridge, "ipproto", "tcp",
+                   "dport", str(port), "lookup", "local")
     if not any(rule.get("priority") == DYNO_REPLIES_PREF for rule in rules):
         ip_cmd("rule", "add", "pref", str(DYNO_REPLIES_PREF), "iif", bridge, "ipproto", "tcp",
                "sport", str(dyno_port), "dport", ephemeral_ports(), "lookup", "local")
@@ -237,8 +247,19 @@ def disable_ipv6(link: str) -> None:
         setting.write_text("1")
 
 
+def parse_ports(text: str) -> list[int]:
+    """PAAS_DYNO_HOST_PORTS: "5432, 6380"."""
+    ports = []
+    for entry in text.replace(",", " ").split():
+        if not entry.isdigit() or not 0 < int(entry) < 65536:
+            raise Invalid(f"PAAS_DYNO_HOST_PORTS: {entry!r} is not a TCP port; list ports like "
+                          "5432, 6380")
+        ports.append(int(entry))
+    return sorted(set(ports))
+
+
 def remove_bridge_rules(bridge: str) -> None:
-    for pref in (DYNO_REPLIES_PREF, DYNO_REFUSED_PREF):
+    for pref in (DYNO_OPENED_PREF, DYNO_REPLIES_PREF, DYNO_REFUSED_PREF):
         _delete_rules(pref, bridge)
 
 

@@ -22,7 +22,7 @@ import pytest
 from paas.runtime import BuildContainerSpec, DynoSpec, DynoStatus, Runtime
 from paas.runtime.host import mounts_under
 from paas.runtime.hostconfig import client_config
-from paas.runtime.network import links_with_prefix, netns_name, netns_with_prefix
+from paas.runtime.network import app_network, links_with_prefix, netns_name, netns_with_prefix
 from paas.settings import Settings
 
 UID = 10001
@@ -337,3 +337,39 @@ def test_teardown_of_an_empty_installation_is_safe(tmp_path: Path) -> None:
     runtime.teardown()
     runtime.teardown()
     assert runtime.list_dynos() == []
+
+
+CONNECT_TO_GATEWAY = """
+import socket, sys
+for port in sys.argv[2:]:
+    try:
+        socket.create_connection((sys.argv[1], int(port)), timeout=2).close()
+        print(f"port {port}: connected", flush=True)
+    except OSError as error:
+        print(f"port {port}: {error}", flush=True)
+"""
+
+
+def test_a_dyno_reaches_only_the_host_ports_the_operator_opened(tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    layer = tmp_path / "layer"
+    layer.mkdir(mode=0o755)
+    app_index = APP_INDEX + 2  # beside the module's runtime, on a network of its own
+    gateway = str(next(iter(app_network("10.214.0.0/16", app_index).hosts())))
+    with socket.create_server(("0.0.0.0", 0)) as opened, \
+            socket.create_server(("0.0.0.0", 0)) as closed:
+        ports = [str(server.getsockname()[1]) for server in (opened, closed)]
+        settings = Settings(home=tmp_path / "home", dyno_subnet="10.214.0.0/16",
+                            dyno_host_ports=ports[0])
+        runtime = Runtime(settings)
+        try:
+            runtime.start_dyno(DynoSpec(
+                id="reach", app="reach", app_index=app_index, uid=UID,
+                command=["/usr/bin/python3", "-c", CONNECT_TO_GATEWAY, gateway, *ports],
+                env={}, layers=[layer], memory_mb=128, pids_limit=64, metadata={}))
+            wait_for(lambda: status_of(runtime, "reach").state == "exited", timeout=20)
+            output = status_of(runtime, "reach").log_path.read_text()
+        finally:
+            runtime.teardown()
+    assert f"port {ports[0]}: connected" in output, output
+    assert f"port {ports[1]}: timed out" in output, output

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from paas.errors import Invalid
-from paas.runtime.network import app_network, bridge_name, next_free_ip, veth_name
+from paas.runtime.network import app_network, bridge_name, next_free_ip, parse_ports, veth_name
 from paas.runtime.oci import ContainerConfig, config_json
 
 
@@ -60,3 +60,11 @@ def test_config_drops_every_privilege() -> None:
     assert doc["linux"]["resources"]["memory"]["limit"] == 256 * 1024 * 1024
     assert "mount" in doc["linux"]["seccomp"]["syscalls"][0]["names"]
     assert "A=1" in process["env"]
+
+
+def test_host_ports_the_operator_opens_to_dynos() -> None:
+    assert parse_ports("") == []
+    assert parse_ports("6380, 5432 5432") == [5432, 6380]
+    for bad in ("postgres", "0", "70000", "-1"):
+        with pytest.raises(Invalid, match=r"PAAS_DYNO_HOST_PORTS: .* is not a TCP port"):
+            parse_ports(f"5432,{bad}")
