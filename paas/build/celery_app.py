@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from celery import Celery
 
-from paas import redis_clients
 from paas.settings import Settings, load
 
 
@@ -25,14 +24,7 @@ def make_celery(settings: Settings) -> Celery:
         task_soft_time_limit=settings.build_timeout + 60,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
-        # Socket timeouts well above the worker's 1 s BRPOP polls, so a Redis that accepts but
-        # never answers raises (and the connection is retried) instead of hanging a process.
-        broker_transport_options={
-            "visibility_timeout": int(settings.build_timeout + 300),
-            "socket_timeout": redis_clients.COMMAND_TIMEOUT + 20,
-            "socket_connect_timeout": redis_clients.CONNECT_TIMEOUT,
-            "health_check_interval": redis_clients.HEALTH_CHECK_INTERVAL,
-        },
+        broker_transport_options={"visibility_timeout": int(settings.build_timeout + 300)},
         imports=["paas.build.tasks"],
     )
     return app
