@@ -193,20 +193,23 @@ def _rules() -> list[dict]:
     return json.loads(result.stdout) if result.returncode == 0 and result.stdout.strip() else []
 
 
-def move_local_lookup() -> None:
-    # Another installation's agent may do the same at the same moment: check, don't fail.
-    if not _has_rule(LOCAL_PREF, table="local"):
+def move_local_lookup(rules: list[dict]) -> None:
+    """`rules`: the host's rules as listed just before. Another installation's agent may do
+    the same at the same moment: check, don't fail."""
+    if not _has_rule(rules, LOCAL_PREF, table="local"):
         ip_cmd("rule", "add", "pref", str(LOCAL_PREF), "lookup", "local", check=False)
-        if not _has_rule(LOCAL_PREF, table="local"):
-            raise Unavailable("cannot add the host's local-table rule at priority 1000")
-    if _has_rule(0, table="local"):
+        if not _has_rule(_rules(), LOCAL_PREF, table="local"):
+            raise Unavailable("cannot add the host's local-table rule at priority 1000: "
+                              "`ip rule add pref 1000 lookup local` failed; run it as root to "
+                              "see why")
+    if _has_rule(rules, 0, table="local"):
         ip_cmd("rule", "del", "pref", "0", "lookup", "local", check=False)
 
 
-def _has_rule(priority: int, **match: str) -> bool:
+def _has_rule(rules: list[dict], priority: int, **match: str) -> bool:
     return any(rule.get("priority") == priority
                and all(rule.get(key) == value for key, value in match.items())
-               for rule in _rules())
+               for rule in rules)
 
 
 def ephemeral_ports() -> str:
@@ -218,8 +221,9 @@ def isolate_bridge(bridge: str, dyno_port: int, host_ports: Iterable[int] = ()) 
     """What a dyno on `bridge` sends to the host: only replies from `dyno_port` (the router's
     and the health checks' connections) and connections to the `host_ports` the operator
     opened (PAAS_DYNO_HOST_PORTS) are delivered; anything else is refused."""
-    move_local_lookup()
-    rules = [rule for rule in _rules() if rule.get("iif") == bridge]
+    host_rules = _rules()
+    move_local_lookup(host_rules)
+    rules = [rule for rule in host_rules if rule.get("iif") == bridge]
     opened = sorted(str(rule.get("dport")) for rule in rules
                     if rule.get("priority") == DYNO_OPENED_PREF)
     if opened != sorted(str(port) for port in host_ports):

@@ -160,6 +160,18 @@ def test_project_toml_uri_outside_or_missing_is_refused(env: Env, uri: str) -> N
         env.build(source, "escape")
 
 
+def own_buildpack(source: Path, bp_id: str, build_script: str) -> None:
+    """A CNB buildpack in the app (./bp, named by project.toml) that always detects."""
+    bp = source / "bp"
+    (bp / "bin").mkdir(parents=True)
+    (bp / "buildpack.toml").write_text(f'api = "0.10"\n[buildpack]\nid = "{bp_id}"\n')
+    (bp / "bin" / "detect").write_text("#!/usr/bin/env bash\nexit 0\n")
+    (bp / "bin" / "build").write_text(build_script)
+    for script in ("detect", "build"):
+        (bp / "bin" / script).chmod(0o755)
+    (source / "project.toml").write_text('[[build.buildpacks]]\nuri = "./bp"\n')
+
+
 OWN_BUILD = """#!/usr/bin/env bash
 # usage: bin/build <layers> <platform> <plan>
 set -euo pipefail
@@ -178,14 +190,7 @@ echo "-----> own buildpack done"
 
 def test_own_buildpack_layers_env_and_processes(env: Env) -> None:
     source = env.app("own")
-    bp = source / "bp"
-    (bp / "bin").mkdir(parents=True)
-    (bp / "buildpack.toml").write_text('api = "0.10"\n[buildpack]\nid = "acme/tool"\n')
-    (bp / "bin" / "detect").write_text("#!/usr/bin/env bash\nexit 0\n")
-    (bp / "bin" / "build").write_text(OWN_BUILD)
-    for script in ("detect", "build"):
-        (bp / "bin" / script).chmod(0o755)
-    (source / "project.toml").write_text('[[build.buildpacks]]\nuri = "./bp"\n')
+    own_buildpack(source, "acme/tool", OWN_BUILD)
     result, log = env.build(source, "own", config_vars={"SECRET": "s3cret"})
     assert "-----> own buildpack done" in log
     assert not any("s3cret" in line for line in log)
@@ -220,14 +225,7 @@ def test_stack_change_rebuilds_the_venv(
 
 def test_timeout_names_the_setting(env: Env) -> None:
     source = env.app("sleepy")
-    bp = source / "bp"
-    (bp / "bin").mkdir(parents=True)
-    (bp / "buildpack.toml").write_text('api = "0.10"\n[buildpack]\nid = "sleepy"\n')
-    (bp / "bin" / "detect").write_text("#!/usr/bin/env bash\nexit 0\n")
-    (bp / "bin" / "build").write_text("#!/usr/bin/env bash\necho sleeping\nsleep 60\n")
-    for script in ("detect", "build"):
-        (bp / "bin" / script).chmod(0o755)
-    (source / "project.toml").write_text('[[build.buildpacks]]\nuri = "./bp"\n')
+    own_buildpack(source, "sleepy", "#!/usr/bin/env bash\necho sleeping\nsleep 60\n")
     quick = Env(env.base, replace(env.settings, build_timeout=3), env.runtime, env.store)
     with pytest.raises(BuildFailed, match=r"build timed out after 3 s \(PAAS_BUILD_TIMEOUT\)"):
         quick.build(source, "sleepy")
@@ -236,16 +234,9 @@ def test_timeout_names_the_setting(env: Env) -> None:
 
 def test_a_buildpack_exiting_124_itself_is_not_called_a_timeout(env: Env) -> None:
     source = env.app("exits-124")
-    bp = source / "bp"
-    (bp / "bin").mkdir(parents=True)
-    (bp / "buildpack.toml").write_text('api = "0.10"\n[buildpack]\nid = "quitter"\n')
-    (bp / "bin" / "detect").write_text("#!/usr/bin/env bash\nexit 0\n")
     # `timeout` exits 124, and a layer file whose types are not a table is ignored, not a crash
-    (bp / "bin" / "build").write_text(
-        '#!/usr/bin/env bash\necho "types = 1" >"$1/odd.toml"\ntimeout 0.1 sleep 5\n')
-    for script in ("detect", "build"):
-        (bp / "bin" / script).chmod(0o755)
-    (source / "project.toml").write_text('[[build.buildpacks]]\nuri = "./bp"\n')
+    own_buildpack(source, "quitter",
+                  '#!/usr/bin/env bash\necho "types = 1" >"$1/odd.toml"\ntimeout 0.1 sleep 5\n')
     with pytest.raises(BuildFailed, match=r"^buildpack quitter failed: bin/build exited with "
                        r"status 124$"):
         env.build(source, "exits-124")
@@ -265,14 +256,7 @@ fi
 
 def test_oom_kill_inside_a_pipeline_names_the_memory_limit(env: Env) -> None:
     source = env.app("hog-pipeline")
-    bp = source / "bp"
-    (bp / "bin").mkdir(parents=True)
-    (bp / "buildpack.toml").write_text('api = "0.10"\n[buildpack]\nid = "hog"\n')
-    (bp / "bin" / "detect").write_text("#!/usr/bin/env bash\nexit 0\n")
-    (bp / "bin" / "build").write_text(HOG_IN_A_PIPELINE)
-    for script in ("detect", "build"):
-        (bp / "bin" / script).chmod(0o755)
-    (source / "project.toml").write_text('[[build.buildpacks]]\nuri = "./bp"\n')
+    own_buildpack(source, "hog", HOG_IN_A_PIPELINE)
     small = Env(env.base, replace(env.settings, build_memory_mb=128), env.runtime, env.store)
     expected = (r"buildpack hog ran out of memory during build: the kernel killed a process at "
                 r"the build memory limit, and bin/build exited with status 1: builds may use "
