@@ -22,6 +22,7 @@ from paas.models import (
     Release,
     ReleaseStatus,
 )
+from paas.redact import redact
 from paas.repos import Repos
 from paas.slugs import gc as slugs_gc
 from paas.slugs.layers import LayerStore
@@ -40,7 +41,7 @@ def _move(release: Release, to: ReleaseStatus) -> None:
 def create(db: Session, app: App, *, slug: dict[str, Any], description: str, commit: str,
            created_by: str = "", build: Build | None = None) -> Release:
     release = Release(app_id=app.id, version=_next_version(db, app), slug=slug,
-                      config=config_vars.current(db, app), description=description,
+                      config=config_vars.current(db, app), description=redact(description),
                       commit=commit, created_by=created_by,
                       build_id=build.id if build else None)
     db.add(release)
@@ -207,6 +208,7 @@ def _phase_message(phase: OneOff) -> str:
 
 def _fail(db: Session, app: App, release: Release, events: Events, error: str) -> None:
     _move(release, ReleaseStatus.FAILED)
+    error = redact(error)
     release.error = error
     app.pending_release_id = None
     if release.build_id:
@@ -235,13 +237,13 @@ def _promote(db: Session, app: App, release: Release, repos: Repos, events: Even
 def to_dict(release: Release, app: App) -> dict[str, Any]:
     return {
         "version": release.version,
-        "description": release.description,
+        "description": redact(release.description),
         "status": release.status,
         "current": app.current_release_id == release.id,
         "commit": release.commit,
         "created_by": release.created_by,
         "created_at": release.created_at,
-        "error": release.error,
+        "error": redact(release.error) if release.error else release.error,
         "process_types": _types(release),
         "layers": (release.slug or {}).get("layers", []),
     }
