@@ -58,6 +58,8 @@ class Settings:
     # intervals means the worker is gone, and the API's reaper fails the build.
     build_heartbeat: float = field(default_factory=lambda: _float("PAAS_BUILD_HEARTBEAT", 5))
     boot_timeout: float = field(default_factory=lambda: _float("PAAS_BOOT_TIMEOUT", 60))
+    # A pending release not live this long after PAAS_BOOT_TIMEOUT fails (paas/reaper.py).
+    release_margin: float = field(default_factory=lambda: _float("PAAS_RELEASE_MARGIN", 60))
     stop_grace: float = field(default_factory=lambda: _float("PAAS_STOP_GRACE", 30))
     agent_interval: float = field(default_factory=lambda: _float("PAAS_AGENT_INTERVAL", 1.0))
     restart_backoff: float = field(default_factory=lambda: _float("PAAS_RESTART_BACKOFF", 1.0))

@@ -108,6 +108,8 @@ class Agent:
     stopping: set[str] = field(default_factory=set)
     checks: dict[str, Future[str]] = field(default_factory=dict)
     failed_oneoffs: list[dict[str, Any]] = field(default_factory=list)
+    # Formation dynos that could not start (a platform error): the API fails their release.
+    failed_starts: list[dict[str, Any]] = field(default_factory=list)
     apps: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Health checks and stops have pools of their own: stops waiting out their grace must
     # not hold back the health checks of the dynos replacing them (R10).
@@ -232,10 +234,14 @@ class Agent:
                                         f"{desired['command'][-1]}")
             status = self.runtime.start_dyno(spec)
         except Exception as error:  # a dyno that cannot start is a crash, not an agent failure
-            self._platform_log(key, f"Error starting {dyno_name(key)}: {error}")
+            self._platform_log(key, f"Error starting {dyno_name(key)} (platform error): {error}")
             if desired["oneoff"]:
                 self.failed_oneoffs.append({"app": key[0], "type": key[2], "index": key[3],
                                             "error": f"the dyno could not start: {error}"})
+            else:
+                self.failed_starts.append({"app": key[0], "release": key[1], "type": key[2],
+                                           "index": key[3],
+                                           "error": str(error) or type(error).__name__})
             self._count_crash(key, desired.get("generation", ""))
             return
         self._note(status.id, state=DynoState.UP if desired["oneoff"] else DynoState.STARTING)
@@ -460,7 +466,9 @@ class Agent:
         self._forget_gone({dyno.id for dyno in listed})
         self._remove_idle_bridges({dyno.metadata["app"] for dyno in listed})
         failed, self.failed_oneoffs = self.failed_oneoffs, []
-        self.api.put("/v1/internal/dynos", {"dynos": reported, "failed_oneoffs": failed})
+        unstarted, self.failed_starts = self.failed_starts, []
+        self.api.put("/v1/internal/dynos", {"dynos": reported, "failed_oneoffs": failed,
+                                            "failed_starts": unstarted})
         # Read after the report: it counts the route change that took these dynos out.
         generation = self.events.routes_generation()
         for dyno_id in retiring:
