@@ -66,7 +66,7 @@ def secure_dyno_networks(settings: Settings) -> None:
     """The platform's firewall table before any service starts (dynos adopted from an earlier
     `paas up` are covered at once); `paas down` removes it (`Runtime.teardown`)."""
     try:
-        network.prepare_host(settings.install_id, network.parse_ports(settings.dyno_host_ports))
+        network.prepare_host(settings)
     except PaasError as error:
         raise SystemExit(f"paas up: {error}") from None
 

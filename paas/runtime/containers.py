@@ -172,8 +172,7 @@ class Runtime:
             # Before the dyno's directory: a refused bridge must leave no dyno behind. Under
             # the lock: remove_idle_bridges cannot take it away before the record is written.
             network.ensure_bridge(bridge, subnet)
-            network.isolate_bridge(self.install_id, bridge, subnet,
-                                   network.parse_ports(self.settings.dyno_host_ports))
+            network.isolate_bridge(self.settings, bridge, subnet)
             last = self.settings.dynos_dir / f".last-ip-{spec.app_index}"
             previous = last.read_text().strip() if last.exists() else None
             ip = network.next_free_ip(subnet, self._used_ips(spec.app_index), previous)

@@ -11,12 +11,12 @@ import hashlib
 import ipaddress
 import json
 import subprocess
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from paas.errors import Invalid, Unavailable
 from paas.runtime import firewall
+from paas.settings import Settings
 
 NETNS_DIR = Path("/var/run/netns")
 ADDRESS_SET_BY_USER = "3"  # /sys/class/net/<link>/addr_assign_type after `ip link set address`
@@ -165,7 +165,7 @@ def teardown_network(install_id: str) -> None:
         ip_cmd("link", "delete", name, check=False)
     for name in links_with_prefix(f"pb{install_id}"):
         ip_cmd("link", "delete", name, check=False)
-    firewall.remove(install_id)
+    firewall.Table(install_id).remove()
     remove_legacy_rules(install_id)
 
 
@@ -176,15 +176,19 @@ def teardown_network(install_id: str) -> None:
 # sets before any dyno joins the bridge.
 
 
-def prepare_host(install_id: str, host_ports: Iterable[int]) -> None:
+def firewall_table(settings: Settings) -> firewall.Table:
+    return firewall.Table(settings.install_id, tuple(parse_ports(settings.dyno_host_ports)),
+                          (settings.router_port, settings.router_tls_port))
+
+
+def prepare_host(settings: Settings) -> None:
     """`paas up`: the platform's firewall table, and no policy rule of an earlier version."""
-    remove_legacy_rules(install_id)
-    firewall.install(install_id, host_ports)
+    remove_legacy_rules(settings.install_id)
+    firewall_table(settings).install()
 
 
-def isolate_bridge(install_id: str, bridge: str, network: ipaddress.IPv4Network,
-                   host_ports: Iterable[int] = ()) -> None:
-    firewall.admit_bridge(install_id, bridge, str(next(iter(network.hosts()))), host_ports)
+def isolate_bridge(settings: Settings, bridge: str, network: ipaddress.IPv4Network) -> None:
+    firewall_table(settings).admit_bridge(bridge, str(next(iter(network.hosts()))))
     disable_ipv6(bridge)
 
 
@@ -209,7 +213,7 @@ def parse_ports(text: str) -> list[int]:
 
 def delete_bridge(install_id: str, bridge: str) -> None:
     ip_cmd("link", "delete", bridge, check=False)
-    firewall.forget_bridge(install_id, bridge)
+    firewall.Table(install_id).forget_bridge(bridge)
 
 
 # ---- leftovers of the policy routing of earlier versions -----------------------------------

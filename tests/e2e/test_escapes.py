@@ -264,11 +264,19 @@ def test_no_source_port_takes_a_dyno_to_a_host_service(tmp_path: Path,
         opened_port = opened.getsockname()[1]
         platform = Platform.create(PAAS_DYNO_HOST_PORTS=str(opened_port),
                                    PAAS_DYNO_SUBNET=second_subnet())
+        table = ["inet", f"paas_{Settings(home=platform.home).install_id}"]
         try:
             platform.up()
+            made_by_up = nft("list", "table", *table).returncode == 0
             network_probe(platform, tmp_path, listeners, opened_port)
         finally:
             platform.down()
+    assert made_by_up, "`paas up` made no firewall table"
+    assert nft("list", "table", *table).returncode != 0, "`paas down` left its table"
+
+
+def nft(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["nft", *args], capture_output=True, text=True, check=False)
 
 
 def network_probe(platform: Platform, tmp_path: Path, listeners: HostListeners,

@@ -80,7 +80,7 @@ def installation(tmp_path: Path) -> Iterator[Installation]:
         yield Installation(runtime, settings, layer)
     finally:
         runtime.teardown()
-        assert firewall.listed_table(settings.install_id) is None
+        assert firewall.Table(settings.install_id).sets() is None
 
 
 def connect_from_host(ip: str, port: int) -> str:
@@ -124,11 +124,45 @@ def test_dynos_reach_their_own_app_but_not_another_even_when_routed(
         # forward rules the route carries a1 to b1, so those rules are what stopped it
         assert connect_from_host(b1, port) == connect_from_host(a1, port) == "connected"
         assert connect_from_host(gateway(installation.settings, 3), host_port) == "connected"
-        table = f"{firewall.FAMILY} {firewall.table_name(installation.install_id)}"
+        table = firewall.Table(installation.install_id).ref
         firewall.nft_script(f"flush chain {table} forward\n")
         assert installation.connect_from("a1", b1, port) == "connected"
         installation.start("b2", 4)  # every dyno start makes the table whole again
         assert installation.connect_from("a1", b1, port).startswith("failed")
+
+
+def time_wait_left(ip: str, port: int) -> list[int]:
+    """Seconds left on the conntrack TIME_WAIT entries of flows to ip:port."""
+    found = []
+    for line in Path("/proc/net/nf_conntrack").read_text().splitlines():
+        fields = line.split()
+        if f"dst={ip}" in fields and f"dport={port}" in fields and "TIME_WAIT" in fields:
+            found.append(int(fields[4]))
+    return found
+
+
+def test_dyno_flows_leave_the_conntrack_table_sooner_than_the_hosts(
+        installation: Installation) -> None:
+    """TIME_WAIT entries of flows to a dyno last 10 s, not the host's 120 s, while the host's
+    own flows keep the host's setting."""
+    ip, port = installation.start("web1", 6), installation.settings.dyno_port
+    with socket.create_server(("127.0.0.1", 0)) as local:
+        local_port = local.getsockname()[1]
+        for address, target in ((ip, port), ("127.0.0.1", local_port)):
+            client = socket.create_connection((address, target), timeout=5)
+            if target == local_port:
+                local.accept()[0].close()
+            client.recv(1)  # the server closed: this side answers, then closes
+            client.close()
+        deadline = time.monotonic() + 10
+        while not (time_wait_left(ip, port) and time_wait_left("127.0.0.1", local_port)):
+            assert time.monotonic() < deadline, "no TIME_WAIT entries"
+            time.sleep(0.1)
+    host_setting = int(Path("/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_time_wait")
+                       .read_text())
+    assert max(time_wait_left(ip, port)) <= firewall.TCP_TIMEOUTS["time_wait"]
+    if host_setting > firewall.TCP_TIMEOUTS["time_wait"] + 5:
+        assert max(time_wait_left("127.0.0.1", local_port)) > firewall.TCP_TIMEOUTS["time_wait"]
 
 
 def nft_table(family: str, name: str) -> str:
@@ -152,22 +186,22 @@ def test_paas_down_removes_the_platforms_table_and_leaves_the_hosts_alone(
         f"add rule inet {other} input tcp dport @ports counter accept\n")
     try:
         before = nft_table("inet", other)
-        network.prepare_host(settings.install_id, [6380])  # what `paas up` does
-        network.prepare_host(settings.install_id, [6380])  # twice: the same table
+        network.prepare_host(settings)  # what `paas up` does
+        network.prepare_host(settings)  # twice: the same table
         installation.start("web1", 5)
-        sets = firewall.listed_table(settings.install_id)
+        sets = firewall.Table(settings.install_id).sets()
         assert sets is not None and sets["host_ports"] == [6380]
         bridge = network.bridge_name(settings.install_id, 5)
         assert sets["dyno_bridges"] == [bridge]
         assert sets["gateways"] == [[bridge, gateway(settings, 5)]]
-        rules = nft_table("inet", firewall.table_name(settings.install_id))
+        rules = nft_table("inet", firewall.Table(settings.install_id).name)
         assert rules.count("counter packets") == 3, rules  # not added twice
 
         down = subprocess.run([PAAS, "down"], capture_output=True, text=True, timeout=120,
                               env={**os.environ, "PAAS_HOME": str(settings.home),
                                    "PAAS_DYNO_SUBNET": settings.dyno_subnet})
         assert down.returncode == 0, down.stderr
-        assert firewall.listed_table(settings.install_id) is None
+        assert firewall.Table(settings.install_id).sets() is None
         assert ("inet", other) in firewall.tables()
         assert nft_table("inet", other) == before
     finally:

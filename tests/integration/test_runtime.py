@@ -73,7 +73,7 @@ def env() -> Iterator[Env]:
         assert links_with_prefix(f"pb{iid}") == []
         assert mounts_under(base) == []
         assert not any(Path("/sys/fs/cgroup").glob(f"*/paas-{iid}"))
-        assert firewall.listed_table(iid) is None
+        assert firewall.Table(iid).sets() is None
         shutil.rmtree(base)
 
 
