@@ -172,8 +172,7 @@ class Runtime:
             # Before the dyno's directory: a refused bridge must leave no dyno behind. Under
             # the lock: remove_idle_bridges cannot take it away before the record is written.
             network.ensure_bridge(bridge, subnet)
-            network.isolate_bridge(bridge, self.settings.dyno_port,
-                                   network.parse_ports(self.settings.dyno_host_ports))
+            network.isolate_bridge(self.settings, bridge, subnet)
             last = self.settings.dynos_dir / f".last-ip-{spec.app_index}"
             previous = last.read_text().strip() if last.exists() else None
             ip = network.next_free_ip(subnet, self._used_ips(spec.app_index), previous)
@@ -240,7 +239,7 @@ class Runtime:
             for name in network.links_with_prefix(prefix):
                 slot = name[len(prefix):]
                 if slot.isdigit() and int(slot) not in used:
-                    network.delete_bridge(name)
+                    network.delete_bridge(self.install_id, name)
                     removed.append(name)
         return removed
 
