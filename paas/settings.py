@@ -73,6 +73,11 @@ class Settings:
     dyno_log_max_bytes: int = field(
         default_factory=lambda: _int("PAAS_DYNO_LOG_MAX_BYTES", 8 * 1024 * 1024)
     )
+    # ...and at most this much of it not yet shipped (the agent stopped, a flood): the rest is
+    # dropped, counted in an `Error L10 (Log truncated)` line.
+    dyno_log_unshipped_max_bytes: int = field(
+        default_factory=lambda: _int("PAAS_DYNO_LOG_UNSHIPPED_MAX_BYTES", 8 * 1024 * 1024)
+    )
     max_push_bytes: int = field(
         default_factory=lambda: _int("PAAS_MAX_PUSH_BYTES", 512 * 1024 * 1024)
     )

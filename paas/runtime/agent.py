@@ -31,8 +31,8 @@ from paas.client import ApiClient
 from paas.errors import PaasError
 from paas.logs import RedisEvents, run_stream
 from paas.models import DynoState
-from paas.runtime import DynoSpec, DynoStatus, Runtime
-from paas.runtime.dynolog import DynoLog
+from paas.runtime import DynoSpec, DynoStatus, Runtime, files
+from paas.runtime.dynolog import DynoLog, dropped_count
 from paas.runtime.health import accepts, http_check
 from paas.settings import Settings, load
 from paas.slugs.layers import LayerStore
@@ -224,6 +224,7 @@ class Agent:
                             app_index=desired["slot"], uid=desired["uid"],
                             command=desired["command"], env=desired["env"], layers=layers,
                             memory_mb=desired["memory_mb"], pids_limit=desired["pids"],
+                            disk_mb=desired.get("disk_mb", 0),
                             cpu_shares=desired.get("cpu_shares", 0), metadata=metadata,
                             console=_console(key) if desired.get("tty") else None,
                             stdin=_console(key)[1] if desired.get("attach")
@@ -506,9 +507,7 @@ class Agent:
                 setattr(notes, name, value)
             path = self.settings.dynos_dir / dyno_id / "agent.json"
             if path.parent.is_dir():
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(asdict(notes)))
-                tmp.replace(path)
+                files.write_atomic(path, json.dumps(asdict(notes)))
 
     def _ship_logs(self, dyno: DynoStatus, final: bool = False) -> None:
         log = DynoLog(dyno.log_path)
@@ -527,6 +526,12 @@ class Agent:
 
     def _ship_line(self, meta: dict[str, str], line: str) -> None:
         name = dyno_name(key_of(meta))
+        dropped = dropped_count(line)
+        if dropped is not None:  # the dyno's monitor dropped output (paas/runtime/dynolog.py)
+            line = f"Error L10 (Log truncated): {dropped} bytes of output dropped"
+            self._platform_log(key_of(meta), line)
+            if not meta.get("attach"):
+                return
         if meta.get("attach"):
             self.events.client.xadd(run_stream(meta["app"], name), {"line": line},
                                     maxlen=20000, approximate=True)
@@ -562,7 +567,7 @@ def _console(key: Key) -> tuple[str, str]:
 
 def _read_notes(path: Path) -> Notes:
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(files.read_text(path))
     except (OSError, ValueError):
         return Notes()
     known = Notes.__dataclass_fields__
@@ -571,7 +576,7 @@ def _read_notes(path: Path) -> Notes:
 
 def _exit_code(log_path: Path) -> int | None:
     try:
-        return int(log_path.with_name("exit-code").read_text().strip())
+        return int(files.read_text(log_path.with_name("exit-code")).strip())
     except (OSError, ValueError):
         return None
 
