@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import shutil
-import stat
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from dulwich.object_store import iter_tree_contents
-from dulwich.objects import S_ISGITLINK
 from dulwich.repo import Repo
 
+from paas import sourcetree
 from paas.errors import Conflict
+from paas.git.objects import git_env
+from paas.sourcetree import SourceLimits
 
 ZERO = "0" * 40
 
@@ -57,26 +55,7 @@ class Repos:
                 )
             repo.refs.set_symbolic_ref(b"HEAD", name)
 
-    def archive(self, app: str, commit: str) -> Iterator[bytes]:
-        """A tar of the commit's tree (the build's source)."""
-        with Repo(str(self.path(app))) as repo:
-            yield _tar_of_tree(repo, repo[commit.encode()].tree)
-
-
-def _tar_of_tree(repo: Repo, tree: bytes) -> bytes:
-    """dulwich's tar_stream writes a symlink as a regular file holding its target; this keeps
-    symlinks as symlinks (the build's extraction still refuses any that leave the tree)."""
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for entry in iter_tree_contents(repo.object_store, tree):
-            if S_ISGITLINK(entry.mode):
-                continue
-            data = repo[entry.sha].as_raw_string()
-            info = tarfile.TarInfo(entry.path.decode(errors="surrogateescape"))
-            if stat.S_ISLNK(entry.mode):
-                info.type, info.linkname = tarfile.SYMTYPE, data.decode(errors="surrogateescape")
-                tar.addfile(info)
-            else:
-                info.size, info.mode = len(data), entry.mode & 0o777
-                tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
+    def archive(self, app: str, commit: str, limits: SourceLimits) -> Iterator[bytes]:
+        """A tar of the commit's tree (the build's source), in pieces: never whole in memory.
+        Stops (SourceTooLarge) at the first limit the tree breaks."""
+        return sourcetree.tar_stream(git_env(self.path(app)), commit, limits)

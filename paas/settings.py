@@ -81,6 +81,20 @@ class Settings:
     max_push_bytes: int = field(
         default_factory=lambda: _int("PAAS_MAX_PUSH_BYTES", 512 * 1024 * 1024)
     )
+    # A pushed tree unpacked: its total size, its largest file and its number of files
+    # (paas/sourcetree.py; refused by the receiver, and again by the worker as it unpacks).
+    max_source_mb: int = field(default_factory=lambda: _int("PAAS_MAX_SOURCE_MB", 1024))
+    max_source_file_mb: int = field(
+        default_factory=lambda: _int("PAAS_MAX_SOURCE_FILE_MB", 256)
+    )
+    max_source_files: int = field(default_factory=lambda: _int("PAAS_MAX_SOURCE_FILES", 100000))
+    # The memory cgroup limit of each of the platform's own services (paas/service_cgroups.py);
+    # 0: no limit. A service over its limit is OOM-killed and `paas up` restarts it.
+    api_memory_mb: int = field(default_factory=lambda: _int("PAAS_API_MEMORY_MB", 1536))
+    worker_memory_mb: int = field(default_factory=lambda: _int("PAAS_WORKER_MEMORY_MB", 1536))
+    agent_memory_mb: int = field(default_factory=lambda: _int("PAAS_AGENT_MEMORY_MB", 512))
+    router_memory_mb: int = field(default_factory=lambda: _int("PAAS_ROUTER_MEMORY_MB", 512))
+    redis_memory_mb: int = field(default_factory=lambda: _int("PAAS_REDIS_MEMORY_MB", 1024))
     # git over SSH, served by the API process; host empty: the API's host
     ssh_host: str = field(default_factory=lambda: _env("PAAS_SSH_HOST", ""))
     ssh_port: int = field(default_factory=lambda: _int("PAAS_SSH_PORT", 2222))

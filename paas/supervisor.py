@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import redis
 from paas.build.procfile import parse_procfile
 from paas.errors import PaasError
 from paas.runtime import network
+from paas.service_cgroups import ServiceCgroups
 from paas.settings import Settings
 
 PR_SET_PDEATHSIG = 1
@@ -80,6 +82,7 @@ class Supervisor:
         self.services = [Service(name, command) for name, command in types.items()]
         self.services.sort(key=lambda s: ORDER.index(s.name) if s.name in ORDER else len(ORDER))
         self.stopping = threading.Event()
+        self.oom_killed: set[str] = set()  # services whose cgroup saw an OOM kill
         self.width = max(len(s.name) for s in self.services)
         self.env = {**os.environ, "PAAS_HOME": str(settings.home),
                     "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
@@ -91,12 +94,21 @@ class Supervisor:
         secure_dyno_networks(self.settings)
         if "redis" in {s.name for s in self.services}:
             write_redis_config(self.settings)
+        self.cgroups = ServiceCgroups(self.settings, [s.name for s in self.services],
+                                      lambda line: self.say("paas", line))
+        try:
+            return self._run()
+        finally:
+            self.cgroups.remove()
+
+    def _run(self) -> int:
         for service in self.services:
             self._start(service)
             self._wait_ready(service)
         self.say("paas", f"up: API {self.settings.api_url}, router on port "
                          f"{self.settings.router_port}, apps at http://<app>.{self.settings.domain}")
         while not self.stopping.wait(0.5):
+            self.oom_killed |= self.cgroups.check()
             self._restart_crashed()
         self._stop_all()
         return 0
@@ -108,8 +120,17 @@ class Supervisor:
         service.process = subprocess.Popen(
             ["/bin/sh", "-c", f"exec {service.command}"], env=self.env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=Path(__file__).parent.parent,
-            preexec_fn=_die_with_parent)
+            preexec_fn=self._preexec(service))
         threading.Thread(target=self._relay, args=(service, service.process), daemon=True).start()
+
+    def _preexec(self, service: Service) -> Callable[[], None]:
+        join_cgroup = self.cgroups.preexec(service.name)
+
+        def preexec() -> None:
+            _die_with_parent()
+            join_cgroup()
+
+        return preexec
 
     def _relay(self, service: Service, process: subprocess.Popen) -> None:
         assert process.stdout is not None
@@ -151,11 +172,19 @@ class Supervisor:
                 service.failures += 1
                 delay = min(MAX_BACKOFF, 2 ** (service.failures - 1))
                 service.restart_at = now + delay
-                self.say("paas", f"{service.name} exited ({service.process.returncode}); "
-                                 f"restarting in {delay:g} s")
+                self.say("paas", f"{self._why_exited(service)}; restarting in {delay:g} s")
             elif now >= service.restart_at:
                 service.restart_at = 0.0
                 self._start(service)
+
+    def _why_exited(self, service: Service) -> str:
+        assert service.process is not None
+        code = service.process.returncode
+        if code == -signal.SIGKILL and service.name in self.oom_killed:
+            self.oom_killed.discard(service.name)
+            return (f"{service.name} was OOM-killed: it went over "
+                    f"{self.cgroups.describe(service.name) or 'the host memory'}")
+        return f"{service.name} exited ({code})"
 
     def _stop_all(self) -> None:
         self.say("paas", "stopping the control plane (dynos and the router keep serving)")

@@ -17,6 +17,7 @@ from paas.git import git_routes
 from paas.git.ssh import ssh_lifespan
 from paas.reaper import chain, reaper_lifespan
 from paas.settings import Settings
+from paas.sourcetree import SourceLimits
 
 
 async def healthz(_request: Request) -> JSONResponse:
@@ -58,7 +59,7 @@ def create_app(settings: Settings) -> Starlette:
         *openapi.routes(),
         *internal.routes(ctx),
         *slug_routes.routes(ctx),
-        *git_routes(backend, settings.max_push_bytes),
+        *git_routes(backend, settings.max_push_bytes, SourceLimits.of(settings)),
         *dashboard.routes(ctx),
     ]
     lifespan = chain(ssh_lifespan(backend, settings), reaper_lifespan(ctx))

@@ -16,6 +16,7 @@ from paas.api.context import Context
 from paas.api.handlers import Call, endpoint
 from paas.errors import Invalid
 from paas.models import App
+from paas.sourcetree import SourceLimits
 
 
 def show_build(call: Call) -> dict[str, Any]:
@@ -30,7 +31,8 @@ def show_build(call: Call) -> dict[str, Any]:
 
 def build_source(call: Call) -> StreamingResponse:
     build = builds.get(call.db, call.params["id"])
-    chunks = call.ctx.repos.archive(build.app.name, build.commit)
+    limits = SourceLimits.of(call.ctx.settings)
+    chunks = call.ctx.repos.archive(build.app.name, build.commit, limits)
     return StreamingResponse(iterate_in_threadpool(chunks), media_type="application/x-tar")
 
 

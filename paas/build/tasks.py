@@ -4,19 +4,18 @@ the buildpacks in a build container and reports the slug. Idempotent, so acks_la
 from __future__ import annotations
 
 import errno
-import io
 import shutil
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import redis
 from celery.signals import worker_ready
 
 from paas import appjson, redis_clients
 from paas.build import lease
+from paas.build import source as source_
 from paas.build.buildpacks import BuildFailed, BuildResult, build_app
 from paas.build.celery_app import app as celery_app
 from paas.build.orphans import remove_orphans
@@ -27,6 +26,7 @@ from paas.logs import RedisEvents
 from paas.runtime import Runtime
 from paas.settings import Settings, load
 from paas.slugs.layers import LayerStore
+from paas.sourcetree import SourceLimits
 
 TERMINAL = {"succeeded", "failed"}
 # How long a finished build waits for the API to come back (a restart) to report its outcome.
@@ -35,21 +35,6 @@ API_PATIENCE = 120.0
 
 def service_client(settings: Settings) -> ApiClient:
     return ApiClient(settings.api_url, settings.service_token_path.read_text().strip())
-
-
-def extract_source(data: bytes, dest: Path) -> None:
-    """Unpacks the commit's tar; refuses paths that would leave `dest`."""
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        links: set[PurePosixPath] = set()
-        for member in tar.getmembers():
-            path = PurePosixPath(member.name)
-            if path.is_absolute() or ".." in path.parts or any(p in links for p in path.parents):
-                raise BuildFailed(f"the commit holds an unsafe path: {member.name}")
-            if not (member.isfile() or member.isdir() or member.issym()):
-                raise BuildFailed(f"the commit holds a special file: {member.name}")
-            if member.issym():
-                links.add(path)
-        tar.extractall(dest)
 
 
 def slug_of(result: BuildResult) -> dict:
@@ -220,7 +205,7 @@ def _build(build_id: str, info: dict, settings: Settings, api: ApiClient,  # typ
     try:
         source = work / "source"
         source.mkdir()
-        extract_source(api.http.get(f"/v1/internal/builds/{build_id}/source").content, source)
+        source_.download(api, build_id, source, SourceLimits.of(settings))
         log(f"-----> Building {info['app']} from {info['commit'][:7]}")
         manifest = read_app_json(source)
         return build_app(

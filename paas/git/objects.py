@@ -25,6 +25,8 @@ from paas.git.protocol import ByteStream
 STDERR_LIMIT = 16 << 10
 CHUNK_SIZE = 1 << 16
 GC_TIMEOUT = 900.0
+# index-pack hashes a blob over this size as it streams by instead of inflating it whole.
+BIG_FILE_THRESHOLD = "1m"
 
 
 class PackRejected(Exception):
@@ -102,7 +104,8 @@ async def receive_pack(repo: Path, stream: ByteStream, limit: int) -> Quarantine
 async def _index_pack(quarantine: Quarantine, stream: ByteStream, limit: int) -> None:
     start = stream.received
     proc = await asyncio.create_subprocess_exec(
-        "git", "index-pack", "--stdin", "--strict", "--fix-thin",
+        "git", "-c", f"core.bigFileThreshold={BIG_FILE_THRESHOLD}",
+        "index-pack", "--stdin", "--strict", "--fix-thin",
         f"--max-input-size={limit + 1}",
         cwd=quarantine.repo, env=quarantine.env(), stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)

@@ -28,6 +28,7 @@ from paas.errors import Forbidden, Invalid, NotFound, PaasError, Unauthorized
 from paas.git import protocol, session
 from paas.git.protocol import ByteStream
 from paas.git.types import GitBackend, PushRejected, RefUpdate
+from paas.sourcetree import SourceLimits
 
 __all__ = ["GitBackend", "PushRejected", "RefUpdate", "git_routes"]
 
@@ -40,8 +41,9 @@ NO_CACHE = {
 }
 
 
-def git_routes(backend: GitBackend, max_push_bytes: int) -> list[BaseRoute]:
-    git = _GitHttp(backend, max_push_bytes)
+def git_routes(backend: GitBackend, max_push_bytes: int,
+               source_limits: SourceLimits | None = None) -> list[BaseRoute]:
+    git = _GitHttp(backend, max_push_bytes, source_limits)
     return [
         Route("/git/{app}.git/info/refs", _handle_errors(git.info_refs), methods=["GET"]),
         Route(
@@ -76,9 +78,11 @@ def _handle_errors(endpoint: Endpoint) -> Endpoint:
 
 
 class _GitHttp:
-    def __init__(self, backend: GitBackend, max_push_bytes: int) -> None:
+    def __init__(self, backend: GitBackend, max_push_bytes: int,
+                 source_limits: SourceLimits | None) -> None:
         self.backend = backend
         self.max_push_bytes = max_push_bytes
+        self.source_limits = source_limits
 
     async def info_refs(self, request: Request) -> Response:
         service = request.query_params.get("service", "")
@@ -111,7 +115,8 @@ class _GitHttp:
         path = await self._authorized_repo(request, write=True)
         stream = ByteStream(_decoded(request))
         try:
-            push = await session.receive(path, stream, self.max_push_bytes)
+            push = await session.receive(path, stream, self.max_push_bytes,
+                                         self.source_limits)
         except GitProtocolError as e:
             raise Invalid(f"bad receive-pack request: {e}") from e
         # the whole body, so that a client still sending hears the answer, not a reset

@@ -19,10 +19,12 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
+from paas import sourcetree
 from paas.git import objects, protocol
 from paas.git.objects import PackRejected, PackTooLarge
 from paas.git.protocol import ZERO_SHA, ByteStream, PreparedPush
 from paas.git.types import GitBackend, PushRejected, RefUpdate
+from paas.sourcetree import SourceLimits, SourceTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +39,12 @@ _running_deploys: set[asyncio.Task[None]] = set()
 _app_locks: dict[str, asyncio.Lock] = {}
 
 
-async def receive(repo: Path, stream: ByteStream, limit: int) -> PreparedPush:
+async def receive(repo: Path, stream: ByteStream, limit: int,
+                  source_limits: SourceLimits | None = None) -> PreparedPush:
     """Reads the commands and the pack; the accepted objects are in the repository after it,
-    refused ones never are. Raises GitProtocolError on a malformed request."""
+    refused ones never are. A commit whose tree breaks `source_limits` (its size unpacked,
+    its largest file, its number of files: read from git's object headers) is refused here,
+    before any build. Raises GitProtocolError on a malformed request."""
     push = await protocol.read_commands(stream)
     if not push.sends_pack:
         return push
@@ -64,11 +69,26 @@ async def receive(repo: Path, stream: ByteStream, limit: int) -> PreparedPush:
         for command in push.commands:
             if command.reason is None and command.update.new in missing:
                 command.reason = f"missing objects for {command.update.new}"
+        if source_limits is not None:
+            await _check_trees(quarantine, push, source_limits)
         if push.deployable:
             quarantine.migrate()
     finally:
         quarantine.discard()
     return push
+
+
+async def _check_trees(quarantine: objects.Quarantine, push: PreparedPush,
+                       limits: SourceLimits) -> None:
+    for command in push.commands:
+        if command.reason is not None:
+            continue
+        try:
+            await asyncio.to_thread(sourcetree.check, quarantine.env(), command.update.new,
+                                    limits)
+        except SourceTooLarge as e:
+            command.reason = str(e)
+            push.messages.append(f"push rejected: {e}")
 
 
 def start_deploys(backend: GitBackend, app: str, repo: Path, push: PreparedPush,

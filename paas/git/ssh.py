@@ -30,6 +30,7 @@ from paas.git.objects import git_env
 from paas.git.protocol import ByteStream
 from paas.git.types import GitBackend
 from paas.settings import Settings
+from paas.sourcetree import SourceLimits
 
 log = logging.getLogger(__name__)
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
@@ -56,8 +57,9 @@ def host_key(home: Path) -> asyncssh.SSHKey:
 
 
 async def start_server(backend: GitBackend, home: Path, host: str, port: int,
-                       max_push_bytes: int) -> asyncssh.SSHAcceptor:
-    git = _GitSsh(backend, max_push_bytes)
+                       max_push_bytes: int, source_limits: SourceLimits | None = None
+                       ) -> asyncssh.SSHAcceptor:
+    git = _GitSsh(backend, max_push_bytes, source_limits)
     return await asyncssh.create_server(
         lambda: _Server(backend), host, port,
         server_host_keys=[host_key(home)],
@@ -97,7 +99,9 @@ class _Server(asyncssh.SSHServer):
 
 
 class _GitSsh:
-    def __init__(self, backend: GitBackend, max_push_bytes: int) -> None:
+    def __init__(self, backend: GitBackend, max_push_bytes: int,
+                 source_limits: SourceLimits | None = None) -> None:
+        self.source_limits = source_limits
         self.backend = backend
         self.max_push_bytes = max_push_bytes
 
@@ -133,7 +137,7 @@ class _GitSsh:
                             repo: Path, pusher: str) -> int:
         process.stdout.write(await asyncio.to_thread(protocol.receive_pack_advertisement, repo))
         stream = ByteStream(_chunks(process.stdin))
-        push = await session.receive(repo, stream, self.max_push_bytes)
+        push = await session.receive(repo, stream, self.max_push_bytes, self.source_limits)
         if push.too_large:
             await stream.drain(4 * self.max_push_bytes + (64 << 20))
         if not push.commands:  # the client had nothing to push
@@ -221,7 +225,7 @@ def ssh_lifespan(backend: GitBackend, settings: Settings) -> Lifespan:
             return
         server = await start_server(backend, settings.home, settings.ssh_host or
                                     settings.api_host, settings.ssh_port,
-                                    settings.max_push_bytes)
+                                    settings.max_push_bytes, SourceLimits.of(settings))
         try:
             yield
         finally:

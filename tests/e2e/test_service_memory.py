@@ -1,0 +1,145 @@
+"""The platform's own services each run in a memory cgroup with the limit of its setting; one
+that goes over it is OOM-killed there, `paas up` says why and restarts it, and nothing else is
+hit: the other services keep their pids, dynos keep serving, the API answers again.
+
+The request that takes the API over its (low, for the test) limit is a real one: a clone over
+HTTP of a repository holding a large incompressible file (dulwich's upload-pack builds the
+whole pack in the API's memory)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from paas.settings import Settings
+from tests.platform import Platform, app_repo, commit_all, git
+from tests.services import children, service_pids
+
+pytestmark = pytest.mark.e2e
+
+MEMORY = Path("/sys/fs/cgroup/memory")
+API_LIMIT_MB = 320
+BIG_FILE_MB = 200
+DEFAULT_LIMITS_MB = {"redis": 1024, "api": API_LIMIT_MB, "worker": 1536, "agent": 512,
+                     "router": 512}
+
+
+@pytest.fixture(scope="module")
+def tight() -> Iterator[Platform]:
+    platform = Platform.create(PAAS_API_MEMORY_MB=str(API_LIMIT_MB))
+    try:
+        platform.up()
+        yield platform
+    finally:
+        platform.down()
+
+
+def services_cgroup(platform: Platform) -> Path:
+    return MEMORY / f"paas-{Settings(home=platform.home).install_id}-services"
+
+
+def memory_cgroup(pid: int) -> str:
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return path
+    raise AssertionError(f"{pid} has no memory cgroup")
+
+
+def clone(platform: Platform, app: str, into: Path) -> bool:
+    return git(into.parent, "clone", "-q", platform.remote_url(app), into.name,
+               check=False).returncode == 0
+
+
+def api_answers(platform: Platform) -> bool:
+    try:
+        return httpx.get(f"{platform.api_url}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def deploy(platform: Platform, tmp_path: Path, app: str, big_file_mb: int = 0) -> None:
+    platform.paas("apps:create", app)
+    repo = app_repo(tmp_path / app, "procfile-only")
+    if big_file_mb:
+        with (repo / "noise.bin").open("wb") as f:
+            for _ in range(big_file_mb):
+                f.write(os.urandom(1 << 20))
+        commit_all(repo, "incompressible")
+    git(repo, "push", "-q", platform.remote_url(app), "main")
+    platform.wait_for(app, "Hello from a Procfile-only app")
+
+
+def test_each_service_is_in_its_own_memory_cgroup_and_dynos_are_not(
+        tight: Platform, tmp_path: Path) -> None:
+    root = services_cgroup(tight)
+    pids = service_pids(tight)
+    assert set(pids) == set(DEFAULT_LIMITS_MB)
+    for name, pid in pids.items():
+        group = root / name
+        assert memory_cgroup(pid) == f"/{group.relative_to(MEMORY)}", name
+        limit = int((group / "memory.limit_in_bytes").read_text())
+        assert limit == DEFAULT_LIMITS_MB[name] << 20, name
+
+    deploy(tight, tmp_path, "calm")
+    time.sleep(1.5)  # `paas up` sends detached processes home every 0.5 s
+    for name in ("agent", "worker", "router"):
+        group = root / name
+        members = {int(p) for p in (group / "cgroup.procs").read_text().split()}
+        strangers = members - {pids[name], *_tree(pids[name])}
+        assert not strangers, f"{name}'s cgroup holds {strangers}"
+
+
+def full_log(platform: Platform) -> str:
+    return platform.log_path.read_text(errors="replace")
+
+
+def oom_killed_services(platform: Platform) -> set[str]:
+    """The services `paas up` said were OOM-killed ("paas | api: 1 process(es) OOM-killed")."""
+    lines = [line.split("|", 1)[1].split() for line in full_log(platform).splitlines()
+             if line.startswith("paas ") and "OOM-killed" in line]
+    return {words[0].rstrip(":") for words in lines}
+
+
+def _tree(pid: int) -> list[int]:
+    found = []
+    for child in children(pid):
+        found += [child, *_tree(child)]
+    return found
+
+
+def test_an_api_over_its_limit_is_oom_killed_restarted_and_nothing_else_is_hit(
+        tight: Platform, tmp_path: Path) -> None:
+    deploy(tight, tmp_path, "small")
+    assert clone(tight, "small", tmp_path / "small-before")  # positive control
+    deploy(tight, tmp_path, "noisy", big_file_mb=BIG_FILE_MB)
+    before = service_pids(tight)
+    log_start = len(full_log(tight))
+
+    assert not clone(tight, "noisy", tmp_path / "noisy-clone")
+
+    expected = (f"api was OOM-killed: it went over its memory limit of {API_LIMIT_MB} MB "
+                "(PAAS_API_MEMORY_MB); restarting")
+    deadline = time.monotonic() + 60
+    while expected not in full_log(tight)[log_start:] or not api_answers(tight):
+        assert time.monotonic() < deadline, tight.output()[-4000:]
+        time.sleep(0.3)
+    after = service_pids(tight)
+    assert after["api"] != before["api"]
+    assert {k: v for k, v in after.items() if k != "api"} == {
+        k: v for k, v in before.items() if k != "api"}
+    assert oom_killed_services(tight) == {"api"}
+    tight.wait_for("small", "Hello from a Procfile-only app")
+    assert clone(tight, "small", tmp_path / "small-after")
+
+
+def test_paas_up_removes_the_service_cgroups_when_it_stops(tight: Platform) -> None:
+    root = services_cgroup(tight)
+    assert root.is_dir()
+    tight.stop_control_plane()
+    assert not root.exists(), [p.name for p in root.iterdir()]
