@@ -214,9 +214,14 @@ def host_rules() -> list[dict]:
     return json.loads(network.ip_cmd("-j", "rule", "show").stdout)
 
 
+def local_lookups() -> set[int]:
+    return {rule["priority"] for rule in host_rules() if rule.get("table") == "local"}
+
+
 def test_teardown_removes_the_policy_rules_of_earlier_versions(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home", dyno_subnet=free_subnet())
     bridge = network.bridge_name(settings.install_id, 9)
+    before = local_lookups()  # an installation of an earlier version may have moved it
     old = [("99", "tcp", "dport", "5432", "lookup", "local"),
            ("100", "tcp", "sport", "5000", "lookup", "local"),
            ("101", "udp", "prohibit"), ("101", "tcp", "prohibit")]
@@ -230,9 +235,16 @@ def test_teardown_removes_the_policy_rules_of_earlier_versions(tmp_path: Path) -
         rules = host_rules()
         assert not [rule for rule in rules if rule.get("iif") == bridge]
         if not network._legacy_rules(rules):  # no other installation of an old version left
-            assert [r.get("priority") for r in rules if r.get("table") == "local"] == [0]
+            assert local_lookups() == {0}
     finally:
         for pref in ("99", "100", "101"):
             network.ip_cmd("rule", "del", "pref", pref, "iif", bridge, check=False)
-        if not any(r.get("priority") == 0 and r.get("table") == "local" for r in host_rules()):
-            network.ip_cmd("rule", "add", "pref", "0", "lookup", "local")
+        restore_local_lookups(before)
+
+
+def restore_local_lookups(wanted: set[int]) -> None:
+    """As it was: another installation's isolation may need the local lookup moved."""
+    for priority in sorted(wanted - local_lookups()):
+        network.ip_cmd("rule", "add", "pref", str(priority), "lookup", "local")
+    for priority in sorted(local_lookups() - wanted):
+        network.ip_cmd("rule", "del", "pref", str(priority), "lookup", "local")
