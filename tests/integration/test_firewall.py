@@ -196,6 +196,12 @@ def test_paas_down_removes_the_platforms_table_and_leaves_the_hosts_alone(
         assert sets["gateways"] == [[bridge, gateway(settings, 5)]]
         rules = nft_table("inet", firewall.Table(settings.install_id).name)
         assert rules.count("counter packets") == 3, rules  # not added twice
+        installation.runtime.remove_dyno("web1")
+        assert installation.runtime.remove_idle_bridges() == [bridge]  # its elements go too
+        assert firewall.Table(settings.install_id).sets() == {
+            "dyno_bridges": [], "same_bridge": [], "gateways": [], "host_ports": [6380],
+            "router_ports": sorted({settings.router_port, settings.router_tls_port})}
+        installation.start("web2", 5)
 
         down = subprocess.run([PAAS, "down"], capture_output=True, text=True, timeout=120,
                               env={**os.environ, "PAAS_HOME": str(settings.home),
