@@ -12,7 +12,9 @@ bounded wrk run against the router-probe app:
 
 Each: requests/s, the table's peak entry count (sampled every 0.2 s) against its size, the
 entries of dyno flows and of router flows at the end of the run, and the longest time left
-on any TIME_WAIT entry of each kind (the timeout in force). Prints ONE JSON line.
+on any TIME_WAIT entry of each kind (the timeout in force; with a new connection per request,
+times requests/s: the entries that rate keeps). The peak counts the whole host's flows.
+Prints ONE JSON line.
 
 Usage: PAAS_TEST_SUBNET=10.x.0.0/16 .venv/bin/python bench/conntrack.py [seconds per run]
 """
@@ -120,7 +122,7 @@ def run(platform: Platform, url: str, seconds: int, close: bool) -> dict[str, ob
     with PeakSampler() as sampler:
         figures = wrk(url, seconds, close)
         at_end = entries(platform.env["PAAS_DYNO_SUBNET"], platform.router_port)
-    for kind in at_end.values():  # entries the rate keeps in TIME_WAIT once it runs for long
+    for kind in at_end.values() if close else ():  # a new connection per request: entries
         kind["steady_time_wait_entries"] = int(figures["rps"]) * kind["time_wait_max_left_s"]
     return {**figures, "peak_entries": sampler.peak, **at_end}
 

@@ -113,7 +113,7 @@ def test_escapes_from_a_dyno_and_from_a_build_fail(platform: Platform, tmp_path:
             ["setpriv", f"--reuid={inside['uid']}", f"--regid={inside['uid']}",
              "--clear-groups", str(setuid_root_id(control_dir))],
             capture_output=True, text=True, check=True).stdout
-        gateway = dyno["ip"].rsplit(".", 1)[0] + ".1"
+        gateway = gateway_of(dyno["ip"])
         host = host_probe({**escape_targets, "http": [], "tcp": [
             target.replace("gateway:", f"{gateway}:") for target in escape_targets["tcp"]]})
     finally:

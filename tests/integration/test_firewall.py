@@ -196,6 +196,12 @@ def test_paas_down_removes_the_platforms_table_and_leaves_the_hosts_alone(
         assert sets["gateways"] == [[bridge, gateway(settings, 5)]]
         rules = nft_table("inet", firewall.Table(settings.install_id).name)
         assert rules.count("counter packets") == 3, rules  # not added twice
+        installation.runtime.remove_dyno("web1")
+        assert installation.runtime.remove_idle_bridges() == [bridge]  # its elements go too
+        assert firewall.Table(settings.install_id).sets() == {
+            "dyno_bridges": [], "same_bridge": [], "gateways": [], "host_ports": [6380],
+            "router_ports": sorted({settings.router_port, settings.router_tls_port})}
+        installation.start("web2", 5)
 
         down = subprocess.run([PAAS, "down"], capture_output=True, text=True, timeout=120,
                               env={**os.environ, "PAAS_HOME": str(settings.home),
@@ -214,9 +220,14 @@ def host_rules() -> list[dict]:
     return json.loads(network.ip_cmd("-j", "rule", "show").stdout)
 
 
+def local_lookups() -> set[int]:
+    return {rule["priority"] for rule in host_rules() if rule.get("table") == "local"}
+
+
 def test_teardown_removes_the_policy_rules_of_earlier_versions(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home", dyno_subnet=free_subnet())
     bridge = network.bridge_name(settings.install_id, 9)
+    before = local_lookups()  # an installation of an earlier version may have moved it
     old = [("99", "tcp", "dport", "5432", "lookup", "local"),
            ("100", "tcp", "sport", "5000", "lookup", "local"),
            ("101", "udp", "prohibit"), ("101", "tcp", "prohibit")]
@@ -230,9 +241,16 @@ def test_teardown_removes_the_policy_rules_of_earlier_versions(tmp_path: Path) -
         rules = host_rules()
         assert not [rule for rule in rules if rule.get("iif") == bridge]
         if not network._legacy_rules(rules):  # no other installation of an old version left
-            assert [r.get("priority") for r in rules if r.get("table") == "local"] == [0]
+            assert local_lookups() == {0}
     finally:
         for pref in ("99", "100", "101"):
             network.ip_cmd("rule", "del", "pref", pref, "iif", bridge, check=False)
-        if not any(r.get("priority") == 0 and r.get("table") == "local" for r in host_rules()):
-            network.ip_cmd("rule", "add", "pref", "0", "lookup", "local")
+        restore_local_lookups(before)
+
+
+def restore_local_lookups(wanted: set[int]) -> None:
+    """As it was: another installation's isolation may need the local lookup moved."""
+    for priority in sorted(wanted - local_lookups()):
+        network.ip_cmd("rule", "add", "pref", str(priority), "lookup", "local")
+    for priority in sorted(local_lookups() - wanted):
+        network.ip_cmd("rule", "del", "pref", str(priority), "lookup", "local")
