@@ -272,7 +272,15 @@ def _start_postdeploy(db: Session, app: App, release: Release) -> None:
         dynos.create_oneoff(db, app, release, command, process_type="postdeploy")
 
 
+# How the agent's report of a one-off it could not start begins (`dynos.start_failed`).
+_ONEOFF_NOT_STARTED = "the dyno could not start: "
+
+
 def _phase_message(phase: OneOff) -> str:
+    if phase.output_tail.startswith(_ONEOFF_NOT_STARTED):
+        return (f"{PLATFORM_ERROR}: the release phase could not start: "
+                f"{phase.output_tail.removeprefix(_ONEOFF_NOT_STARTED)} (this is no fault of "
+                "the app: tell the platform's operator)")
     tail = "\n".join("       " + line for line in phase.output_tail.splitlines()[-20:])
     return f"the release phase failed (exit code {phase.exit_code}); its output:\n{tail}"
 

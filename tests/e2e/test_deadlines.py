@@ -95,6 +95,11 @@ def test_a_dyno_network_taken_on_the_host_rejects_the_push_as_a_platform_error(
         second, took = push(bounded, repo, "net-taken", timeout=240)
         serving = bounded.get("net-taken").text
         remote = git(repo, "ls-remote", bounded.remote_url("net-taken"), "main").stdout
+        # A release phase's one-off meets the same refusal.
+        with (repo / "Procfile").open("a") as procfile:
+            procfile.write("release: echo migrating\n")
+        commit_all(repo, "a release phase")
+        phase, _ = push(bounded, repo, "net-taken", timeout=240)
     assert second.returncode != 0
     assert "! [remote rejected] main -> main (release v2 failed: platform error: web.1 of v2 " \
         f"could not start: the dyno network {network} is already used by {taker}" \
@@ -102,12 +107,16 @@ def test_a_dyno_network_taken_on_the_host_rejects_the_push_as_a_platform_error(
     assert "the app keeps v1" in second.stderr
     assert took < 180, took
     assert V1_TEXT in serving and remote.split()[0] == v1_commit
-    v2 = releases_of(bounded, "net-taken")[0]
-    assert v2["version"] == 2 and v2["status"] == "failed" and "platform error" in v2["error"]
+    v2 = next(r for r in releases_of(bounded, "net-taken") if r["version"] == 2)
+    assert v2["status"] == "failed" and "platform error" in v2["error"]
+    assert phase.returncode != 0
+    assert "(release v3 failed: platform error: the release phase could not start: the dyno " \
+        f"network {network} is already used by {taker}" in phase.stderr, phase.stderr
 
     # The network free again: the same push deploys.
     again, _ = push(bounded, repo, "net-taken", timeout=300)
     assert again.returncode == 0, again.stderr
+    assert "migrating" in again.stderr
     bounded.wait_for("net-taken", "version two")
 
 
