@@ -92,3 +92,26 @@ class PeakSampler:
         while not self._stop.wait(self.interval):
             for name, pid in self.pids.items():
                 self.peaks[name] = max(self.peaks[name], tree_rss_mb(pid))
+
+
+class Growth:
+    """How much some services' memory grows over a `with` block: the larger of their
+    high-water marks (VmHWM, each live process of the service) and the sampled peak of each
+    process tree (git helpers included), less the high-water mark before."""
+
+    def __init__(self, platform: Platform, names: tuple[str, ...] = ("api", "worker")) -> None:
+        pids = service_pids(platform)
+        self.pids = {name: pids[name] for name in names}
+        self.before = {name: hwm_mb(pid) for name, pid in self.pids.items()}
+        self.sampler = PeakSampler(self.pids)
+
+    def __enter__(self) -> Growth:
+        self.sampler.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sampler.__exit__()
+
+    def grown_mb(self) -> dict[str, float]:
+        return {name: max(hwm_mb(pid), self.sampler.peaks[name]) - self.before[name]
+                for name, pid in self.pids.items()}

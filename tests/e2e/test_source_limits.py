@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.test_git_ssh import make_key, ssh_command, ssh_url
 from tests.platform import Platform, app_repo, commit_all, git
-from tests.services import PeakSampler, hwm_mb, service_pids
+from tests.services import Growth
 
 pytestmark = pytest.mark.e2e
 
@@ -20,11 +21,13 @@ CAP_MB = 300
 # What the API and the worker may grow by while they take a push and build it: far below the
 # tree's size (the code before streamed nothing: the API held the tree twice, the worker once).
 GROWTH_BOUND_MB = 150
+FILES_CAP = 50
 
 
 @pytest.fixture(scope="module")
 def capped() -> Iterator[Platform]:
-    platform = Platform.create(PAAS_MAX_SOURCE_MB=str(CAP_MB), PAAS_MAX_SOURCE_FILE_MB="1024")
+    platform = Platform.create(PAAS_MAX_SOURCE_MB=str(CAP_MB), PAAS_MAX_SOURCE_FILE_MB="1024",
+                               PAAS_MAX_SOURCE_FILES=str(FILES_CAP))
     try:
         platform.up()
         yield platform
@@ -45,30 +48,11 @@ def push(platform: Platform, repo: Path, app: str) -> subprocess.CompletedProces
         env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin", "HOME": str(repo.parent)})
 
 
-class Memory:
-    """The API's and the worker's memory: their high-water marks (VmHWM, every process of
-    the service) before and after, and the peak of each process tree sampled meanwhile."""
-
-    def __init__(self, platform: Platform) -> None:
-        pids = service_pids(platform)
-        self.pids = {name: pids[name] for name in ("api", "worker")}
-        self.before = {name: hwm_mb(pid) for name, pid in self.pids.items()}
-        self.sampler = PeakSampler(self.pids)
-
-    def __enter__(self) -> Memory:
-        self.sampler.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.sampler.__exit__()
-
-    def assert_bounded(self) -> None:
-        for name, pid in self.pids.items():
-            grown = max(hwm_mb(pid), self.sampler.peaks[name]) - self.before[name]
-            print(f"{name}: {self.before[name]:.0f} MB before, grew by {grown:.0f} MB")
-            assert grown < GROWTH_BOUND_MB, (
-                f"{name} grew by {grown:.0f} MB (before {self.before[name]:.0f} MB, "
-                f"sampled peak {self.sampler.peaks[name]:.0f} MB)")
+def assert_bounded(growth: Growth) -> None:
+    for name, grown in growth.grown_mb().items():
+        assert grown < GROWTH_BOUND_MB, (
+            f"{name} grew by {grown:.0f} MB (before {growth.before[name]:.0f} MB, "
+            f"sampled peak {growth.sampler.peaks[name]:.0f} MB)")
 
 
 def test_a_tree_over_the_cap_is_refused_before_a_build_with_bounded_memory(
@@ -79,14 +63,14 @@ def test_a_tree_over_the_cap_is_refused_before_a_build_with_bounded_memory(
     commit_all(repo, "600 MB of zeros")
     assert os.path.getsize(repo / "zeros.bin") == 600 << 20
 
-    with Memory(capped) as memory:
+    with Growth(capped) as growth:
         result = push(capped, repo, "zeros")
     assert result.returncode != 0, result.stderr
     message = f"the pushed tree unpacks to more than {CAP_MB} MB (PAAS_MAX_SOURCE_MB)"
     assert message in result.stderr
     assert "! [remote rejected] main -> main" in result.stderr
     assert "Build" not in result.stderr  # refused by the receiver: no build was queued
-    memory.assert_bounded()
+    assert_bounded(growth)
     with capped.api() as api:
         builds = api.get("/v1/apps/zeros/builds/latest")
     assert builds.status_code == 404, builds.text
@@ -100,8 +84,25 @@ def test_a_tree_just_under_the_cap_builds_and_deploys_with_bounded_memory(
     zeros(repo / "zeros.bin", CAP_MB - 20)
     commit_all(repo, "nearly the cap")
 
-    with Memory(capped) as memory:
+    with Growth(capped) as growth:
         result = push(capped, repo, "nearly")
     assert result.returncode == 0, result.stderr
-    memory.assert_bounded()
+    assert_bounded(growth)
     capped.wait_for("nearly", "Hello from a Procfile-only app")
+
+
+def test_over_ssh_a_tree_with_too_many_files_is_refused_the_same_way(
+        capped: Platform, tmp_path: Path) -> None:
+    key = make_key(tmp_path, "pusher")
+    capped.paas("keys:add", f"{key}.pub")
+    capped.paas("apps:create", "many")
+    repo = app_repo(tmp_path, "procfile-only")
+    for i in range(FILES_CAP + 1):
+        (repo / f"f{i}.txt").write_text(f"{i}\n")
+    commit_all(repo, "one file too many")
+    git(repo, "config", "core.sshCommand", ssh_command(key))
+    pushed = git(repo, "push", ssh_url(capped, "many"), "main", check=False)
+    assert pushed.returncode != 0
+    assert (f"the pushed tree holds more than {FILES_CAP} files (PAAS_MAX_SOURCE_FILES)"
+            in pushed.stderr)
+    assert "Build" not in pushed.stderr
