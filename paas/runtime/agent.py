@@ -528,10 +528,8 @@ class Agent:
         name = dyno_name(key_of(meta))
         dropped = dropped_count(line)
         if dropped is not None:  # the dyno's monitor dropped output (paas/runtime/dynolog.py)
-            line = f"Error L10 (Log truncated): {dropped} bytes of output dropped"
-            self._platform_log(key_of(meta), line)
-            if not meta.get("attach"):
-                return
+            self._log_dropped(meta, name, dropped)
+            return
         if meta.get("attach"):
             self.events.client.xadd(run_stream(meta["app"], name), {"line": line},
                                     maxlen=20000, approximate=True)
@@ -539,6 +537,16 @@ class Agent:
         if meta.get("build_id"):
             self.events.deploy_line(meta["build_id"], f"       {line}")
         self.events.app_log(meta["app"], f"app[{name}]", line)
+
+    def _log_dropped(self, meta: dict[str, str], name: str, count: int) -> None:
+        """Heroku's L10, in the app's log and wherever the dyno's output goes."""
+        line = f"Error L10 (Log truncated): {count} bytes of output dropped"
+        self._platform_log(key_of(meta), line)
+        if meta.get("attach"):
+            self.events.client.xadd(run_stream(meta["app"], name), {"line": line},
+                                    maxlen=20000, approximate=True)
+        if meta.get("build_id"):
+            self.events.deploy_line(meta["build_id"], f"       {line}")
 
     def _platform_log(self, key: Key, line: str) -> None:
         self.events.app_log(key[0], f"paas[{dyno_name(key)}]", line)

@@ -243,13 +243,14 @@ class Runtime:
         return removed
 
     def memory_mb(self, dyno_id: str) -> float:
-        """The dyno's resident memory (its cgroup's RSS), in MB."""
+        """The dyno's memory, in MB: its cgroup's RSS and its files (tmpfs: its disk, /tmp,
+        /dev/shm), which count against the same limit."""
         stat = self._cgroup_file("memory", dyno_id, "memory.stat")
-        for line in stat.splitlines():
-            name, _, value = line.partition(" ")
-            if name == "total_rss":
-                return int(value) / (1024 * 1024)
-        return 0.0
+        counted = ("total_rss", "total_shmem")
+        used = sum(int(value) for name, _, value in (line.partition(" ")
+                                                     for line in stat.splitlines())
+                   if name in counted)
+        return used / (1024 * 1024)
 
     def cpu_percent(self, dyno_id: str) -> float | None:
         """The dyno's CPU use since the last call (% of one core; cgroup cpuacct.usage)."""

@@ -36,6 +36,8 @@ def start_logged(dyno_dir: Path, runc: list[str], unshipped_max: int,
     writer = LogWriter(DynoLog(dyno_dir / "output.log"), unshipped_max)
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     try:
+        # --keep: the exited container (and its cgroup, with its OOM-kill count) stays until
+        # removed.
         process = subprocess.Popen(
             [*runc, "run", "--keep", "--bundle", str(dyno_dir), dyno_dir.name],
             stdin=stdin, stdout=write_end, stderr=write_end)

@@ -64,6 +64,9 @@ def test_a_dyno_that_fills_its_disk_gets_enospc_in_its_own_memory(platform: Plat
         # The file is there while the dyno sleeps: in its memory, not on the host's disk.
         used = before - free_bytes(platform.home)
         charged = cgroup_stat(dyno["id"])["shmem"]
+        # ...and `paas ps` counts it as the dyno's memory.
+        eventually(lambda: dyno_of(platform, "filler", "run.1")["memory_mb"] >= 120,
+                   what="the files counted in the dyno's memory")
     assert "No space left on device" in text, text
     assert "dd exit 1" in text, text
     copied = int(re.search(r"(\d+) bytes .* copied", text).group(1))

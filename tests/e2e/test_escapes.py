@@ -103,7 +103,7 @@ def test_escapes_from_a_dyno_and_from_a_build_fail(platform: Platform, tmp_path:
     build = json.loads(line.split("ESCAPE-BUILD ", 1)[1])
 
     dyno = next(d for d in dynos(platform, app) if d["state"] == "up")
-    setuid_root_id(platform.home / "dynos" / dyno["id"] / "upper")  # appears as /app/suid-id
+    setuid_root_id(platform.home / "dynos" / dyno["id"] / "disk" / "upper")  # as /app/suid-id
     inside = platform.wait_for(app, "unshare_user").json()
 
     control_dir = Path(tempfile.mkdtemp(prefix="escape-control-"))

@@ -388,3 +388,31 @@ def test_a_dyno_reaches_only_the_host_ports_the_operator_opened(tmp_path: Path) 
         # not reached; any refusal will do
         assert f"port {ports[1]} from {source}: " in output, output
         assert f"port {ports[1]} from {source}: connected" not in output, output
+
+
+DISK_PROBE = """
+dd if=/dev/zero of=/app/fill bs=1M count=200 2>&1 | head -1
+grep -c . /proc/self/mountinfo
+cat /proc/self/mountinfo
+readlink /proc/self/fd/1
+"""
+
+
+def test_a_dyno_disk_is_its_own_memory_and_its_mounts_name_nothing(env: Env) -> None:
+    spec = dyno_spec(env, "disk", ["/bin/sh", "-c", DISK_PROBE + "exec sleep 60"],
+                     disk_mb=32)
+    status = env.runtime.start_dyno(spec)
+    wait_for(lambda: "pipe:" in status.log_path.read_text())
+    out = status.log_path.read_text()
+    assert "No space left on device" in out, out
+    assert "lowerdir=l0,upperdir=upper,workdir=work" in out, out
+    assert str(env.base) not in out and str(env.settings.home) not in out, out
+    cgroup = Path(f"/sys/fs/cgroup/memory/paas-{env.settings.install_id}/disk/memory.stat")
+    shmem = next(int(line.split()[1]) for line in cgroup.read_text().splitlines()
+                 if line.startswith("shmem "))
+    assert 31 * 1024 * 1024 <= shmem <= 33 * 1024 * 1024
+    assert env.runtime.memory_mb("disk") >= 31
+    disk = env.settings.dynos_dir / "disk" / "disk"
+    assert disk in mounts_under(env.base)
+    env.runtime.remove_dyno("disk")
+    assert mounts_under(env.settings.dynos_dir) == []
