@@ -155,7 +155,8 @@ class LogWriter:
     """Appends a dyno's output to its log, at most `limit` bytes ahead of what was shipped."""
 
     def __init__(self, log: DynoLog, limit: int) -> None:
-        self.log, self.limit = log, limit
+        # At least one read and its marker, or nothing would ever fit.
+        self.log, self.limit = log, max(limit, READ_SIZE + MARKER_ROOM)
         self.fd = files.open_append(log.path)
         self.written = os.fstat(self.fd).st_size + log.cut()  # every byte ever appended
         self.shipped = log.shipped_total()  # as last read: it only grows
