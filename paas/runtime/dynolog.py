@@ -7,7 +7,7 @@ agent may be stopped while a dyno floods its output): beyond that, output is dro
 counted, and once there is room again a marker line (`DROPPED`, which no dyno can write: its
 NUL bytes are replaced) takes its place, which the agent turns into Heroku's `Error L10 (Log
 truncated)`. A write the host refuses (a full disk) is dropped the same way: a dyno never sees
-its output fail, and holds no descriptor of a host file.
+its output fail.
 
 The agent, which reads the file, bounds what was shipped: once more than `max_bytes` of it are
 shipped, the shipped head is cut off with fallocate(FALLOC_FL_COLLAPSE_RANGE), keeping
