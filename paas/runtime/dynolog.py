@@ -7,7 +7,7 @@ agent may be stopped while a dyno floods its output): beyond that, output is dro
 counted, and once there is room again a marker line (`DROPPED`, which no dyno can write: its
 NUL bytes are replaced) takes its place, which the agent turns into Heroku's `Error L10 (Log
 truncated)`. A write the host refuses (a full disk) is dropped the same way: a dyno never sees
-its output fail, and holds no descriptor of a host file.
+its output fail.
 
 The agent, which reads the file, bounds what was shipped: once more than `max_bytes` of it are
 shipped, the shipped head is cut off with fallocate(FALLOC_FL_COLLAPSE_RANGE), keeping
@@ -155,7 +155,8 @@ class LogWriter:
     """Appends a dyno's output to its log, at most `limit` bytes ahead of what was shipped."""
 
     def __init__(self, log: DynoLog, limit: int) -> None:
-        self.log, self.limit = log, limit
+        # At least one read and its marker, or nothing would ever fit.
+        self.log, self.limit = log, max(limit, READ_SIZE + MARKER_ROOM)
         self.fd = files.open_append(log.path)
         self.written = os.fstat(self.fd).st_size + log.cut()  # every byte ever appended
         self.shipped = log.shipped_total()  # as last read: it only grows

@@ -2,8 +2,8 @@
 in the foreground with the container's stdout and stderr on a pipe, copies that output into
 the dyno's log through a bounded writer (paas/runtime/dynolog.py: at most the unshipped bound
 on disk, the rest dropped and counted), and writes runc's exit status to the exit-code file
-once the last output is in the log. So a dyno outlives the process that started it, and the
-dyno holds no descriptor of a host file.
+once the last output is in the log. So a dyno outlives the process that started it. (runc
+itself hands the container pipes of its own and copies them to the monitor's.)
 
 Usage (by Runtime): python -m paas.runtime.monitor DYNO_DIR RUNC ROOT UNSHIPPED_MAX_BYTES
 """

@@ -10,7 +10,16 @@ import sys
 import threading
 from pathlib import Path
 
-from paas.runtime.dynolog import DROPPED, KEEP_BYTES, DynoLog, LogWriter, dropped_count, pump
+from paas.runtime.dynolog import (
+    DROPPED,
+    KEEP_BYTES,
+    MARKER_ROOM,
+    READ_SIZE,
+    DynoLog,
+    LogWriter,
+    dropped_count,
+    pump,
+)
 
 MAX_BYTES = 256 * 1024
 READ = 64 * 1024
@@ -97,14 +106,16 @@ def test_output_past_the_unshipped_bound_is_dropped_counted_and_logging_resumes(
 
 def test_a_quiet_dyno_gets_its_dropped_count_and_a_cut_line_ends(tmp_path: Path) -> None:
     log = DynoLog(tmp_path / "output.log")
+    bound = READ_SIZE + MARKER_ROOM  # the smallest there is
     writer = LogWriter(log, 1000)
-    writer.write(b"x" * 990)  # a line without its end
+    writer.write(b"x" * (bound - 10))  # a line without its end
     writer.write(b"y" * 100)  # past the bound
     writer.quiet()  # no room yet
     assert writer.dropped == 100
-    log.set_offset(990)
+    log.set_offset(bound - 10)
     writer.quiet()
-    assert (tmp_path / "output.log").read_bytes() == b"x" * 990 + b"\n" + DROPPED + b"100\n"
+    assert (tmp_path / "output.log").read_bytes() == (
+        b"x" * (bound - 10) + b"\n" + DROPPED + b"100\n")
 
 
 def test_every_line_through_a_pipe_arrives_while_the_agent_ships(tmp_path: Path) -> None:
