@@ -1,6 +1,6 @@
 """The memory a huge pushed tree costs the platform: a push of a small pack of a file of zeros
 larger than PAAS_MAX_SOURCE_MB (refused by the receiver) and of one just under it (built and
-deployed), on a platform of its own. For each: the pack's size, the push's wall time, and how
+deployed), on a platform of its own. For each: the objects' size, the push's wall time, and how
 much the API's and the worker's peak resident memory grew (the larger of their VmHWM and the
 sampled RSS of each process tree, git helpers included). Prints ONE JSON line.
 
@@ -28,7 +28,8 @@ def zeros_repo(base: Path, name: str, megabytes: int) -> Path:
     return repo
 
 
-def pack_kb(repo: Path) -> float:
+def objects_kb(repo: Path) -> float:
+    """The pushed repository's objects on disk, compressed (about what the push sends)."""
     out = git(repo, "count-objects", "-v").stdout
     sizes = dict(line.split(": ") for line in out.splitlines())
     return int(sizes["size-pack"]) + int(sizes["size"])
@@ -41,7 +42,7 @@ def measure(platform: Platform, repo: Path, app: str) -> dict[str, object]:
         push = subprocess.run(["git", "push", platform.remote_url(app), "main"], cwd=repo,
                               capture_output=True, text=True, timeout=900)
     return {"accepted": push.returncode == 0, "seconds": round(time.monotonic() - started, 2),
-            "pack_kb": pack_kb(repo),
+            "objects_kb": objects_kb(repo),
             "grown_mb": {name: round(mb, 1) for name, mb in growth.grown_mb().items()}}
 
 

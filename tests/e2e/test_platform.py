@@ -32,13 +32,15 @@ def own_platform() -> Iterator[Platform]:
 
 
 def _host_leftovers(install_id: str, home: Path) -> list[str]:
-    """This installation's bridges, veths, network namespaces and mounts still on the host."""
+    """This installation's bridges, veths, network namespaces, mounts and service cgroups
+    still on the host."""
     links = [name.split("@")[0] for name in os.listdir("/sys/class/net")]
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     mounts = Path("/proc/self/mounts").read_text()
     return ([name for name in links if name.startswith((f"pb{install_id}", f"v{install_id}"))]
             + [line for line in netns.splitlines() if line.startswith(f"p{install_id}-")]
-            + [line for line in mounts.splitlines() if str(home) in line])
+            + [line for line in mounts.splitlines() if str(home) in line]
+            + [str(p) for p in Path("/sys/fs/cgroup/memory").glob(f"paas-{install_id}-services")])
 
 
 def _install_id(platform: Platform) -> str:
