@@ -135,7 +135,11 @@ def _local_uri(app_dir: Path, uri: str) -> Path:
 def read_inside(app_dir: Path, name: str) -> str:
     """Read app_dir/name, refusing symlinks that lead out of the app (the host is not the app's)."""
     root = app_dir.resolve()
-    path = (app_dir / name).resolve()
+    try:
+        path = (app_dir / name).resolve()
+    except (RuntimeError, OSError):  # a symlink loop
+        raise BuildpackError(f"cannot read {name}: it is a loop of symlinks; make it a file") \
+            from None
     if not path.is_relative_to(root):
         raise BuildpackError(f"{name} is a symlink that leaves the repository; make it a file")
     try:
