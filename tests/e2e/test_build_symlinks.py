@@ -58,14 +58,14 @@ def canaries() -> Iterator[Canaries]:
         shutil.rmtree(buildpack)
 
 
-def push_with(platform: Platform, tmp: Path, canaries: Canaries,
-              attack: str | None) -> tuple[str, subprocess.CompletedProcess[str]]:
+def push_with(platform: Platform, tmp: Path, canaries: Canaries, attack: str | None,
+              sample: str = "build-symlinks") -> tuple[str, subprocess.CompletedProcess[str]]:
     app = f"sym-{(attack or 'none')[:12].strip('-')}-{uuid.uuid4().hex[:5]}"
     platform.paas("apps:create", app)
     config = [f"CANARY_FILE={canaries.file}", f"CANARY_DIR={canaries.directory}",
               f"CANARY_BUILDPACK={canaries.buildpack}", *([f"ATTACK={attack}"] if attack else [])]
     platform.paas("config:set", *config, "-a", app)
-    repo = app_repo(tmp / app, "build-symlinks")
+    repo = app_repo(tmp / app, sample)
     # A FIFO that root opened for writing would block the worker: bounded here.
     result = subprocess.run(["git", "push", platform.remote_url(app), "main"], cwd=repo,
                             capture_output=True, text=True, timeout=240,
@@ -97,6 +97,20 @@ def test_a_planted_link_fails_the_build_and_leaves_the_canary(
     assert "! [remote rejected] main -> main" in result.stderr
     assert f"buildpack attack left {planted} {REFUSED}: it {reason}" in result.stderr
     assert SECRET not in result.stderr
+    destroy(platform, app)
+
+
+def test_a_classic_buildpacks_linked_release_output_fails_the_build(
+        platform: Platform, tmp_path: Path, canaries: Canaries) -> None:
+    """A classic buildpack's compile links <layers>/release.yml (bin/release's output) to a
+    host file: the worker does not read the file as the buildpack's release metadata."""
+    app, result = push_with(platform, tmp_path, canaries, None, "build-symlinks-classic")
+    assert "-----> classic attack buildpack" in result.stderr
+    assert result.returncode != 0, result.stderr
+    planted = "/app/.layers/classic_classic-bp/release.yml"
+    assert f"buildpack classic/classic-bp left {planted} {REFUSED}: it is a symlink" in (
+        result.stderr)
+    assert canaries.unchanged() and SECRET not in result.stderr
     destroy(platform, app)
 
 
