@@ -23,6 +23,15 @@ def _float(name: str, default: float) -> float:
     return float(os.environ.get(name, str(default)))
 
 
+def _disk_mb(name: str, default: int) -> int:
+    """A build disk size in MB: 0 (no limit: plain directories) or at least 16."""
+    raw = os.environ.get(name, str(default)).strip()
+    if not raw.isdigit() or 0 < int(raw) < 16:
+        raise ValueError(f"{name} must be a whole number of megabytes, 0 (no limit) or at "
+                         f"least 16, not {raw!r}")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = field(default_factory=lambda: Path(_env("PAAS_HOME", "/var/lib/paas")))
@@ -54,6 +63,11 @@ class Settings:
     dyno_host_ports: str = field(default_factory=lambda: _env("PAAS_DYNO_HOST_PORTS", ""))
     build_timeout: float = field(default_factory=lambda: _float("PAAS_BUILD_TIMEOUT", 900))
     build_memory_mb: int = field(default_factory=lambda: _int("PAAS_BUILD_MEMORY_MB", 2048))
+    # Each build's workspace (/app) is a loop-mounted ext4 image of this many MB, and each
+    # app's build cache (where the layers are built: /app/.layers) one of its own that is kept
+    # between builds. Sparse: only what a build writes takes host disk. 0: no limit.
+    build_disk_mb: int = field(default_factory=lambda: _disk_mb("PAAS_BUILD_DISK_MB", 2048))
+    build_cache_mb: int = field(default_factory=lambda: _disk_mb("PAAS_BUILD_CACHE_MB", 4096))
     # A build worker refreshes its build's lease this often; a lease not refreshed for three
     # intervals means the worker is gone, and the API's reaper fails the build.
     build_heartbeat: float = field(default_factory=lambda: _float("PAAS_BUILD_HEARTBEAT", 5))
