@@ -205,10 +205,12 @@ def loop_devices_under(root: Path) -> list[tuple[str, str]]:
 
 
 def detach_unused_loops(root: Path) -> None:
-    """Loop devices of images under root that nothing mounts (a worker killed mid-mount)."""
+    """Loop devices of deleted images under root that nothing mounts (a worker killed between
+    attaching and mounting). One whose image exists may be a concurrent build's mount under
+    way, and stays."""
     mounted = _mounted_sources()
-    for device, _ in loop_devices_under(root):
-        if device not in mounted:
+    for device, back in loop_devices_under(root):
+        if device not in mounted and not Path(back).exists():
             with suppress(DiskError):
                 _run(["losetup", "--detach", device])
 

@@ -42,7 +42,15 @@ def push_filler(platform: Platform, tmp: Path, fill: str | None,
 
 
 def leftovers(platform: Platform) -> list[str]:
-    """Loop devices backed by, and mounts under, the platform's builds or caches."""
+    """Loop devices backed by, and mounts under, the platform's builds or caches (the kernel
+    detaches an unmounted loop device shortly after, not at once)."""
+    deadline = time.monotonic() + 5
+    while (found := _leftovers(platform)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
+def _leftovers(platform: Platform) -> list[str]:
     home = str(platform.home.resolve())
     loops = subprocess.run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"],
                            capture_output=True, text=True, check=True).stdout.splitlines()

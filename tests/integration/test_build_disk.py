@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -35,6 +36,14 @@ def mounted(path: Path) -> bool:
     return disk.is_mounted(path)
 
 
+def no_loops_left(settings: Settings) -> bool:
+    """The kernel detaches an autoclear loop device shortly after its unmount, not during."""
+    deadline = time.monotonic() + 5
+    while disk.loop_devices_under(settings.home) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return disk.loop_devices_under(settings.home) == []
+
+
 def test_a_workspace_is_its_own_size_limited_filesystem_and_goes(settings: Settings) -> None:
     root = settings.builds_dir / "build-test"
     with disk.workspace(settings, root):
@@ -47,7 +56,7 @@ def test_a_workspace_is_its_own_size_limited_filesystem_and_goes(settings: Setti
         assert disk.is_full(root)
         assert "nosuid" in _options(root) and "nodev" in _options(root)
     assert not root.exists() and not disk.image_of(root).exists()
-    assert disk.loop_devices_under(settings.home) == []
+    assert no_loops_left(settings)
 
 
 def _options(path: Path) -> str:
@@ -99,7 +108,7 @@ def test_the_orphan_sweep_removes_a_killed_builds_disk(settings: Settings) -> No
     fresh.mkdir()
     orphans._remove_stale_workspaces(settings)
     assert not root.exists() and not disk.image_of(root).exists()
-    assert disk.loop_devices_under(settings.home) == []
+    assert no_loops_left(settings)
     assert fresh.is_dir()
 
 
@@ -112,3 +121,20 @@ def test_sizes_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
     monkeypatch.setenv("PAAS_BUILD_DISK_MB", "0")
     assert Settings().build_disk_mb == 0
+
+
+def test_loops_of_deleted_images_are_detached_others_stay(settings: Settings) -> None:
+    gone, kept = settings.builds_dir / "gone.img", settings.builds_dir / "kept.img"
+    devices = []
+    for image in (gone, kept):
+        disk._make_image(image, 16, journal=False)
+        devices.append(subprocess.run(["losetup", "--find", "--show", str(image)],
+                                      capture_output=True, text=True, check=True).stdout.strip())
+    try:
+        gone.unlink()
+        disk.detach_unused_loops(settings.home)
+        assert [device for device, _ in disk.loop_devices_under(settings.home)] == [devices[1]]
+    finally:
+        for device, _ in disk.loop_devices_under(settings.home):
+            subprocess.run(["losetup", "--detach", device], check=False)
+    assert no_loops_left(settings)
