@@ -187,4 +187,15 @@ def test_paas_up_removes_the_service_cgroups_when_it_stops(tight: Platform) -> N
     root = services_cgroup(tight)
     assert root.is_dir()
     tight.stop_control_plane()
-    assert not root.exists(), [p.name for p in root.iterdir()]
+    assert not root.exists(), [p.name for p in root.iterdir() if p.is_dir()]
+
+
+def test_paas_down_removes_the_cgroups_of_a_killed_paas_up(tight: Platform) -> None:
+    root = services_cgroup(tight)
+    tight.up()
+    assert tight.process is not None
+    tight.process.kill()
+    tight.process.wait(10)
+    assert root.is_dir()
+    tight.paas("down")
+    assert not root.exists(), [p.name for p in root.iterdir() if p.is_dir()]
