@@ -177,5 +177,18 @@ class ServiceCgroups:
             group_root(self.settings).rmdir()
 
 
+def remove_leftovers(settings: Settings) -> None:
+    """For `paas down`: the cgroups a `paas up` killed by SIGKILL left behind."""
+    root = group_root(settings)
+    if not root.is_dir():
+        return
+    home = own_cgroup()
+    for path in root.iterdir():
+        if path.is_dir():
+            ServiceCgroup(path.name, path, 0, home).remove()
+    with contextlib.suppress(OSError):
+        root.rmdir()
+
+
 def _nothing() -> None:
     return None

@@ -51,6 +51,7 @@ def up() -> None:
 def down() -> None:
     """Stop everything: the control plane, every dyno, the router, networks and mounts."""
     from paas.runtime import Runtime
+    from paas.service_cgroups import remove_leftovers
     from router import Router
 
     settings = load()
@@ -64,4 +65,5 @@ def down() -> None:
     Runtime(settings).teardown()
     click.echo("Stopping the router...")
     Router(settings).stop_nginx()
+    remove_leftovers(settings)
     click.echo("paas is down")

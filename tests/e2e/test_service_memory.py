@@ -9,6 +9,7 @@ whole pack in the API's memory)."""
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 from paas.settings import Settings
+from tests.gate import BuildGate
 from tests.platform import Platform, app_repo, commit_all, git
 from tests.services import children, service_pids
 
@@ -138,8 +140,62 @@ def test_an_api_over_its_limit_is_oom_killed_restarted_and_nothing_else_is_hit(
     assert clone(tight, "small", tmp_path / "small-after")
 
 
+def test_a_running_build_is_not_charged_to_the_worker(tight: Platform, tmp_path: Path) -> None:
+    tight.paas("apps:create", "gated")
+    gate = BuildGate(tight.home)
+    tight.paas("config:set", f"PAAS_TEST_GATE_PORT={gate.port}", "-a", "gated")
+    repo = app_repo(tmp_path, "slow-build")
+    worker = services_cgroup(tight) / "worker"
+    builds = MEMORY / f"paas-{Settings(home=tight.home).install_id}"
+    with gate:
+        push = subprocess.Popen(["git", "push", tight.remote_url("gated"), "main"], cwd=repo,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 120
+            while not (in_build := [pid for group in builds.glob("build-*")
+                                    for pid in _procs(group)]):
+                assert time.monotonic() < deadline, "no build container ever ran"
+                time.sleep(0.2)
+            time.sleep(1.5)  # `paas up` sends detached processes home every 0.5 s
+            in_worker = set(_procs(worker))
+            assert in_worker and not in_worker & set(in_build)
+            runners = [pid for pid in in_worker if " run --keep " in _argv(pid)]
+            assert not runners, f"`runc run` of the build is in the worker's cgroup: {runners}"
+            gate.open()
+            assert push.wait(180) == 0
+        finally:
+            if push.poll() is None:
+                push.kill()
+                push.wait()
+
+
+def _procs(cgroup: Path) -> list[int]:
+    try:
+        return [int(pid) for pid in (cgroup / "cgroup.procs").read_text().split()]
+    except OSError:
+        return []
+
+
+def _argv(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 def test_paas_up_removes_the_service_cgroups_when_it_stops(tight: Platform) -> None:
     root = services_cgroup(tight)
     assert root.is_dir()
     tight.stop_control_plane()
-    assert not root.exists(), [p.name for p in root.iterdir()]
+    assert not root.exists(), [p.name for p in root.iterdir() if p.is_dir()]
+
+
+def test_paas_down_removes_the_cgroups_of_a_killed_paas_up(tight: Platform) -> None:
+    root = services_cgroup(tight)
+    tight.up()
+    assert tight.process is not None
+    tight.process.kill()
+    tight.process.wait(10)
+    assert root.is_dir()
+    tight.paas("down")
+    assert not root.exists(), [p.name for p in root.iterdir() if p.is_dir()]
