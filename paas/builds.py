@@ -66,6 +66,14 @@ def fail(db: Session, build: Build, error: str, events: Events) -> None:
     events.deploy_end(build.id, False, error)
 
 
+def waiting_since_before(db: Session, moment: float) -> list[str]:
+    """Ids of the builds still pending (no worker took them) that were created before
+    `moment`."""
+    query = select(Build.id).where(Build.status == BuildStatus.PENDING,
+                                   Build.created_at < moment)
+    return list(db.scalars(query))
+
+
 def previous_layer_digests(db: Session, app: App) -> list[str]:
     query = (select(Build).where(Build.app_id == app.id, Build.status == BuildStatus.SUCCEEDED)
              .order_by(Build.finished_at.desc()).limit(1))

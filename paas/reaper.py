@@ -1,4 +1,5 @@
-"""The reaper: fails builds whose worker died, and releases that never went live.
+"""The reaper: fails builds whose worker died or that no worker took, and releases that never
+went live.
 
 A building build's worker refreshes the build's lease in Redis (`paas/build/lease.py`); the
 broker would redeliver a dead worker's task only after its visibility timeout (longer than the
@@ -8,7 +9,8 @@ current release.
 
 A pending release whose dynos were due (created, or its release phase passed) more than
 PAAS_BOOT_TIMEOUT + PAAS_RELEASE_MARGIN ago and that is still not live fails as a platform
-error: an agent that could not start its dynos, or none running, never leaves a push waiting."""
+error: an agent that could not start its dynos, or none running, never leaves a push waiting.
+Nor does a build still pending (no worker took it) PAAS_BUILD_QUEUE_TIMEOUT after it was queued."""
 
 from __future__ import annotations
 
@@ -33,6 +35,11 @@ log = logging.getLogger("paas.reaper")
 Lifespan = Callable[[Any], contextlib.AbstractAsyncContextManager[None]]
 
 
+def unclaimed_message(seconds: float) -> str:
+    return (f"no build worker took the build within {seconds:g} s (PAAS_BUILD_QUEUE_TIMEOUT): "
+            "is the worker running? The app keeps its current release: push again to retry")
+
+
 def lost_message(seconds: float) -> str:
     return (f"the build worker stopped answering (no heartbeat for {seconds:g} s); "
             "the app keeps its current release: push again to retry")
@@ -46,6 +53,7 @@ class Reaper:
         # build id -> when its lease was first seen gone
         self.suspects: dict[str, float] = {}
         settings = ctx.settings
+        self.queue_timeout = settings.build_queue_timeout
         self.release_limit = settings.boot_timeout + settings.release_margin
         self.release_limit_why = (f"PAAS_BOOT_TIMEOUT {settings.boot_timeout:g} s + "
                                   f"PAAS_RELEASE_MARGIN {settings.release_margin:g} s")
@@ -67,12 +75,20 @@ class Reaper:
         dead = [b for b, since in self.suspects.items() if moment - since >= self.ttl]
         return [b for b in dead if self._fail(b)]
 
-    def _fail(self, build_id: str) -> bool:
-        message = lost_message(self.ttl * 2)
+    def sweep_queue(self) -> list[str]:
+        """Fails the builds that no worker took in time; returns their ids."""
+        with self.ctx.read() as db:
+            waiting = builds.waiting_since_before(db, now() - self.queue_timeout)
+        message = unclaimed_message(self.queue_timeout)
+        return [b for b in waiting if self._fail(b, BuildStatus.PENDING, message)]
+
+    def _fail(self, build_id: str, status: BuildStatus = BuildStatus.BUILDING,
+              message: str | None = None) -> bool:
+        message = message or lost_message(self.ttl * 2)
 
         def work(db, events) -> bool:  # type: ignore[no-untyped-def]
             build = builds.get(db, build_id)
-            if build.status != BuildStatus.BUILDING:
+            if build.status != status:
                 return False
             builds.fail(db, build, message, events)
             return True
@@ -110,7 +126,7 @@ class Reaper:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            for sweep in (self.sweep, self.sweep_releases):
+            for sweep in (self.sweep, self.sweep_queue, self.sweep_releases):
                 try:
                     await run_in_threadpool(sweep)
                 except Exception:  # the reaper must outlive any one bad sweep

@@ -74,6 +74,9 @@ class Settings:
     boot_timeout: float = field(default_factory=lambda: _float("PAAS_BOOT_TIMEOUT", 60))
     # A pending release not live this long after PAAS_BOOT_TIMEOUT fails (paas/reaper.py).
     release_margin: float = field(default_factory=lambda: _float("PAAS_RELEASE_MARGIN", 60))
+    # A build that no worker took within this long fails (paas/reaper.py).
+    build_queue_timeout: float = field(
+        default_factory=lambda: _float("PAAS_BUILD_QUEUE_TIMEOUT", 1800))
     stop_grace: float = field(default_factory=lambda: _float("PAAS_STOP_GRACE", 30))
     agent_interval: float = field(default_factory=lambda: _float("PAAS_AGENT_INTERVAL", 1.0))
     restart_backoff: float = field(default_factory=lambda: _float("PAAS_RESTART_BACKOFF", 1.0))

@@ -1,6 +1,7 @@
 """Every push gets an answer, bounded in time: a release whose dynos the platform cannot start
 (their network taken on the host), or does not start (the dyno agent stopped), fails as a
-platform error; the push is rejected with the reason and the app keeps its release."""
+platform error, and a build that no worker takes fails too; the push is rejected with the
+reason and the app keeps its release."""
 
 from __future__ import annotations
 
@@ -17,22 +18,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_faults import service_pid
+from tests.e2e.test_faults import children, service_pid
 from tests.platform import Platform, app_repo, commit_all, git, second_subnet
 
 pytestmark = pytest.mark.e2e
 
-BOOT_TIMEOUT, MARGIN = 30, 10
+BOOT_TIMEOUT, MARGIN, QUEUE_TIMEOUT = 30, 10, 20
 V1_TEXT = "Hello from a Procfile-only app on paas"
 
 
 @pytest.fixture(scope="module")
 def bounded() -> Iterator[Platform]:
     """A platform of this module's own with a short release margin, so that a release that
-    never goes live fails within BOOT_TIMEOUT + MARGIN seconds."""
+    never goes live fails within BOOT_TIMEOUT + MARGIN seconds, and a short build queue."""
     platform = Platform.create(PAAS_DYNO_SUBNET=second_subnet(),
                                PAAS_BOOT_TIMEOUT=str(BOOT_TIMEOUT),
-                               PAAS_RELEASE_MARGIN=str(MARGIN))
+                               PAAS_RELEASE_MARGIN=str(MARGIN),
+                               PAAS_BUILD_QUEUE_TIMEOUT=str(QUEUE_TIMEOUT))
     try:
         platform.up()
         yield platform
@@ -140,3 +142,29 @@ def test_a_release_whose_dynos_never_start_fails_after_the_deadline(
     assert V1_TEXT in serving
     assert [r["status"] for r in releases_of(bounded, "no-agent")][:2] == ["failed", "succeeded"]
     bounded.wait_for("no-agent", V1_TEXT)  # and after the agent is back
+
+
+def test_a_build_that_no_worker_takes_fails_after_the_queue_timeout(
+        bounded: Platform, tmp_path: Path) -> None:
+    repo = deployed_app(bounded, tmp_path, "no-worker")
+    worker = service_pid(bounded, "celery")
+    assert worker is not None
+    frozen = [worker, *children(worker)]
+    for pid in frozen:  # a hung worker: `paas up` sees no exit, so no restart
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        second, took = push(bounded, repo, "no-worker", timeout=240)
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    assert second.returncode != 0
+    assert f"no build worker took the build within {QUEUE_TIMEOUT} s (PAAS_BUILD_QUEUE_TIMEOUT)" \
+        in second.stderr, second.stderr
+    assert QUEUE_TIMEOUT < took < 180, took
+    assert V1_TEXT in bounded.get("no-worker").text
+
+    # The worker back, the same push builds and deploys (the stale task changes nothing).
+    again, _ = push(bounded, repo, "no-worker", timeout=300)
+    assert again.returncode == 0, again.stderr
+    bounded.wait_for("no-worker", "version two")
+    assert [r["version"] for r in releases_of(bounded, "no-worker")] == [2, 1]
