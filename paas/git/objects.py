@@ -16,11 +16,13 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from paas.git.protocol import ByteStream
+from paas.sourcetree import first_to_go
 
 STDERR_LIMIT = 16 << 10
 CHUNK_SIZE = 1 << 16
@@ -110,6 +112,7 @@ async def _index_pack(quarantine: Quarantine, stream: ByteStream, limit: int) ->
         cwd=quarantine.repo, env=quarantine.env(), stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     assert proc.stdin is not None and proc.stderr is not None
+    first_to_go(proc.pid)
     feeder = asyncio.create_task(_feed(proc, stream, start, limit))
     errors = asyncio.create_task(_read_bounded(proc.stderr))
     try:
@@ -128,6 +131,9 @@ async def _index_pack(quarantine: Quarantine, stream: ByteStream, limit: int) ->
         stderr = await errors
         if b"exceeds maximum allowed size" in stderr:  # index-pack's own count was first
             raise PackTooLarge(too_large(limit))
+        if code == -signal.SIGKILL:  # the OOM killer, in the API's memory cgroup
+            raise PackRejected("the pack needs more memory to unpack than the git receiver "
+                               "may use (PAAS_API_MEMORY_MB)")
         raise PackRejected(_reason(stderr))
     errors.cancel()
 

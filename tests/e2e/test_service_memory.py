@@ -8,9 +8,12 @@ whole pack in the API's memory)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import struct
 import subprocess
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,6 +141,66 @@ def test_an_api_over_its_limit_is_oom_killed_restarted_and_nothing_else_is_hit(
     assert oom_killed_services(tight) == {"api"}
     tight.wait_for("small", "Hello from a Procfile-only app")
     assert clone(tight, "small", tmp_path / "small-after")
+
+
+def _object_header(kind: int, size: int) -> bytes:
+    out, byte, size = [], (kind << 4) | (size & 0x0F), size >> 4
+    while size:
+        out.append(byte | 0x80)
+        byte, size = size & 0x7F, size >> 7
+    return bytes([*out, byte])
+
+
+def _varint(n: int) -> bytes:
+    out = []
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def delta_bomb(target_mb: int) -> bytes:
+    """A pack of a 1 MiB blob of zeros and a delta against it that copies it `target_mb`
+    times: a few kB on the wire, `target_mb` MiB once git resolves it."""
+    base = b"\0" * (1 << 20)
+    copy_one_mib = bytes([0x80 | 0x40, 0x10])  # copy: offset 0, size 0x100000
+    delta = _varint(len(base)) + _varint(target_mb << 20) + copy_one_mib * target_mb
+    blob = _object_header(3, len(base)) + zlib.compress(base)
+    ofs_delta = _object_header(6, len(delta)) + _varint_offset(len(blob)) + zlib.compress(delta)
+    body = b"PACK" + struct.pack(">II", 2, 2) + blob + ofs_delta
+    return body + hashlib.sha1(body).digest()
+
+
+def _varint_offset(n: int) -> bytes:
+    """The OFS_DELTA distance back to the base, in git's offset encoding."""
+    out = [n & 0x7F]
+    n >>= 7
+    while n:
+        n -= 1
+        out.insert(0, 0x80 | (n & 0x7F))
+        n >>= 7
+    return bytes(out)
+
+
+def test_a_pack_that_unpacks_past_the_api_limit_costs_the_push_not_the_api(
+        tight: Platform) -> None:
+    tight.paas("apps:create", "bomb")
+    before = service_pids(tight)
+    command = f"{'0' * 40} {'1' * 40} refs/heads/main\0report-status side-band-64k\n".encode()
+    body = b"%04x" % (len(command) + 4) + command + b"0000" + delta_bomb(API_LIMIT_MB * 2)
+    response = httpx.post(f"{tight.api_url}/git/bomb.git/git-receive-pack", content=body,
+                          auth=("paas", tight.token), timeout=120,
+                          headers={"Content-Type": "application/x-git-receive-pack-request"})
+    assert response.status_code == 200
+    assert b"needs more memory to unpack than the git receiver may use (PAAS_API_MEMORY_MB)" \
+        in response.content, response.content[-2000:]
+    assert service_pids(tight) == before  # the API itself was not the one killed
+    assert api_answers(tight)
+    deadline = time.monotonic() + 10  # `paas up` reads the OOM-kill counts every 0.5 s
+    while "api: 1 process(es) OOM-killed" not in full_log(tight):
+        assert time.monotonic() < deadline, full_log(tight)[-3000:]
+        time.sleep(0.2)
 
 
 def test_a_running_build_is_not_charged_to_the_worker(tight: Platform, tmp_path: Path) -> None:
