@@ -31,7 +31,7 @@ from paas.client import ApiClient
 from paas.errors import PaasError
 from paas.logs import RedisEvents, run_stream
 from paas.models import DynoState
-from paas.runtime import DynoSpec, DynoStatus, Runtime, files
+from paas.runtime import DynoSpec, DynoStatus, Runtime, files, network
 from paas.runtime.dynolog import DynoLog, dropped_count
 from paas.runtime.health import accepts, http_check
 from paas.settings import Settings, load
@@ -42,6 +42,9 @@ MAX_SHIP_BYTES = 256 * 1024
 # A retiring web dyno is stopped anyway after this long without the router's acknowledgement.
 ROUTES_WAIT_MAX = 30.0
 RUN_STREAM_TTL = 3600
+# How often the firewall table is checked: how long dynos may reach the host after something
+# flushed the host's ruleset.
+FIREWALL_CHECK_INTERVAL = 10.0
 
 
 def key_of(metadata: dict[str, str]) -> Key:
@@ -118,6 +121,7 @@ class Agent:
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Apps that had dynos at the last report (None: not known yet, after a start).
     apps_with_dynos: set[str] | None = None
+    firewall_checked: float = 0.0  # time.monotonic() of the last check
 
     def __post_init__(self) -> None:
         self.crashes = load_crashes(self._crashes_path())
@@ -125,6 +129,7 @@ class Agent:
     # ---- the loop ----------------------------------------------------------------------
 
     def reconcile(self) -> None:
+        self._check_firewall()
         desired = self.api.get("/v1/internal/desired")
         self.apps = desired.get("apps", {})
         wanted = {self._key(d): d for d in desired["dynos"]}
@@ -161,6 +166,20 @@ class Agent:
             if self._should_start(key, spec, running, present):
                 self._start(key, spec)
         self._report()
+
+    def _check_firewall(self) -> None:
+        """Before anything that needs the API: the dynos stay off the host while it is down."""
+        if time.monotonic() - self.firewall_checked < FIREWALL_CHECK_INTERVAL:
+            return
+        self.firewall_checked = time.monotonic()
+        try:
+            faults = network.repair_firewall(self.settings)
+        except PaasError as error:
+            print(f"agent: cannot check the firewall table: {error}", file=sys.stderr, flush=True)
+            return
+        if faults:
+            print(f"agent: the firewall table was not whole ({'; '.join(faults)}): repaired",
+                  file=sys.stderr, flush=True)
 
     def _stopping(self) -> set[str]:
         with self.lock:

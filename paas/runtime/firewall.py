@@ -17,6 +17,9 @@ and to each other.
 The table is built by one `nft -f` transaction of `add` commands and chain flushes, so it is
 atomic and idempotent: `paas up` and every dyno start run it (two runs at once give the same
 table), and set elements (the bridges) survive it. Nothing outside this table is touched.
+Each run puts every bridge of the installation back in the sets, and the agent checks the
+table every few seconds (`faults`) and runs it again if it is not whole: a host's
+`nft flush ruleset` leaves the dynos open for that long, not until each app's next start.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from paas.errors import Unavailable
@@ -92,15 +97,38 @@ class Table:
         ]
         return "\n".join(lines) + "\n"
 
-    def install(self) -> None:
-        """Creates or repairs the table (`paas up`)."""
-        nft_script(self.script())
-
-    def admit_bridge(self, bridge: str, gateway: str) -> None:
-        """Puts `bridge` under the table's rules, before any dyno joins it: one transaction
-        that also makes the table whole and its port sets the settings'."""
-        elements = self._bridge_elements(bridge, gateway)
+    def install(self, bridges: Mapping[str, str] | None = None) -> None:
+        """Creates or repairs the table, with `bridges` ({bridge: its gateway}) under its rules,
+        in one transaction: `paas up` and every dyno start pass every bridge of the
+        installation, so a table someone deleted or flushed comes back whole."""
+        elements = [element for bridge, gateway in (bridges or {}).items()
+                    for element in self._bridge_elements(bridge, gateway)]
         nft_script(self.script() + "".join(f"add {element}\n" for element in elements))
+
+    def faults(self, bridges: Mapping[str, str]) -> list[str]:
+        """How the table on the host differs from this one with `bridges` in its sets (empty:
+        it is whole). Something else on the host may have flushed the ruleset."""
+        listed = self._listed()
+        if listed is None:
+            return [f"table {self.ref} is missing"]
+        found = []
+        if TCP_TIMEOUT not in {item["ct timeout"]["name"] for item in listed
+                               if "ct timeout" in item}:
+            found.append(f"ct timeout {TCP_TIMEOUT} is missing")
+        rules = Counter(item["rule"]["chain"] for item in listed if "rule" in item)
+        for chain, count in sorted(self._rule_counts().items()):
+            if rules[chain] != count:
+                found.append(f"chain {chain} has {rules[chain]} rules, not {count}")
+        sets = _elements(listed)
+        for name, ports in (("host_ports", self.host_ports), ("router_ports", self.router_ports)):
+            if name not in sets or set(sets[name]) != set(ports):
+                found.append(f"set {name} is not {sorted(set(ports))}")
+        for bridge, gateway in sorted(bridges.items()):
+            wanted = {"dyno_bridges": bridge, "same_bridge": [bridge, bridge],
+                      "gateways": [bridge, str(ipaddress.IPv4Address(gateway))]}
+            found += [f"set {name} lacks {bridge}" for name, element in wanted.items()
+                      if element not in sets.get(name, [])]
+        return found
 
     def forget_bridge(self, bridge: str) -> None:
         """Drops `bridge`'s elements (the bridge is gone). A missing table or element is fine:
@@ -119,12 +147,21 @@ class Table:
 
     def sets(self) -> dict[str, list] | None:
         """The table's sets and their elements ({name: [elements]}), or None if absent."""
+        listed = self._listed()
+        return None if listed is None else _elements(listed)
+
+    def _listed(self) -> list[dict] | None:
+        """`nft -j list table`'s objects, or None if the table is absent."""
         result = _nft(["-j", "list", "table", FAMILY, self.name])
         if result.returncode != 0:
             return None
-        return {item["set"]["name"]: [entry["concat"] if isinstance(entry, dict) else entry
-                                      for entry in item["set"].get("elem", [])]
-                for item in json.loads(result.stdout)["nftables"] if "set" in item}
+        return list(json.loads(result.stdout)["nftables"])
+
+    def _rule_counts(self) -> Counter[str]:
+        """{chain: how many rules it has} in `script()`."""
+        prefix = f"add rule {self.ref} "
+        return Counter(line[len(prefix):].split()[0] for line in self.script().splitlines()
+                       if line.startswith(prefix))
 
     def _bridge_elements(self, bridge: str, gateway: str | None) -> list[str]:
         """`element ...` of `bridge` in each set, for `add` or `delete`."""
@@ -135,6 +172,12 @@ class Table:
             address = ipaddress.IPv4Address(gateway)
             elements.append(f'element {t} gateways {{ "{bridge}" . {address} }}')
         return elements
+
+
+def _elements(listed: list[dict]) -> dict[str, list]:
+    return {item["set"]["name"]: [entry["concat"] if isinstance(entry, dict) else entry
+                                  for entry in item["set"].get("elem", [])]
+            for item in listed if "set" in item}
 
 
 def _port_set(table: str, name: str, ports: tuple[int, ...]) -> list[str]:

@@ -182,14 +182,41 @@ def firewall_table(settings: Settings) -> firewall.Table:
 
 
 def prepare_host(settings: Settings) -> None:
-    """`paas up`: the platform's firewall table, and no policy rule of an earlier version."""
+    """`paas up`: the platform's firewall table (the bridges of dynos it adopts in it), and no
+    policy rule of an earlier version."""
     remove_legacy_rules(settings.install_id)
-    firewall_table(settings).install()
+    firewall_table(settings).install(app_bridges(settings))
 
 
 def isolate_bridge(settings: Settings, bridge: str, network: ipaddress.IPv4Network) -> None:
-    firewall_table(settings).admit_bridge(bridge, str(next(iter(network.hosts()))))
+    firewall_table(settings).install({**app_bridges(settings), bridge: gateway_of(network)})
     disable_ipv6(bridge)
+
+
+def repair_firewall(settings: Settings) -> list[str]:
+    """The agent's check: the table made whole again if it is not (someone flushed the host's
+    ruleset); returns what was wrong."""
+    table, bridges = firewall_table(settings), app_bridges(settings)
+    faults = table.faults(bridges)
+    if faults:
+        table.install(bridges)
+    return faults
+
+
+def app_bridges(settings: Settings) -> dict[str, str]:
+    """This installation's app bridges on the host, each with its gateway."""
+    prefix = bridge_name(settings.install_id, 0)[:-1]
+    found = {}
+    for name in links_with_prefix(prefix):
+        slot = name[len(prefix):]
+        if slot.isdigit() and 1 <= int(slot) <= 250:
+            found[name] = gateway_of(app_network(settings.dyno_subnet, int(slot)))
+    return found
+
+
+def gateway_of(network: ipaddress.IPv4Network) -> str:
+    """The host's address on an app's network: its bridge's."""
+    return str(next(iter(network.hosts())))
 
 
 def disable_ipv6(link: str) -> None:

@@ -8,9 +8,11 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +133,48 @@ def test_dynos_reach_their_own_app_but_not_another_even_when_routed(
         assert installation.connect_from("a1", b1, port).startswith("failed")
 
 
+def test_a_deleted_or_flushed_table_comes_back_with_every_bridge(
+        installation: Installation) -> None:
+    """`paas up` (prepare_host) after someone deleted the table puts every bridge of the
+    installation back under its rules, not only those of dynos started later; the agent's
+    check (repair_firewall) finds a flushed table and makes it whole."""
+    settings = installation.settings
+    installation.start("a1", 3)
+    installation.start("b1", 4)
+    bridges = {network.bridge_name(installation.install_id, index): gateway(settings, index)
+               for index in (3, 4)}
+    table = network.firewall_table(settings)
+    with socket.create_server(("0.0.0.0", 0)) as host_service:
+        host_port = host_service.getsockname()[1]
+
+        def reached(dyno_id: str, app_index: int) -> bool:
+            return installation.connect_from(dyno_id, gateway(settings, app_index),
+                                             host_port) == "connected"
+
+        assert not reached("a1", 3) and not reached("b1", 4)
+        firewall.nft_script(f"delete table {table.ref}\n")
+        assert reached("a1", 3) and reached("b1", 4)  # the table is what refused them
+        network.prepare_host(settings)
+        sets = table.sets()
+        assert sets is not None
+        assert sorted(sets["dyno_bridges"]) == sorted(bridges)
+        assert sorted(map(tuple, sets["gateways"])) == sorted(bridges.items())
+        assert not reached("a1", 3) and not reached("b1", 4)
+        assert network.repair_firewall(settings) == []  # whole: left alone
+
+        firewall.nft_script(f"flush table {table.ref}\n")  # every rule, the sets kept
+        assert reached("a1", 3)
+        assert network.repair_firewall(settings)
+        assert not reached("a1", 3) and not reached("b1", 4)
+        firewall.nft_script(f"delete table {table.ref}\n")
+        assert network.repair_firewall(settings) == [f"table {table.ref} is missing"]
+        assert table.faults(bridges) == []
+        assert not reached("a1", 3) and not reached("b1", 4)
+        # the control: the host itself still reaches its service on those addresses
+        assert connect_from_host(gateway(settings, 3), host_port) == "connected"
+        assert connect_from_host(gateway(settings, 4), host_port) == "connected"
+
+
 def time_wait_left(ip: str, port: int) -> list[int]:
     """Seconds left on the conntrack TIME_WAIT entries of flows to ip:port."""
     found = []
@@ -161,13 +205,74 @@ def test_dyno_flows_leave_the_conntrack_table_sooner_than_the_hosts(
     host_setting = int(Path("/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_time_wait")
                        .read_text())
     assert max(time_wait_left(ip, port)) <= firewall.TCP_TIMEOUTS["time_wait"]
-    if host_setting > firewall.TCP_TIMEOUTS["time_wait"] + 5:
-        assert max(time_wait_left("127.0.0.1", local_port)) > firewall.TCP_TIMEOUTS["time_wait"]
+    assert max(time_wait_left("127.0.0.1", local_port)) >= host_setting - 5
+    assert table_timeouts(installation.install_id)["time_wait"] == firewall.TCP_TIMEOUTS[
+        "time_wait"]
 
 
-def nft_table(family: str, name: str) -> str:
-    return subprocess.run(["nft", "list", "table", family, name], capture_output=True,
-                          text=True, check=True).stdout
+def table_timeouts(install_id: str) -> dict[str, int]:
+    """The policy of the table's own ct timeout object, as the kernel holds it."""
+    listed = json.loads(nft_table("inet", firewall.Table(install_id).name, "-j"))["nftables"]
+    return next(item["ct timeout"]["policy"] for item in listed if "ct timeout" in item)
+
+
+@contextmanager
+def throwaway_netns() -> Iterator[str]:
+    """A network namespace of the test's own: its rules, tables and conntrack settings are
+    its own, so the test changes none of the host's."""
+    name = f"fwtest-{uuid.uuid4().hex[:8]}"
+    network.ip_cmd("netns", "add", name)
+    try:
+        network.ip_cmd("-n", name, "link", "set", "lo", "up")
+        yield name
+    finally:
+        network.ip_cmd("netns", "delete", name, check=False)
+
+
+def run_in(netns: str, code: str, *args: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", code, *args],
+                          capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+CHURN = """
+import json, socket, sys, time
+from pathlib import Path
+from paas.runtime import firewall
+Path("/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_time_wait").write_text(sys.argv[2])
+with socket.create_server(("127.0.0.1", 0)) as router, \
+        socket.create_server(("127.0.0.1", 0)) as other:
+    ports = [server.getsockname()[1] for server in (router, other)]
+    firewall.Table(sys.argv[1], router_ports=(ports[0],)).install()
+    for server, port in zip((router, other), ports):
+        client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        server.accept()[0].close()
+        client.recv(1)
+        client.close()
+    deadline = time.monotonic() + 10
+    while True:
+        with open("/proc/net/nf_conntrack") as table:
+            entries = [line.split() for line in table]
+        left = [[int(fields[4]) for fields in entries
+                 if f"dport={port}" in fields and "TIME_WAIT" in fields] for port in ports]
+        if all(left) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+print(json.dumps(left))
+"""
+
+
+def test_the_tables_timeouts_shorten_its_flows_and_no_others() -> None:
+    """In a namespace whose own TIME_WAIT is 120 s: a flow to a router port gets the table's
+    10 s, a flow to another port keeps the 120 s."""
+    with throwaway_netns() as netns:
+        router, other = json.loads(run_in(netns, CHURN, "feed", "120"))
+    assert router and max(router) <= firewall.TCP_TIMEOUTS["time_wait"]
+    assert other and min(other) > 100
+
+
+def nft_table(family: str, name: str, *options: str) -> str:
+    return subprocess.run(["nft", *options, "list", "table", family, name],
+                          capture_output=True, text=True, check=True).stdout
 
 
 def test_paas_down_removes_the_platforms_table_and_leaves_the_hosts_alone(
@@ -216,41 +321,52 @@ def test_paas_down_removes_the_platforms_table_and_leaves_the_hosts_alone(
     assert ("inet", other) not in firewall.tables()
 
 
-def host_rules() -> list[dict]:
-    return json.loads(network.ip_cmd("-j", "rule", "show").stdout)
+def rules_in(netns: str) -> list[dict]:
+    return json.loads(network.ip_cmd("-n", netns, "-j", "rule", "show").stdout)
 
 
-def local_lookups() -> set[int]:
-    return {rule["priority"] for rule in host_rules() if rule.get("table") == "local"}
+def local_lookups(netns: str) -> set[int]:
+    """Priorities of the lookups of the local table for every packet (not one bridge's)."""
+    return {rule["priority"] for rule in rules_in(netns)
+            if rule.get("table") == "local" and "iif" not in rule}
+
+
+def add_legacy_rules(netns: str, bridge: str) -> None:
+    """What an earlier version set up for `bridge`."""
+    for pref, protocol, *rest in [("99", "tcp", "dport", "5432", "lookup", "local"),
+                                  ("100", "tcp", "sport", "5000", "lookup", "local"),
+                                  ("101", "udp", "prohibit"), ("101", "tcp", "prohibit")]:
+        network.ip_cmd("-n", netns, "rule", "add", "pref", pref, "iif", bridge,
+                       "ipproto", protocol, *rest)
+
+
+TEARDOWN = """
+import sys
+from pathlib import Path
+from paas.runtime import Runtime
+from paas.settings import Settings
+Runtime(Settings(home=Path(sys.argv[1]), dyno_subnet=sys.argv[2])).teardown()
+"""
 
 
 def test_teardown_removes_the_policy_rules_of_earlier_versions(tmp_path: Path) -> None:
+    """In a namespace of the test's own (policy rules are per namespace): the installation's
+    old rules go, and the local lookup goes back to priority 0 once no installation has any."""
     settings = Settings(home=tmp_path / "home", dyno_subnet=free_subnet())
-    bridge = network.bridge_name(settings.install_id, 9)
-    before = local_lookups()  # an installation of an earlier version may have moved it
-    old = [("99", "tcp", "dport", "5432", "lookup", "local"),
-           ("100", "tcp", "sport", "5000", "lookup", "local"),
-           ("101", "udp", "prohibit"), ("101", "tcp", "prohibit")]
-    for pref, protocol, *rest in old:
-        network.ip_cmd("rule", "add", "pref", pref, "iif", bridge, "ipproto", protocol, *rest)
-    # and the local lookup moved behind them, once per host, as those versions did
-    network.ip_cmd("rule", "add", "pref", "1000", "lookup", "local", check=False)
-    network.ip_cmd("rule", "del", "pref", "0", "lookup", "local", check=False)
-    try:
-        Runtime(settings).teardown()
-        rules = host_rules()
-        assert not [rule for rule in rules if rule.get("iif") == bridge]
-        if not network._legacy_rules(rules):  # no other installation of an old version left
-            assert local_lookups() == {0}
-    finally:
-        for pref in ("99", "100", "101"):
-            network.ip_cmd("rule", "del", "pref", pref, "iif", bridge, check=False)
-        restore_local_lookups(before)
-
-
-def restore_local_lookups(wanted: set[int]) -> None:
-    """As it was: another installation's isolation may need the local lookup moved."""
-    for priority in sorted(wanted - local_lookups()):
-        network.ip_cmd("rule", "add", "pref", str(priority), "lookup", "local")
-    for priority in sorted(local_lookups() - wanted):
-        network.ip_cmd("rule", "del", "pref", str(priority), "lookup", "local")
+    ours = network.bridge_name(settings.install_id, 9)
+    theirs = network.bridge_name("ffff" if settings.install_id != "ffff" else "eeee", 9)
+    teardown = (TEARDOWN, str(settings.home), settings.dyno_subnet)
+    with throwaway_netns() as netns:
+        for bridge in (ours, theirs):
+            add_legacy_rules(netns, bridge)
+        # and the local lookup moved behind them, once per host, as those versions did
+        network.ip_cmd("-n", netns, "rule", "add", "pref", "1000", "lookup", "local")
+        network.ip_cmd("-n", netns, "rule", "del", "pref", "0", "lookup", "local")
+        run_in(netns, *teardown)
+        assert {rule.get("iif") for rule in rules_in(netns)} == {None, theirs}
+        assert local_lookups(netns) == {1000}  # the other installation still needs it moved
+        for pref in ("99", "100", "101", "101"):  # the other installation went too
+            network.ip_cmd("-n", netns, "rule", "del", "pref", pref, "iif", theirs)
+        run_in(netns, *teardown)
+        assert local_lookups(netns) == {0}
+        assert not [rule for rule in rules_in(netns) if "iif" in rule]
