@@ -23,13 +23,21 @@ from typing import Any
 import httpx
 import pytest
 
+from paas.runtime.agent import FIREWALL_CHECK_INTERVAL
+from paas.runtime.firewall import Table
+from paas.runtime.network import interfaces_on
 from paas.settings import Settings
 from router.nginx import Router
 from tests.platform import APPS, Platform, app_repo, free_port, git, second_subnet
 
 pytestmark = pytest.mark.e2e
-PORT = 5000  # PAAS_DYNO_PORT's default
 PROBE = APPS / "escape-probe" / "escape.py"
+
+
+def dyno_port(platform: Platform) -> int:
+    """The platform's PAAS_DYNO_PORT: its dynos' $PORT."""
+    configured = platform.env.get("PAAS_DYNO_PORT")
+    return int(configured) if configured else Settings(home=platform.home).dyno_port
 
 
 def dynos(platform: Platform, app: str) -> list[dict[str, Any]]:
@@ -38,7 +46,7 @@ def dynos(platform: Platform, app: str) -> list[dict[str, Any]]:
 
 def targets(platform: Platform, victim: str, victim_ip: str,
             host_port: int) -> dict[str, list[str]]:
-    home, api = platform.home, platform.api_url
+    home, api, port = platform.home, platform.api_url, dyno_port(platform)
     control = f"http://127.0.0.1:{platform.env['PAAS_ROUTER_CONTROL_PORT']}/routes"
     return {
         "read": [str(home), str(home / "paas.db"), str(home / "admin-token"),
@@ -48,9 +56,9 @@ def targets(platform: Platform, victim: str, victim_ip: str,
         "unix": [str(home / "redis" / "redis.sock")],
         "http": [f"{api}/v1/internal/desired", f"{api}/v1/internal/routes",
                  f"{api}/v1/apps", f"{api}/v1/apps/{victim}/config", control,
-                 f"http://{victim_ip}:{PORT}/"],
+                 f"http://{victim_ip}:{port}/"],
         # "gateway": the host's end of the prober's own bridge (tests/apps/escape-probe)
-        "tcp": [f"{victim_ip}:{PORT}", f"127.0.0.1:{platform.env['PAAS_API_PORT']}",
+        "tcp": [f"{victim_ip}:{port}", f"127.0.0.1:{platform.env['PAAS_API_PORT']}",
                 f"gateway:{host_port}"],
         "setuid": ["/app/suid-id"],
     }
@@ -152,7 +160,8 @@ def test_escapes_from_a_dyno_and_from_a_build_fail(platform: Platform, tmp_path:
     # no dyno network is routed (any refusal will do, above). What leaves goes through the
     # build's egress proxy (package registries), which refuses the host's and the dynos'
     # addresses and says so in the log.
-    refused = f"Egress refused: {victim_ip}:{PORT}: {victim_ip} is an address of the host"
+    refused = (f"Egress refused: {victim_ip}:{dyno_port(platform)}: {victim_ip} is an "
+               "address of the host")
     assert refused in push.stderr
     # the router's control endpoint wants its secret even on the host
     control = escape_targets["http"][4]
@@ -164,15 +173,50 @@ def test_escapes_from_a_dyno_and_from_a_build_fail(platform: Platform, tmp_path:
         platform.paas("apps:destroy", app_name, "--confirm", app_name)
 
 
+def test_the_agent_repairs_a_deleted_firewall_table(platform: Platform, tmp_path: Path,
+                                                    host_service: socket.socket) -> None:
+    """Something on the host deletes the platform's table (`nft flush ruleset`) while a dyno
+    runs: within the agent's check interval the table is back with the dyno's bridge in its
+    sets, and the dyno is again refused a host service the host itself reaches."""
+    app = f"nft-{uuid.uuid4().hex[:6]}"
+    platform.paas("apps:create", app)
+    push = git(app_repo(tmp_path / app, "escape-probe"), "push", platform.remote_url(app),
+               "main", check=False)
+    assert push.returncode == 0, push.stderr
+    ip = up_dynos(platform, app, 1)[0]["ip"]
+    bridge = interfaces_on(ipaddress.ip_network(f"{ip}/24", strict=False))[0]
+    table = Table(Settings(home=platform.home).install_id)
+    target = f"gateway:{host_service.getsockname()[1]}"
+
+    def from_the_dyno() -> str:
+        with httpx.Client(timeout=60) as client:
+            return str(client.get(f"http://{ip}:{dyno_port(platform)}/", params={
+                "targets": json.dumps({"tcp": [target]})}).json()["tcp"][target])
+
+    assert from_the_dyno().startswith("failed")
+    assert nft("delete", "table", *table.ref.split()).returncode == 0
+    deadline = time.monotonic() + 2 * FIREWALL_CHECK_INTERVAL + 20  # a loaded machine
+    while bridge not in ((sets := table.sets()) or {}).get("dyno_bridges", []):
+        assert time.monotonic() < deadline, f"no table with {bridge} after the agent's check"
+        time.sleep(0.5)
+    assert [bridge, gateway_of(ip)] in sets["gateways"]
+    assert from_the_dyno().startswith("failed")
+    # the controls: the host reaches its service on that address, the router the dyno
+    host = host_probe({"tcp": [target.replace("gateway", gateway_of(ip))]})
+    assert failed(host["tcp"]) == host["tcp"], host["tcp"]
+    assert platform.get(app, "/").status_code == 200
+    platform.paas("apps:destroy", app, "--confirm", app)
+
+
 # ---- the network: no source port, address or protocol takes a dyno to the host -------------
 
 
 
-def source_ports() -> list[int]:
-    """$PORT (what the host's connections go to), 5000, any (0), a free one from the
-    ephemeral range, the lowest unprivileged one, and a privileged one (DNS: a dyno may not
-    bind it, which is a refusal like any other)."""
-    return list(dict.fromkeys((PORT, 5000, 0, free_port(), 1024, 53)))
+def source_ports(port: int) -> list[int]:
+    """$PORT (what the host's connections go to), 5000 (the usual $PORT), any (0), a free one
+    from the ephemeral range, the lowest unprivileged one, and a privileged one (DNS: a dyno
+    may not bind it, which is a refusal like any other)."""
+    return list(dict.fromkeys((port, 5000, 0, free_port(), 1024, 53)))
 
 
 class HostListeners:
@@ -262,7 +306,9 @@ def test_no_source_port_takes_a_dyno_to_a_host_service(tmp_path: Path,
     assert low <= tcp_port <= high and low <= udp_port <= high
     with socket.create_server(("0.0.0.0", 0)) as opened:
         opened_port = opened.getsockname()[1]
+        # $PORT not the default: nothing here may take it for granted
         platform = Platform.create(PAAS_DYNO_HOST_PORTS=str(opened_port),
+                                   PAAS_DYNO_PORT=str(free_port()),
                                    PAAS_DYNO_SUBNET=second_subnet())
         table = ["inet", f"paas_{Settings(home=platform.home).install_id}"]
         try:
@@ -293,14 +339,14 @@ def network_probe(platform: Platform, tmp_path: Path, listeners: HostListeners,
     victim_ip = up_dynos(platform, victim, 1)[0]["ip"]
     addresses = ["gateway", gateway_of(victim_ip), *filter(None, [main_address()])]
     tcp_port, udp_port = listeners.ports()
-    sources = source_ports()
+    sources, port = source_ports(dyno_port(platform)), dyno_port(platform)
     attempts = {
         "tcp_from": [f"{s}>{a}:{tcp_port}" for s in sources for a in addresses],
         "udp_from": [f"{s}>{a}:{udp_port}" for s in sources for a in addresses],
-        "tcp": [f"gateway:{opened_port}", f"{sibling['ip']}:{PORT}", f"{victim_ip}:{PORT}"],
+        "tcp": [f"gateway:{opened_port}", f"{sibling['ip']}:{port}", f"{victim_ip}:{port}"],
     }
     with httpx.Client(timeout=120) as client:  # straight to the dyno: no router timeout
-        inside = client.get(f"http://{prober['ip']}:{PORT}/",
+        inside = client.get(f"http://{prober['ip']}:{port}/",
                             params={"targets": json.dumps(attempts)}).json()
     reached = set(listeners.peers)
     own_gateway = gateway_of(prober["ip"])
@@ -315,9 +361,9 @@ def network_probe(platform: Platform, tmp_path: Path, listeners: HostListeners,
     assert failed(host["tcp"]) == host["tcp"], host["tcp"]
     assert platform.get(app, "/").status_code == 200
     assert inside["tcp"][f"gateway:{opened_port}"] == "ok", inside["tcp"]
-    assert inside["tcp"][f"{sibling['ip']}:{PORT}"] == "ok", inside["tcp"]
+    assert inside["tcp"][f"{sibling['ip']}:{port}"] == "ok", inside["tcp"]
     # the dyno: nothing reached, whatever it sent from (any refusal will do)
     assert failed(inside["tcp_from"]) == {}, failed(inside["tcp_from"])
     assert failed(inside["udp_from"]) == {}, failed(inside["udp_from"])
     assert not {prober["ip"], sibling["ip"]} & reached, reached
-    assert inside["tcp"][f"{victim_ip}:{PORT}"].startswith("failed"), inside["tcp"]
+    assert inside["tcp"][f"{victim_ip}:{port}"].startswith("failed"), inside["tcp"]
