@@ -31,7 +31,7 @@ from paas.client import ApiClient
 from paas.errors import PaasError
 from paas.logs import RedisEvents, run_stream
 from paas.models import DynoState
-from paas.runtime import DynoSpec, DynoStatus, Runtime, files
+from paas.runtime import DynoSpec, DynoStatus, Runtime, files, outputlines
 from paas.runtime.dynolog import DynoLog, dropped_count
 from paas.runtime.health import accepts, http_check
 from paas.settings import Settings, load
@@ -530,6 +530,7 @@ class Agent:
         if dropped is not None:  # the dyno's monitor dropped output (paas/runtime/dynolog.py)
             self._log_dropped(meta, name, dropped)
             return
+        line = outputlines.cut(line)
         if meta.get("attach"):
             self.events.client.xadd(run_stream(meta["app"], name), {"line": line},
                                     maxlen=20000, approximate=True)

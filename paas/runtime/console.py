@@ -34,11 +34,13 @@ from pathlib import Path
 import redis
 
 from paas import redis_clients, terminals
-from paas.runtime import files
+from paas.runtime import files, outputlines
 from paas.runtime.monitor import write_exit_code
 
 PR_SET_CHILD_SUBREAPER = 36
-READ_SIZE = 65536
+# One run stream entry (of 20,000 kept) at most: terminal output is split, never cut, so
+# nothing the user's terminal shows is lost, and Redis holds at most ~20,000 x 10 KB.
+READ_SIZE = outputlines.LINE_LIMIT * 3 // 4  # base64 makes 4 bytes of 3
 INPUT_BLOCK_MS = 1000
 # Nobody attached in this long (the client went away before it connected): hang up.
 ATTACH_TIMEOUT = 120.0

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from paas.errors import Conflict, Invalid, NotFound, Unavailable
-from paas.runtime import dynodisk, files, host, network, oci
+from paas.runtime import dynodisk, files, host, network, oci, outputlines
 from paas.runtime.buildnet import BuildNetwork, build_network
 from paas.runtime.cpu import CpuMeter
 from paas.runtime.dynolog import DynoLog
@@ -40,6 +40,7 @@ LIVE_STATES = ("created", "running", "paused")
 # runc's own start; generous, as a loaded machine can take many seconds.
 START_TIMEOUT = 60.0
 LOST_EXIT_CODE = -1
+QUEUED_LINES = 1024  # a build's lines read but not yet handed on (each at most 10 KB)
 
 
 @dataclass(frozen=True)
@@ -536,8 +537,11 @@ class Runtime:
         on_line: Callable[[str], None],
     ) -> int:
         assert proc.stdout is not None
-        lines: queue.Queue[str | None] = queue.Queue()
-        reader = threading.Thread(target=read_lines, args=(proc.stdout, lines), daemon=True)
+        # Bounded: a build printing faster than Redis takes its lines blocks on its own pipe.
+        lines: queue.Queue[str | None] = queue.Queue(maxsize=QUEUED_LINES)
+        stop = threading.Event()
+        reader = threading.Thread(target=read_lines, args=(proc.stdout, lines, stop),
+                                  daemon=True)
         reader.start()
         deadline = time.monotonic() + spec.timeout
         try:
@@ -548,8 +552,10 @@ class Runtime:
             self.runc.kill_all(spec.id, "KILL")
             proc.kill()
             proc.wait()
-            reader.join(timeout=5)
             return 124
+        finally:
+            stop.set()
+            reader.join(timeout=5)
 
     def _remove_build(self, build_id: str) -> None:
         check_id(build_id)
@@ -561,9 +567,21 @@ class Runtime:
         host.remove_cgroups(self._cgroup_name(build_id))
 
 
-def read_lines(stream: IO[bytes], lines: queue.Queue[str | None]) -> None:
+def read_lines(stream: IO[bytes], lines: queue.Queue[str | None],
+               stop: threading.Event) -> None:
+    """The stream's lines, each cut to outputlines.LINE_LIMIT, then None; gives up once
+    stop is set (nobody takes the lines any more)."""
     try:
-        for raw in stream:
-            lines.put(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+        while not stop.is_set() and (line := outputlines.read_line(stream)) is not None:
+            _put(lines, line, stop)
     finally:
-        lines.put(None)
+        _put(lines, None, stop)
+
+
+def _put(lines: queue.Queue[str | None], line: str | None, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            lines.put(line, timeout=0.5)
+            return
+        except queue.Full:
+            continue
