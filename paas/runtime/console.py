@@ -33,8 +33,8 @@ from pathlib import Path
 
 import redis
 
-from paas import redis_clients, terminals
-from paas.runtime import files, outputlines
+from paas import redis_clients, safefs, terminals
+from paas.runtime import outputlines
 from paas.runtime.monitor import write_exit_code
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -80,7 +80,7 @@ class Console:
             listener.listen(1)
             listener.settimeout(60)
             # runc's own messages; the terminal's output goes to Redis.
-            log = files.open_append(self.dir / "output.log")
+            log = safefs.open_append(self.dir, "output.log")
             try:
                 runc = subprocess.Popen(
                     [*self.runc, "run", "--detach", "--console-socket", str(path),
@@ -96,8 +96,8 @@ class Console:
             path.unlink(missing_ok=True)
             sock_dir.rmdir()
         try:
-            return int(files.read_text(self.dir / "init.pid")), code
-        except (OSError, ValueError):
+            return int(safefs.read_file(self.dir, "init.pid") or b""), code
+        except (OSError, ValueError, safefs.UnsafePath):
             return None, code or 1
 
     def _receive_master(self, listener: socket.socket, runc: subprocess.Popen[bytes]) -> None:
@@ -197,7 +197,7 @@ class Console:
 
 
 def run(dyno_dir: Path, runc: list[str], output: str, input_: str) -> None:
-    files.write_atomic(dyno_dir / "monitor.pid", str(os.getpid()), mode=0o644)
+    safefs.write_atomic(dyno_dir, "monitor.pid", str(os.getpid()).encode(), mode=0o644)
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     client = redis_clients.client(os.environ["PAAS_CONSOLE_REDIS"], block=INPUT_BLOCK_MS / 1000)

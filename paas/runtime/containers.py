@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from paas import safefs
 from paas.errors import Conflict, Invalid, NotFound, Unavailable
-from paas.runtime import dynodisk, files, host, network, oci, outputlines
+from paas.runtime import dynodisk, host, network, oci, outputlines
 from paas.runtime.buildnet import BuildNetwork, build_network
 from paas.runtime.cpu import CpuMeter
 from paas.runtime.dynolog import DynoLog
@@ -124,14 +125,14 @@ class DynoDir:
 
     def read_record(self) -> dict[str, Any] | None:
         try:
-            return json.loads(files.read_text(self.record))
-        except (OSError, ValueError):
+            return json.loads(safefs.read_file(self.path, self.record.name) or b"")
+        except (OSError, ValueError, safefs.UnsafePath):
             return None
 
     def exit_code(self) -> int | None:
         try:
-            return int(files.read_text(self.exit_file).strip())
-        except (OSError, ValueError):
+            return int(safefs.read_file(self.path, self.exit_file.name) or b"")
+        except (OSError, ValueError, safefs.UnsafePath):
             return None
 
     def monitor_alive(self) -> bool:
@@ -377,7 +378,7 @@ class Runtime:
             "started_at": time.time(),
             "metadata": dict(spec.metadata),
         }
-        files.write_atomic(dyno.record, json.dumps(record))
+        safefs.write_atomic(dyno.path, dyno.record.name, json.dumps(record).encode())
 
     def _prepare_dyno_fs(self, dyno: DynoDir, spec: DynoSpec, ip: str, netns_path: str) -> None:
         disk = dynodisk.create(dyno.disk.root, disk_mb(spec), spec.uid, spec.layers)
@@ -398,9 +399,9 @@ class Runtime:
             cpu_shares=spec.cpu_shares or cpu_shares(spec.memory_mb),
             terminal=spec.console is not None,
         )
-        files.write_atomic(dyno.path / "config.json", json.dumps(oci.config_json(config),
-                                                                 indent=1))
-        os.close(files.open_append(dyno.log))
+        config_json = json.dumps(oci.config_json(config), indent=1)
+        safefs.write_atomic(dyno.path, "config.json", config_json.encode())
+        os.close(safefs.open_append(dyno.path, dyno.log.name))
 
     def _launch_monitor(self, dyno: DynoDir) -> None:
         args = [str(dyno.path), self.runc.binary, str(self.runc.root),
@@ -409,7 +410,7 @@ class Runtime:
 
     def _launch(self, dyno: DynoDir, module: str, args: list[str], env: dict[str, str]) -> None:
         """A dyno's monitor, detached in a session of its own; its own errors go to the log."""
-        log = files.open_append(dyno.log)
+        log = safefs.open_append(dyno.path, dyno.log.name)
         try:
             subprocess.run(
                 ["setsid", "-f", sys.executable, "-m", module, *args],
