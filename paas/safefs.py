@@ -240,3 +240,54 @@ def _walk_fd(dir_fd: int, rel: str, exclude: frozenset[str]) -> Iterator[Entry]:
                 yield from _walk_fd(child, entry_rel, exclude)
             finally:
                 os.close(child)
+
+
+# ---- root's own files (a dyno's record, its log, its exit code) ----------------------------
+# The same rule holds for files root writes itself: a link put where root writes is replaced
+# or refused, never followed. These functions use only the standard library: the dyno
+# monitors load them.
+
+
+def write_atomic(root: Path, rel: str, data: bytes, mode: int = 0o600) -> None:
+    """Replaces root/rel with data: written under a random name that must not exist yet
+    (O_EXCL), then renamed over rel, which replaces a link there rather than following it."""
+    parent, name = _split(rel)
+    with opened_dir(root, parent) as dir_fd:
+        tmp = f".{name}.{os.urandom(8).hex()}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(tmp, flags, mode, dir_fd=dir_fd)
+        try:
+            try:
+                os.fchmod(fd, mode)  # whatever the umask
+                _write_all(fd, data)
+            finally:
+                os.close(fd)
+            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=dir_fd)
+            raise
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def open_fd(root: Path, rel: str, flags: int, mode: int = 0o600) -> int:
+    """A file descriptor of root/rel opened with flags; a link on the way is refused
+    (UnsafePath), a missing file is FileNotFoundError unless flags create it."""
+    parent, name = _split(rel)
+    with opened_dir(root, parent) as dir_fd:
+        try:
+            return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+        except OSError as err:
+            if err.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise UnsafePath(rel, _why(err)) from None
+            raise
+
+
+def open_append(root: Path, rel: str) -> int:
+    """root/rel for appending, created (0600) if missing."""
+    return open_fd(root, rel, os.O_WRONLY | os.O_APPEND | os.O_CREAT)

@@ -26,12 +26,12 @@ from typing import Any
 
 import redis
 
-from paas import redis_clients, terminals
+from paas import redis_clients, safefs, terminals
 from paas.client import ApiClient
 from paas.errors import PaasError
 from paas.logs import RedisEvents, run_stream
 from paas.models import DynoState
-from paas.runtime import DynoSpec, DynoStatus, Runtime, files, network
+from paas.runtime import DynoSpec, DynoStatus, Runtime, network, outputlines
 from paas.runtime.dynolog import DynoLog, dropped_count
 from paas.runtime.health import accepts, http_check
 from paas.settings import Settings, load
@@ -526,7 +526,7 @@ class Agent:
                 setattr(notes, name, value)
             path = self.settings.dynos_dir / dyno_id / "agent.json"
             if path.parent.is_dir():
-                files.write_atomic(path, json.dumps(asdict(notes)))
+                safefs.write_atomic(path.parent, path.name, json.dumps(asdict(notes)).encode())
 
     def _ship_logs(self, dyno: DynoStatus, final: bool = False) -> None:
         log = DynoLog(dyno.log_path)
@@ -549,6 +549,7 @@ class Agent:
         if dropped is not None:  # the dyno's monitor dropped output (paas/runtime/dynolog.py)
             self._log_dropped(meta, name, dropped)
             return
+        line = outputlines.cut(line)
         if meta.get("attach"):
             self.events.client.xadd(run_stream(meta["app"], name), {"line": line},
                                     maxlen=20000, approximate=True)
@@ -594,8 +595,8 @@ def _console(key: Key) -> tuple[str, str]:
 
 def _read_notes(path: Path) -> Notes:
     try:
-        raw = json.loads(files.read_text(path))
-    except (OSError, ValueError):
+        raw = json.loads(safefs.read_file(path.parent, path.name) or b"")
+    except (OSError, ValueError, safefs.UnsafePath):
         return Notes()
     known = Notes.__dataclass_fields__
     return Notes(**{k: v for k, v in raw.items() if k in known})
@@ -603,8 +604,8 @@ def _read_notes(path: Path) -> Notes:
 
 def _exit_code(log_path: Path) -> int | None:
     try:
-        return int(files.read_text(log_path.with_name("exit-code")).strip())
-    except (OSError, ValueError):
+        return int(safefs.read_file(log_path.parent, "exit-code") or b"")
+    except (OSError, ValueError, safefs.UnsafePath):
         return None
 
 

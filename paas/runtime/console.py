@@ -33,12 +33,14 @@ from pathlib import Path
 
 import redis
 
-from paas import redis_clients, terminals
-from paas.runtime import files
+from paas import redis_clients, safefs, terminals
+from paas.runtime import outputlines
 from paas.runtime.monitor import write_exit_code
 
 PR_SET_CHILD_SUBREAPER = 36
-READ_SIZE = 65536
+# One run stream entry (of 20,000 kept) at most: terminal output is split, never cut, so
+# nothing the user's terminal shows is lost, and Redis holds at most ~20,000 x 10 KB.
+READ_SIZE = outputlines.LINE_LIMIT * 3 // 4  # base64 makes 4 bytes of 3
 INPUT_BLOCK_MS = 1000
 # Nobody attached in this long (the client went away before it connected): hang up.
 ATTACH_TIMEOUT = 120.0
@@ -78,7 +80,7 @@ class Console:
             listener.listen(1)
             listener.settimeout(60)
             # runc's own messages; the terminal's output goes to Redis.
-            log = files.open_append(self.dir / "output.log")
+            log = safefs.open_append(self.dir, "output.log")
             try:
                 runc = subprocess.Popen(
                     [*self.runc, "run", "--detach", "--console-socket", str(path),
@@ -94,8 +96,8 @@ class Console:
             path.unlink(missing_ok=True)
             sock_dir.rmdir()
         try:
-            return int(files.read_text(self.dir / "init.pid")), code
-        except (OSError, ValueError):
+            return int(safefs.read_file(self.dir, "init.pid") or b""), code
+        except (OSError, ValueError, safefs.UnsafePath):
             return None, code or 1
 
     def _receive_master(self, listener: socket.socket, runc: subprocess.Popen[bytes]) -> None:
@@ -195,7 +197,7 @@ class Console:
 
 
 def run(dyno_dir: Path, runc: list[str], output: str, input_: str) -> None:
-    files.write_atomic(dyno_dir / "monitor.pid", str(os.getpid()), mode=0o644)
+    safefs.write_atomic(dyno_dir, "monitor.pid", str(os.getpid()).encode(), mode=0o644)
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     client = redis_clients.client(os.environ["PAAS_CONSOLE_REDIS"], block=INPUT_BLOCK_MS / 1000)

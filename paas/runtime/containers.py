@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from paas import safefs
 from paas.errors import Conflict, Invalid, NotFound, Unavailable
-from paas.runtime import dynodisk, files, host, network, oci
+from paas.runtime import dynodisk, host, network, oci, outputlines
 from paas.runtime.buildnet import BuildNetwork, build_network
 from paas.runtime.cpu import CpuMeter
 from paas.runtime.dynolog import DynoLog
@@ -40,6 +41,7 @@ LIVE_STATES = ("created", "running", "paused")
 # runc's own start; generous, as a loaded machine can take many seconds.
 START_TIMEOUT = 60.0
 LOST_EXIT_CODE = -1
+QUEUED_LINES = 1024  # a build's lines read but not yet handed on (each at most 10 KB)
 
 
 @dataclass(frozen=True)
@@ -123,14 +125,14 @@ class DynoDir:
 
     def read_record(self) -> dict[str, Any] | None:
         try:
-            return json.loads(files.read_text(self.record))
-        except (OSError, ValueError):
+            return json.loads(safefs.read_file(self.path, self.record.name) or b"")
+        except (OSError, ValueError, safefs.UnsafePath):
             return None
 
     def exit_code(self) -> int | None:
         try:
-            return int(files.read_text(self.exit_file).strip())
-        except (OSError, ValueError):
+            return int(safefs.read_file(self.path, self.exit_file.name) or b"")
+        except (OSError, ValueError, safefs.UnsafePath):
             return None
 
     def monitor_alive(self) -> bool:
@@ -376,7 +378,7 @@ class Runtime:
             "started_at": time.time(),
             "metadata": dict(spec.metadata),
         }
-        files.write_atomic(dyno.record, json.dumps(record))
+        safefs.write_atomic(dyno.path, dyno.record.name, json.dumps(record).encode())
 
     def _prepare_dyno_fs(self, dyno: DynoDir, spec: DynoSpec, ip: str, netns_path: str) -> None:
         disk = dynodisk.create(dyno.disk.root, disk_mb(spec), spec.uid, spec.layers)
@@ -397,9 +399,9 @@ class Runtime:
             cpu_shares=spec.cpu_shares or cpu_shares(spec.memory_mb),
             terminal=spec.console is not None,
         )
-        files.write_atomic(dyno.path / "config.json", json.dumps(oci.config_json(config),
-                                                                 indent=1))
-        os.close(files.open_append(dyno.log))
+        config_json = json.dumps(oci.config_json(config), indent=1)
+        safefs.write_atomic(dyno.path, "config.json", config_json.encode())
+        os.close(safefs.open_append(dyno.path, dyno.log.name))
 
     def _launch_monitor(self, dyno: DynoDir) -> None:
         args = [str(dyno.path), self.runc.binary, str(self.runc.root),
@@ -408,7 +410,7 @@ class Runtime:
 
     def _launch(self, dyno: DynoDir, module: str, args: list[str], env: dict[str, str]) -> None:
         """A dyno's monitor, detached in a session of its own; its own errors go to the log."""
-        log = files.open_append(dyno.log)
+        log = safefs.open_append(dyno.path, dyno.log.name)
         try:
             subprocess.run(
                 ["setsid", "-f", sys.executable, "-m", module, *args],
@@ -536,8 +538,11 @@ class Runtime:
         on_line: Callable[[str], None],
     ) -> int:
         assert proc.stdout is not None
-        lines: queue.Queue[str | None] = queue.Queue()
-        reader = threading.Thread(target=read_lines, args=(proc.stdout, lines), daemon=True)
+        # Bounded: a build printing faster than Redis takes its lines blocks on its own pipe.
+        lines: queue.Queue[str | None] = queue.Queue(maxsize=QUEUED_LINES)
+        stop = threading.Event()
+        reader = threading.Thread(target=read_lines, args=(proc.stdout, lines, stop),
+                                  daemon=True)
         reader.start()
         deadline = time.monotonic() + spec.timeout
         try:
@@ -548,8 +553,10 @@ class Runtime:
             self.runc.kill_all(spec.id, "KILL")
             proc.kill()
             proc.wait()
-            reader.join(timeout=5)
             return 124
+        finally:
+            stop.set()
+            reader.join(timeout=5)
 
     def _remove_build(self, build_id: str) -> None:
         check_id(build_id)
@@ -561,9 +568,21 @@ class Runtime:
         host.remove_cgroups(self._cgroup_name(build_id))
 
 
-def read_lines(stream: IO[bytes], lines: queue.Queue[str | None]) -> None:
+def read_lines(stream: IO[bytes], lines: queue.Queue[str | None],
+               stop: threading.Event) -> None:
+    """The stream's lines, each cut to outputlines.LINE_LIMIT, then None; gives up once
+    stop is set (nobody takes the lines any more)."""
     try:
-        for raw in stream:
-            lines.put(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+        while not stop.is_set() and (line := outputlines.read_line(stream)) is not None:
+            _put(lines, line, stop)
     finally:
-        lines.put(None)
+        _put(lines, None, stop)
+
+
+def _put(lines: queue.Queue[str | None], line: str | None, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            lines.put(line, timeout=0.5)
+            return
+        except queue.Full:
+            continue

@@ -30,7 +30,7 @@ import os
 import select
 from pathlib import Path
 
-from paas.runtime import files
+from paas import safefs
 
 FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
@@ -90,12 +90,13 @@ class DynoLog:
         return self._shipped()[1]
 
     def set_offset(self, offset: int, cut: int | None = None) -> None:
-        files.write_atomic(self.offset_file, f"{offset} {self.cut() if cut is None else cut}")
+        shipped = f"{offset} {self.cut() if cut is None else cut}"
+        safefs.write_atomic(self.offset_file.parent, self.offset_file.name, shipped.encode())
 
     def read(self, final: bool, limit: int) -> tuple[int, bytes]:
         """(offset, the bytes to ship from there); FileNotFoundError if the log is gone."""
         offset = self.offset()
-        fd = files.open_read(self.path)
+        fd = self._open(os.O_RDONLY)
         try:
             return offset, complete(os.pread(fd, limit, offset), final, limit)
         finally:
@@ -111,7 +112,7 @@ class DynoLog:
         cut = (offset - KEEP_BYTES) // block * block
         if cut <= 0:
             return 0
-        fd = os.open(self.path, os.O_WRONLY | files.NOFOLLOW)
+        fd = self._open(os.O_WRONLY)
         try:
             self.set_offset(offset - cut, cut_before + cut)
             try:
@@ -129,7 +130,7 @@ class DynoLog:
     def tail(self, size: int) -> bytes:
         """The last `size` bytes, without reading the whole file."""
         try:
-            fd = files.open_read(self.path)
+            fd = self._open(os.O_RDONLY)
         except FileNotFoundError:
             return b""
         try:
@@ -139,10 +140,14 @@ class DynoLog:
 
     def _shipped(self) -> tuple[int, int]:
         try:
-            words = files.read_text(self.offset_file).split()
+            words = (safefs.read_file(self.offset_file.parent, self.offset_file.name)
+                     or b"").split()
             return int(words[0]) if words else 0, int(words[1]) if len(words) > 1 else 0
-        except (OSError, ValueError):
+        except (OSError, ValueError, safefs.UnsafePath):
             return 0, 0
+
+    def _open(self, flags: int) -> int:
+        return safefs.open_fd(self.path.parent, self.path.name, flags)
 
     def _size(self) -> int:
         try:
@@ -157,7 +162,7 @@ class LogWriter:
     def __init__(self, log: DynoLog, limit: int) -> None:
         # At least one read and its marker, or nothing would ever fit.
         self.log, self.limit = log, max(limit, READ_SIZE + MARKER_ROOM)
-        self.fd = files.open_append(log.path)
+        self.fd = safefs.open_append(log.path.parent, log.path.name)
         self.written = os.fstat(self.fd).st_size + log.cut()  # every byte ever appended
         self.shipped = log.shipped_total()  # as last read: it only grows
         self.dropped = 0

@@ -1,4 +1,4 @@
-"""Host-side filesystem work: overlay mounts, ownership, cgroup directories."""
+"""Host-side filesystem work: mounts, ownership, cgroup directories."""
 
 from __future__ import annotations
 
@@ -7,32 +7,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from paas.errors import Invalid, Unavailable
+from paas.errors import Unavailable
 
 CGROUP_V1 = Path("/sys/fs/cgroup")
-
-
-def mount_overlay(layers: list[Path], upper: Path, work: Path, target: Path) -> None:
-    for layer in layers:
-        if not layer.is_dir():
-            raise Invalid(f"layer {layer} is not a directory")
-        if any(ch in str(layer) for ch in ":,\\"):
-            raise Invalid(f"layer path {layer} contains a character overlayfs cannot take")
-    options = ",".join(
-        [
-            "lowerdir=" + ":".join(str(layer.resolve()) for layer in layers),
-            f"upperdir={upper}",
-            f"workdir={work}",
-        ]
-    )
-    result = subprocess.run(
-        ["mount", "-t", "overlay", "overlay", "-o", options, str(target)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise Unavailable(f"overlay mount on {target} failed: {result.stderr.strip()}")
 
 
 def mounts_under(root: Path) -> list[Path]:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from paas.runtime import files
+from paas import safefs
 from paas.runtime.dynolog import DynoLog, LogWriter, pump
 
 
@@ -26,13 +26,13 @@ def exit_status(code: int) -> int:
 
 
 def write_exit_code(dyno_dir: Path, code: int) -> None:
-    files.write_atomic(dyno_dir / "exit-code", f"{code}\n", mode=0o644)
+    safefs.write_atomic(dyno_dir, "exit-code", f"{code}\n".encode(), mode=0o644)
 
 
 def start_logged(dyno_dir: Path, runc: list[str], unshipped_max: int,
                  stdin: int) -> tuple[subprocess.Popen[bytes], int, LogWriter]:
     """`runc run` of the dyno, its output on a pipe: (runc, the pipe's read end, the writer)."""
-    files.write_atomic(dyno_dir / "monitor.pid", str(os.getpid()), mode=0o644)
+    safefs.write_atomic(dyno_dir, "monitor.pid", str(os.getpid()).encode(), mode=0o644)
     writer = LogWriter(DynoLog(dyno_dir / "output.log"), unshipped_max)
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     try:

@@ -300,3 +300,14 @@ def test_a_one_off_that_ends_while_the_loop_runs_is_reported_by_its_exit_code(
     harness.until(lambda: harness.api.reports[-1] == [] and not harness.agent.stopping)
     states = [d["state"] for report in harness.api.reports for d in report]
     assert states[states.index(end):] == [end] * (len(states) - states.index(end)), states
+
+
+def test_a_dyno_line_longer_than_a_log_entry_arrives_cut(harness: Harness) -> None:
+    """Redis keeps 20,000 entries a stream: each holds at most 10 KB of one line."""
+    harness.api.dynos = [harness.dyno(
+        "worker", 1, f"python3 -c \"print('x' * 100000)\"; echo after; {WORKER}")]
+    lines = harness.until(lambda: "after" in harness.log_lines() and harness.log_lines())
+    (long,) = [line for line in lines if line.startswith("x")]
+    assert long == "x" * 10240 + f" [line cut: {100000 - 10240} more bytes]"
+    harness.api.dynos = []
+    harness.until(lambda: harness.api.reports[-1] == [] and not harness.agent.stopping)

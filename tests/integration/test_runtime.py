@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -269,6 +269,42 @@ def test_build_streams_lines_and_returns_the_exit_code(env: Env) -> None:
     assert code == 5
     assert [line for _, line in seen] == ["hello one", "two"]
     assert end - seen[0][0] >= 0.8
+
+
+def peak_rss_kb_during(action: Callable[[], object]) -> int:
+    """How far this process's resident memory rose above its level before action."""
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current VmRSS
+    before = proc_status_kb("VmHWM")
+    action()
+    return proc_status_kb("VmHWM") - before
+
+
+def proc_status_kb(field: str) -> int:
+    line = next(li for li in Path("/proc/self/status").read_text().splitlines()
+                if li.startswith(f"{field}:"))
+    return int(line.split()[1])
+
+
+def test_build_output_holds_the_worker_memory_bounded(env: Env) -> None:
+    """A 50 MB line without a newline, then half a million short lines faster than they are
+    taken: the worker keeps a bounded part of it, and the long line arrives cut."""
+    script = "head -c 52428800 /dev/zero | tr '\\0' x; echo; yes y | head -n 500000; echo done"
+    seen: list[str] = []
+
+    def slow_at_first(line: str) -> None:
+        if not seen:
+            time.sleep(3)  # the pipe and the reader fill up meanwhile
+        seen.append(line if len(seen) < 2 else line[:8])
+
+    spec = build_spec(env, "build-flood", script, timeout=180)
+    codes: list[int] = []
+    risen_kb = peak_rss_kb_during(lambda: codes.append(env.runtime.run_build(spec, slow_at_first)))
+    assert codes == [0]
+    assert risen_kb < 40 * 1024, f"the worker grew by {risen_kb} KB"
+    assert seen[0].startswith("x" * 10240)
+    assert seen[0].endswith(" [line cut: 52418560 more bytes]")
+    assert len(seen[0]) < 11 * 1024
+    assert len(seen) == 1 + 500000 + 1 and seen[-1] == "done"
 
 
 def test_build_timeout_returns_124_and_leaves_nothing(env: Env) -> None:
