@@ -16,7 +16,7 @@ on any TIME_WAIT entry of each kind (the timeout in force; with a new connection
 times requests/s: the entries that rate keeps). The peak counts the whole host's flows.
 Prints ONE JSON line.
 
-Usage: PAAS_TEST_SUBNET=10.x.0.0/16 .venv/bin/python bench/conntrack.py [seconds per run]
+Usage: PAAS_TEST_SUBNETS=N .venv/bin/python bench/conntrack.py [seconds per run]
 """
 
 from __future__ import annotations

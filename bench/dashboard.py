@@ -2,7 +2,7 @@
 loopback, so it is the server's time) against the JSON API's app list in the same run (the
 baseline: the same apps, no HTML). Prints ONE JSON line.
 
-    PAAS_TEST_SUBNET=10.218.0.0/16 .venv/bin/python -m bench.dashboard [--apps 50] [--requests 40]
+    PAAS_TEST_SUBNETS=218 .venv/bin/python -m bench.dashboard [--apps 50] [--requests 40]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ slug's layers (what a push without reuse writes: the baseline; cold pushes of eq
 are deduplicated across apps, so their store growth is no baseline), and the requests that
 failed while the warm deploys rolled out. Prints ONE JSON line.
 
-    PAAS_TEST_SUBNET=10.217.0.0/16 .venv/bin/python -m bench.deploy [--runs 3]
+    PAAS_TEST_SUBNETS=217 .venv/bin/python -m bench.deploy [--runs 3]
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ before and after, divided by N), the dynos' own cgroup memory, and the platform'
 (the RSS of its processes and nginx) with N apps against the same platform with none (the
 baseline, measured in the same run). Prints ONE JSON line.
 
-    PAAS_TEST_SUBNET=10.223.0.0/16 .venv/bin/python -m bench.load [--apps 50]
+    PAAS_TEST_SUBNETS=223 .venv/bin/python -m bench.load [--apps 50]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@
 
 Load goes only to loopback and the platform's own dyno bridge, for a bounded time.
 
-Usage: PAAS_TEST_SUBNET=10.x.0.0/16 .venv/bin/python bench/router.py [seconds per run]
+Usage: PAAS_TEST_SUBNETS=N .venv/bin/python bench/router.py [seconds per run]
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ deploy is served ("warm": the Celery child that built it has imported the build 
 after the churn. Prints ONE JSON line; a failed request's line and the router's and platform's
 log lines of the moment are in it.
 
-    PAAS_TEST_SUBNET=10.223.0.0/16 .venv/bin/python -m bench.soak [--deploys 10 --changes 10]
+    PAAS_TEST_SUBNETS=223 .venv/bin/python -m bench.soak [--deploys 10 --changes 10]
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ deployed), on a platform of its own. For each: the objects' size, the push's wal
 much the API's and the worker's peak resident memory grew (the larger of their VmHWM and the
 sampled RSS of each process tree, git helpers included). Prints ONE JSON line.
 
-    PAAS_TEST_SUBNET=10.217.0.0/16 .venv/bin/python -m bench.source [--cap-mb 300] [--over-mb 600]
+    PAAS_TEST_SUBNETS=217 .venv/bin/python -m bench.source [--cap-mb 300] [--over-mb 600]
 """
 
 from __future__ import annotations

@@ -25,22 +25,30 @@ LOGS = Path(tempfile.gettempdir()) / "paas-e2e-logs"
 _subnets_taken: set[int] = set()
 
 
+def _test_subnet_range() -> range:
+    """The second octets this test process may use: PAAS_TEST_SUBNETS ("240-249") keeps
+    concurrent test runs on one machine apart; every test platform of a run gets its own."""
+    first, _, last = os.environ.get("PAAS_TEST_SUBNETS", "215-254").partition("-")
+    return range(int(first), int(last or first) + 1)
+
+
 def free_subnet() -> str:
-    """A 10.N.0.0/16 that no interface of this host uses: dynos left by a killed run, or
-    another test run, on the same range would make the host route to the wrong bridge."""
+    """A 10.N.0.0/16 that no interface of this host uses and no platform of this run took:
+    dynos left by a killed run, or another test run, on the same range would make the host
+    route to the wrong bridge."""
     addresses = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True,
                                text=True, check=True).stdout
     used = {int(n) for n in re.findall(r"inet 10\.(\d+)\.", addresses)}
-    for second in range(215, 255):
+    for second in _test_subnet_range():
         if second not in used and second not in _subnets_taken:
             _subnets_taken.add(second)
             return f"10.{second}.0.0/16"
-    raise RuntimeError("no free 10.N.0.0/16 left for a test platform")
+    raise RuntimeError("no free 10.N.0.0/16 left for a test platform (PAAS_TEST_SUBNETS)")
 
 
 def second_subnet() -> str:
     """For a test's own platform beside the session's one."""
-    return os.environ.get("PAAS_TEST_SUBNET_2") or free_subnet()
+    return free_subnet()
 
 
 # A loopback address that test fixtures serve on for builds (a buildpack's git repository):
@@ -67,9 +75,7 @@ class Platform:
 
     @classmethod
     def create(cls, **settings: str) -> Platform:
-        """PAAS_TEST_SUBNET lets concurrent test runs on one machine use separate networks."""
-        subnet = (settings.pop("PAAS_DYNO_SUBNET", None) or os.environ.get("PAAS_TEST_SUBNET")
-                  or free_subnet())
+        subnet = settings.pop("PAAS_DYNO_SUBNET", None) or free_subnet()
         base = Path(tempfile.mkdtemp(prefix="paas-e2e-"))
         base.chmod(0o711)
         home = base / "home"

@@ -4,7 +4,6 @@ desired state handed to it and the reports it receives."""
 from __future__ import annotations
 
 import itertools
-import os
 import shutil
 import subprocess
 import tempfile
@@ -94,7 +93,7 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
          "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
     base = Path(tempfile.mkdtemp(prefix="paas-agent-", dir="/tmp"))
     settings = Settings(home=base / "home", redis_url_override=f"unix://{sock}",
-                        dyno_subnet=os.environ.get("PAAS_TEST_SUBNET") or free_subnet(),
+                        dyno_subnet=free_subnet(),
                         stop_grace=30, boot_timeout=60)
     source = base / "layer"
     source.mkdir()
