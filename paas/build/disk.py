@@ -27,8 +27,10 @@ DISK_SETTING = "PAAS_BUILD_DISK_MB"
 CACHE_SETTING = "PAAS_BUILD_CACHE_MB"
 _COMMAND_TIMEOUT = 60
 _MOUNT_OPTIONS = "loop,nosuid,nodev,noatime"
-# Full, for a build: less than this many bytes (or 2 % of the disk, 1 % of its inodes) left.
+# Full, for a build: less than this many bytes or inodes left. A fraction of the disk would
+# call a build that merely used most of a large disk (and failed otherwise) out of space.
 _FULL_BYTES = 4 * 1024 * 1024
+_FULL_INODES = 64
 
 
 class DiskError(Exception):
@@ -51,7 +53,7 @@ def _run(command: list[str]) -> None:
         raise DiskError(f"{command[0]} failed: {err}") from None
     if done.returncode != 0:
         reason = " ".join((done.stderr or done.stdout).split())[-300:]
-        raise DiskError(f"{' '.join(command[:1])} failed: {reason or done.returncode}")
+        raise DiskError(f"{command[0]} failed: {reason or f'exit status {done.returncode}'}")
 
 
 def _make_image(image: Path, size_mb: int, *, journal: bool) -> None:
@@ -169,9 +171,7 @@ def is_full(path: Path) -> bool:
     except OSError:
         return False
     free = st.f_bavail * st.f_frsize
-    total = st.f_blocks * st.f_frsize
-    return free < max(_FULL_BYTES, total // 50) or (
-        st.f_files > 0 and st.f_favail < st.f_files // 100)
+    return free < _FULL_BYTES or (st.f_files > 0 and st.f_favail < _FULL_INODES)
 
 
 def full_message(settings: Settings, workspace_full: bool, cache_full: bool) -> str:
