@@ -157,3 +157,21 @@ def _walk_a_deep_tree(tree: Path, deep: Path) -> None:
     assert len(os.listdir("/proc/self/fd")) == open_before
     rels = [e.rel for e in safefs.walk(tree, "deep/" + "d/" * 1800)]
     assert len(rels) == 200 and rels[-1] == "/".join(["d"] * 200)
+
+
+def test_chown_tree_chowns_links_themselves_and_never_follows_one(
+        tree: Path, canary: Path) -> None:
+    from paas.errors import Invalid
+    from paas.runtime import host
+
+    (tree / "sub" / "to-host").symlink_to(canary)
+    (tree / "sub" / "dir-to-host").symlink_to(canary.parent)
+    host.chown_tree(tree, 10077)
+    for path in (tree, tree / "sub", tree / "sub" / "file", tree / "sub" / "to-host",
+                 tree / "sub" / "dir-to-host"):
+        assert path.lstat().st_uid == 10077, path
+    assert canary.stat().st_uid == 0 and canary.parent.stat().st_uid == 0
+    # The tree itself a link (put where a tree was expected): refused, the target untouched.
+    with pytest.raises(Invalid, match="dir-to-host is (a symlink|not a directory)"):
+        host.chown_tree(tree / "sub" / "dir-to-host", 10077)
+    assert canary.stat().st_uid == 0 and canary.parent.stat().st_uid == 0
