@@ -133,7 +133,7 @@ def cache(settings: Settings, cache_dir: Path,
         _mount(image_of(cache_dir), cache_dir)
     except DiskError:
         log("-----> The build cache could not be mounted and starts empty")
-        image_of(cache_dir).unlink()
+        image_of(cache_dir).unlink(missing_ok=True)
         _prepare_cache_image(cache_dir, size, log)
         _mount(image_of(cache_dir), cache_dir)
     try:
@@ -142,15 +142,20 @@ def cache(settings: Settings, cache_dir: Path,
     finally:
         with suppress(OSError):
             unmount(cache_dir)
+        if not image_of(cache_dir).exists():  # the app was destroyed during the build
+            remove_app_cache(settings, cache_dir.name)
 
 
 def _prepare_cache_image(cache_dir: Path, size_mb: int, log: Callable[[str], None]) -> None:
     image = image_of(cache_dir)
-    if image.exists() and image.stat().st_size != size_mb * 1024 * 1024:
-        log(f"-----> The build cache starts empty: its size limit changed ({CACHE_SETTING})")
-        image.unlink()
-    if cache_dir.is_dir() and not cache_dir.is_symlink() and any(cache_dir.iterdir()):
-        shutil.rmtree(cache_dir)  # a cache from before build disks: a cache, so dropped
+    with suppress(FileNotFoundError):  # apps:destroy may remove it at any time
+        if image.stat().st_size != size_mb * 1024 * 1024:
+            log(f"-----> The build cache starts empty: its size limit changed ({CACHE_SETTING})")
+            image.unlink(missing_ok=True)
+    with suppress(FileNotFoundError):
+        if cache_dir.is_dir() and not cache_dir.is_symlink() and any(cache_dir.iterdir()):
+            # a cache from before build disks: a cache, so dropped
+            shutil.rmtree(cache_dir, ignore_errors=True)
     cache_dir.mkdir(exist_ok=True, mode=0o700)
     if not image.exists():
         _make_image(image, size_mb, journal=True)

@@ -88,6 +88,19 @@ def test_the_cache_persists_between_builds_and_goes_with_the_app(settings: Setti
     assert not cache_dir.exists() and not disk.image_of(cache_dir).exists()
 
 
+def test_an_app_destroyed_during_its_build(settings: Settings) -> None:
+    """apps:destroy removes the cache image at once; the running build keeps its mount to the
+    end, and leaves neither its mount point nor its loop device behind."""
+    cache_dir = disk.app_cache_dir(settings, "app-gone")
+    with disk.cache(settings, cache_dir):
+        disk.remove_app_cache(settings, "app-gone")
+        assert mounted(cache_dir)
+        (cache_dir / "still-writable").write_text("yes")
+    assert not cache_dir.exists() and not disk.image_of(cache_dir).exists()
+    assert no_loops_left(settings)
+    disk.remove_app_cache(settings, "app-gone")  # a second destroy finds nothing, and is fine
+
+
 def test_a_dead_workers_mount_is_taken_over(settings: Settings) -> None:
     cache_dir = disk.app_cache_dir(settings, "app-two")
     with disk.cache(settings, cache_dir):
