@@ -66,6 +66,22 @@ def _options(path: Path) -> str:
     return ""
 
 
+def test_full_means_a_few_megabytes_left_not_a_fraction_of_the_disk(settings: Settings) -> None:
+    """A build that used 98.5 % of a 1 GB disk and failed for another reason is not told it
+    ran out of space."""
+    root = settings.builds_dir / "build-nearly-full"
+    with disk.workspace(replace(settings, build_disk_mb=1024), root):
+        fd = os.open(root / "used", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            st = os.statvfs(root)
+            os.posix_fallocate(fd, 0, st.f_bavail * st.f_frsize - 16 * 1024 * 1024)
+            assert not disk.is_full(root)
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size + 14 * 1024 * 1024)
+            assert disk.is_full(root)
+        finally:
+            os.close(fd)
+
+
 def test_a_workspace_goes_when_the_build_raises(settings: Settings) -> None:
     root = settings.builds_dir / "build-raises"
     with pytest.raises(RuntimeError), disk.workspace(settings, root):
