@@ -13,6 +13,7 @@ A setting of 0 MB uses plain directories instead (no limit), for hosts without l
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -95,17 +96,58 @@ def unmount(mountpoint: Path) -> None:
 
 @contextmanager
 def workspace(settings: Settings, root: Path) -> Iterator[None]:
-    """root as a fresh filesystem of PAAS_BUILD_DISK_MB; gone (unmounted, deleted) after."""
+    """root as a fresh filesystem of PAAS_BUILD_DISK_MB; gone (unmounted, deleted) after.
+    Its lock is held all along: the orphan sweep leaves it alone however long packing takes."""
     image = image_of(root)
+    with held(root):
+        try:
+            root.mkdir(mode=0o711)
+            if settings.build_disk_mb:
+                _make_image(image, settings.build_disk_mb, journal=False)
+                _mount(image, root)
+                root.chmod(0o711)
+            yield
+        finally:
+            remove_workspace(root)
+
+
+def lock_of(workspace: Path) -> Path:
+    return workspace.with_name(f"{workspace.name}.lock")
+
+
+def _open_lock(workspace: Path) -> int:
+    return os.open(lock_of(workspace), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                   0o600)
+
+
+@contextmanager
+def held(workspace: Path) -> Iterator[None]:
+    """The workspace's lock (a file next to it: a mount would hide a lock on the directory)
+    for as long as a build uses it; the kernel releases it when the worker dies."""
+    fd = _open_lock(workspace)
     try:
-        root.mkdir(mode=0o711)
-        if settings.build_disk_mb:
-            _make_image(image, settings.build_disk_mb, journal=False)
-            _mount(image, root)
-            root.chmod(0o711)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        remove_workspace(root)
+        lock_of(workspace).unlink(missing_ok=True)
+        os.close(fd)
+
+
+@contextmanager
+def unless_held(workspace: Path) -> Iterator[bool]:
+    """True, holding the workspace's lock, when no live build holds it; False otherwise.
+    Whoever gets it removes the workspace, and the lock file goes after."""
+    fd = _open_lock(workspace)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+        lock_of(workspace).unlink(missing_ok=True)
+    finally:
+        os.close(fd)
 
 
 def remove_workspace(root: Path) -> None:

@@ -137,8 +137,32 @@ def test_the_orphan_sweep_removes_a_killed_builds_disk(settings: Settings) -> No
     fresh.mkdir()
     orphans._remove_stale_workspaces(settings)
     assert not root.exists() and not disk.image_of(root).exists()
+    assert not disk.lock_of(root).exists()
     assert no_loops_left(settings)
     assert fresh.is_dir()
+
+
+def test_the_sweep_leaves_a_live_builds_workspace_however_old(settings: Settings) -> None:
+    """Packing a big slug has no time limit: a workspace whose lock a build holds stays, even
+    long past the build timeout; a killed worker's temporary disk images go."""
+    old = time.time() - settings.build_timeout - 600
+    live = settings.builds_dir / "build-packing"
+    with disk.workspace(settings, live):
+        (live / "app").mkdir()
+        os.utime(live, (old, old))
+        os.utime(disk.image_of(live), (old, old))
+        os.utime(disk.lock_of(live), (old, old))
+        temp_images = [settings.builds_dir / ".build-killed.img.4242.tmp",
+                       settings.home / "cache" / ".app-killed.img.4242.tmp"]
+        for path in temp_images:
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(b"half an image")
+            os.utime(path, (old, old))
+        orphans._remove_stale_workspaces(settings)
+        assert mounted(live) and (live / "app").is_dir() and disk.image_of(live).is_file()
+        assert disk.lock_of(live).exists()
+        assert not any(path.exists() for path in temp_images)
+    assert sorted(settings.builds_dir.iterdir()) == []
 
 
 def test_sizes_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
