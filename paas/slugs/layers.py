@@ -359,7 +359,7 @@ def _memo_name(key: str) -> str:
 def _tree_signature(src: Path, parts: list[str], exclude: frozenset[str],
                     keep: Keep | None) -> str:
     sha = hashlib.sha256("/".join(parts).encode())
-    for entry in _walk(src, exclude):
+    for entry in _walk(src, parts, exclude):
         rel, st = entry.rel, entry.st
         if keep is not None and not keep(rel, src / rel):
             continue
@@ -401,13 +401,15 @@ def _dir_info(name: str, mode: int = 0o755) -> tarfile.TarInfo:
     return _normalized(info)
 
 
-def _walk(src: Path, exclude: frozenset[str]) -> Iterator[safefs.Entry]:
-    """Every entry under src, sorted, depth first. A build wrote src: a symlink is recorded as
-    a symlink and never followed, a file is read through its directory's fd (openat)."""
+def _walk(src: Path, parts: list[str], exclude: frozenset[str]) -> Iterator[safefs.Entry]:
+    """Every entry under src, sorted, depth first. A build wrote src (its parent is root's):
+    a symlink is recorded as a symlink and never followed, a file is read through its
+    directory's fd (openat). A refusal names the entry as the build sees it, below /app."""
     try:
         yield from safefs.walk(src.parent, src.name, exclude)
     except safefs.UnsafePath as err:
-        raise PaasError(f"refusing to pack {src}: {err}") from None
+        shown = "/".join(["/app", *parts, err.rel] if err.rel != src.name else ["/app", *parts])
+        raise PaasError(f"refusing to pack {shown}: it {err.reason}") from None
 
 
 class _Budget:
@@ -445,7 +447,7 @@ def _write_entries(
     for i in range(len(parts)):
         tar.addfile(_dir_info("/".join(parts[: i + 1])))
     base = "/".join(parts)
-    for entry in _walk(src, exclude):
+    for entry in _walk(src, parts, exclude):
         rel, st = entry.rel, entry.st
         if keep is not None and not keep(rel, src / rel):
             continue

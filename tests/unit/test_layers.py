@@ -255,3 +255,16 @@ def _sized(name: str, size: int) -> tuple[tarfile.TarInfo, bytes]:
     info = tarfile.TarInfo(name)
     info.size = size
     return info, bytes(size)
+
+
+def test_a_tree_too_deep_is_refused_with_its_path_in_app(store: LayerStore,
+                                                         tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "/".join(["d"] * 300)).mkdir(parents=True)
+    with pytest.raises(PaasError, match=r"refusing to pack /app/d/d/.* more than 256 directories"):
+        store.add_dir(src, "")
+    link = tmp_path / "link"
+    link.symlink_to(src)
+    with pytest.raises(PaasError,
+                       match=r"refusing to pack /app/\.layers/x: it is (a symlink|not a dir)"):
+        store.add_dir(link, ".layers/x")
