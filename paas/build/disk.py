@@ -124,13 +124,25 @@ def _open_lock(workspace: Path) -> int:
 def held(workspace: Path) -> Iterator[None]:
     """The workspace's lock (a file next to it: a mount would hide a lock on the directory)
     for as long as a build uses it; the kernel releases it when the worker dies."""
-    fd = _open_lock(workspace)
-    try:
+    while True:
+        fd = _open_lock(workspace)
         fcntl.flock(fd, fcntl.LOCK_EX)
+        if _is_at_path(fd, lock_of(workspace)):
+            break
+        os.close(fd)  # a sweep removed this lock file while it was waited for
+    try:
         yield
     finally:
         lock_of(workspace).unlink(missing_ok=True)
         os.close(fd)
+
+
+def _is_at_path(fd: int, path: Path) -> bool:
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return False
+    return (st.st_dev, st.st_ino) == (os.fstat(fd).st_dev, os.fstat(fd).st_ino)
 
 
 @contextmanager
