@@ -21,6 +21,8 @@ from pathlib import Path, PurePosixPath
 
 # Platform metadata a build writes (layer toml, env files, launch.toml, Procfile) is small.
 METADATA_LIMIT = 1024 * 1024
+# No app needs a deeper tree; a build can make one far deeper (to exhaust fds or the stack).
+WALK_DEPTH_LIMIT = 256
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -215,31 +217,56 @@ class Entry:
         return fd
 
 
-def walk(root: Path, exclude: frozenset[str] = frozenset()) -> Iterator[Entry]:
-    """Every entry under root, sorted by name, depth first, never through a symlink.
+def walk(root: Path, rel: str = "", exclude: frozenset[str] = frozenset()) -> Iterator[Entry]:
+    """Every entry under root/rel, sorted by name, depth first, never through a symlink.
 
-    exclude names top-level entries to skip. root itself must be a real directory.
+    root is trusted; rel (every component, the last one too) is opened without following a
+    link. exclude names top-level entries to skip. Entries' rel are relative to root/rel.
+    A tree deeper than WALK_DEPTH_LIMIT directories is refused (no recursion, and at most that
+    many directory fds are open).
     """
-    top_st = os.lstat(root)
-    if not stat.S_ISDIR(top_st.st_mode):
-        raise UnsafePath(str(root), "is not a directory (a symlink or a file)")
-    with opened_dir(root) as fd:
-        yield from _walk_fd(fd, "", exclude)
+    with opened_dir(root, rel) as fd:
+        yield from _walk_fd(fd, exclude)
 
 
-def _walk_fd(dir_fd: int, rel: str, exclude: frozenset[str]) -> Iterator[Entry]:
-    for name in sorted(os.listdir(dir_fd)):
-        if not rel and name in exclude:
-            continue
-        entry_rel = f"{rel}/{name}" if rel else name
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        yield Entry(entry_rel, st, dir_fd, name)
-        if stat.S_ISDIR(st.st_mode):
-            child = _open_below(dir_fd, [name], rel.split("/") if rel else [])
-            try:
-                yield from _walk_fd(child, entry_rel, exclude)
-            finally:
-                os.close(child)
+@dataclass
+class _Level:
+    fd: int
+    rel: str
+    names: Iterator[str]
+
+
+def _walk_fd(top_fd: int, exclude: frozenset[str]) -> Iterator[Entry]:
+    stack = [_Level(os.dup(top_fd), "", iter(sorted(os.listdir(top_fd))))]
+    try:
+        while stack:
+            level = stack[-1]
+            name = next(level.names, None)
+            if name is None:
+                os.close(stack.pop().fd)
+                continue
+            if not level.rel and name in exclude:
+                continue
+            entry_rel = f"{level.rel}/{name}" if level.rel else name
+            st = os.stat(name, dir_fd=level.fd, follow_symlinks=False)
+            yield Entry(entry_rel, st, level.fd, name)
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(_descend(level, name, entry_rel, len(stack)))
+    finally:
+        for level in stack:
+            os.close(level.fd)
+
+
+def _descend(level: _Level, name: str, entry_rel: str, depth: int) -> _Level:
+    if depth >= WALK_DEPTH_LIMIT:
+        raise UnsafePath(entry_rel, f"is more than {WALK_DEPTH_LIMIT} directories deep")
+    child = _open_below(level.fd, [name], level.rel.split("/") if level.rel else [])
+    try:
+        names = iter(sorted(os.listdir(child)))
+    except BaseException:
+        os.close(child)
+        raise
+    return _Level(child, entry_rel, names)
 
 
 # ---- root's own files (a dyno's record, its log, its exit code) ----------------------------

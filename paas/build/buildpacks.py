@@ -113,7 +113,7 @@ class _Build:
     before_classic: dict[str, classic.Signature] | None = None
     oom_kills: int = 0  # of the last step
     network: BuildNetwork | None = None
-    said_no_space: bool = False  # a step's output said "No space left on device"
+    said_no_space: bool = False  # the last step's output said "No space left on device"
 
     @property
     def app_dir(self) -> Path:
@@ -146,6 +146,7 @@ class _Build:
         on_line: Callable[[str], None],
     ) -> int:
         self.steps += 1
+        self.said_no_space = False  # an earlier step's ENOSPC, retried or cleaned up, is past
         own = f"{BUILDPACKS_DIR}/{bp.dirname}"
         ro_binds = [(self.platform_dir, PLATFORM_DIR), (bp.path, own)]
         if bp.kind == Kind.CLASSIC:

@@ -13,6 +13,7 @@ A setting of 0 MB uses plain directories instead (no limit), for hosts without l
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -27,8 +28,10 @@ DISK_SETTING = "PAAS_BUILD_DISK_MB"
 CACHE_SETTING = "PAAS_BUILD_CACHE_MB"
 _COMMAND_TIMEOUT = 60
 _MOUNT_OPTIONS = "loop,nosuid,nodev,noatime"
-# Full, for a build: less than this many bytes (or 2 % of the disk, 1 % of its inodes) left.
+# Full, for a build: less than this many bytes or inodes left. A fraction of the disk would
+# call a build that merely used most of a large disk (and failed otherwise) out of space.
 _FULL_BYTES = 4 * 1024 * 1024
+_FULL_INODES = 64
 
 
 class DiskError(Exception):
@@ -51,7 +54,7 @@ def _run(command: list[str]) -> None:
         raise DiskError(f"{command[0]} failed: {err}") from None
     if done.returncode != 0:
         reason = " ".join((done.stderr or done.stdout).split())[-300:]
-        raise DiskError(f"{' '.join(command[:1])} failed: {reason or done.returncode}")
+        raise DiskError(f"{command[0]} failed: {reason or f'exit status {done.returncode}'}")
 
 
 def _make_image(image: Path, size_mb: int, *, journal: bool) -> None:
@@ -93,17 +96,70 @@ def unmount(mountpoint: Path) -> None:
 
 @contextmanager
 def workspace(settings: Settings, root: Path) -> Iterator[None]:
-    """root as a fresh filesystem of PAAS_BUILD_DISK_MB; gone (unmounted, deleted) after."""
+    """root as a fresh filesystem of PAAS_BUILD_DISK_MB; gone (unmounted, deleted) after.
+    Its lock is held all along: the orphan sweep leaves it alone however long packing takes."""
     image = image_of(root)
+    with held(root):
+        try:
+            root.mkdir(mode=0o711)
+            if settings.build_disk_mb:
+                _make_image(image, settings.build_disk_mb, journal=False)
+                _mount(image, root)
+                root.chmod(0o711)
+            yield
+        finally:
+            remove_workspace(root)
+
+
+def lock_of(workspace: Path) -> Path:
+    return workspace.with_name(f"{workspace.name}.lock")
+
+
+def _open_lock(workspace: Path) -> int:
+    return os.open(lock_of(workspace), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                   0o600)
+
+
+@contextmanager
+def held(workspace: Path) -> Iterator[None]:
+    """The workspace's lock (a file next to it: a mount would hide a lock on the directory)
+    for as long as a build uses it; the kernel releases it when the worker dies."""
+    while True:
+        fd = _open_lock(workspace)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if _is_at_path(fd, lock_of(workspace)):
+            break
+        os.close(fd)  # a sweep removed this lock file while it was waited for
     try:
-        root.mkdir(mode=0o711)
-        if settings.build_disk_mb:
-            _make_image(image, settings.build_disk_mb, journal=False)
-            _mount(image, root)
-            root.chmod(0o711)
         yield
     finally:
-        remove_workspace(root)
+        lock_of(workspace).unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _is_at_path(fd: int, path: Path) -> bool:
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return False
+    return (st.st_dev, st.st_ino) == (os.fstat(fd).st_dev, os.fstat(fd).st_ino)
+
+
+@contextmanager
+def unless_held(workspace: Path) -> Iterator[bool]:
+    """True, holding the workspace's lock, when no live build holds it; False otherwise.
+    Whoever gets it removes the workspace, and the lock file goes after."""
+    fd = _open_lock(workspace)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+        lock_of(workspace).unlink(missing_ok=True)
+    finally:
+        os.close(fd)
 
 
 def remove_workspace(root: Path) -> None:
@@ -131,7 +187,7 @@ def cache(settings: Settings, cache_dir: Path,
         _mount(image_of(cache_dir), cache_dir)
     except DiskError:
         log("-----> The build cache could not be mounted and starts empty")
-        image_of(cache_dir).unlink()
+        image_of(cache_dir).unlink(missing_ok=True)
         _prepare_cache_image(cache_dir, size, log)
         _mount(image_of(cache_dir), cache_dir)
     try:
@@ -140,15 +196,20 @@ def cache(settings: Settings, cache_dir: Path,
     finally:
         with suppress(OSError):
             unmount(cache_dir)
+        if not image_of(cache_dir).exists():  # the app was destroyed during the build
+            remove_app_cache(settings, cache_dir.name)
 
 
 def _prepare_cache_image(cache_dir: Path, size_mb: int, log: Callable[[str], None]) -> None:
     image = image_of(cache_dir)
-    if image.exists() and image.stat().st_size != size_mb * 1024 * 1024:
-        log(f"-----> The build cache starts empty: its size limit changed ({CACHE_SETTING})")
-        image.unlink()
-    if cache_dir.is_dir() and not cache_dir.is_symlink() and any(cache_dir.iterdir()):
-        shutil.rmtree(cache_dir)  # a cache from before build disks: a cache, so dropped
+    with suppress(FileNotFoundError):  # apps:destroy may remove it at any time
+        if image.stat().st_size != size_mb * 1024 * 1024:
+            log(f"-----> The build cache starts empty: its size limit changed ({CACHE_SETTING})")
+            image.unlink(missing_ok=True)
+    with suppress(FileNotFoundError):
+        if cache_dir.is_dir() and not cache_dir.is_symlink() and any(cache_dir.iterdir()):
+            # a cache from before build disks: a cache, so dropped
+            shutil.rmtree(cache_dir, ignore_errors=True)
     cache_dir.mkdir(exist_ok=True, mode=0o700)
     if not image.exists():
         _make_image(image, size_mb, journal=True)
@@ -169,9 +230,7 @@ def is_full(path: Path) -> bool:
     except OSError:
         return False
     free = st.f_bavail * st.f_frsize
-    total = st.f_blocks * st.f_frsize
-    return free < max(_FULL_BYTES, total // 50) or (
-        st.f_files > 0 and st.f_favail < st.f_files // 100)
+    return free < _FULL_BYTES or (st.f_files > 0 and st.f_favail < _FULL_INODES)
 
 
 def full_message(settings: Settings, workspace_full: bool, cache_full: bool) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 
 from paas.build import disk
@@ -62,9 +63,9 @@ def remove_orphans(settings: Settings, log: Callable[[str], None] = lambda _line
 
 
 def _remove_stale_workspaces(settings: Settings) -> None:
-    """A build never lives longer than its time limit: older workspaces are a dead worker's,
-    with their disk images (unmounted first: rmtree must not empty a mounted one's contents
-    and leave the loop device)."""
+    """Workspaces (with their disk images, temporary ones too) whose lock no live build holds
+    and that are older than a build may live: a dead worker's. A workspace is unmounted first:
+    rmtree must not empty a mounted one's contents and leave the loop device."""
     if not settings.builds_dir.is_dir():
         return
     oldest = time.time() - settings.build_timeout - 180
@@ -72,10 +73,36 @@ def _remove_stale_workspaces(settings: Settings) -> None:
         try:
             if path.is_symlink() or path.stat().st_mtime >= oldest:
                 continue
-            if path.is_dir():
-                disk.remove_workspace(path)
-            elif path.name.endswith(".img") and not path.with_suffix("").exists():
-                path.unlink()
+            with disk.unless_held(_workspace_of(path)) as unused:
+                if unused:
+                    _remove(path)
         except OSError:
             continue
+    _remove_stale_temp_images(settings.home / "cache", oldest)
     disk.detach_unused_loops(settings.home)
+
+
+def _workspace_of(path: Path) -> Path:
+    """build-x for build-x, build-x.img, build-x.lock and .build-x.img.<pid>.tmp."""
+    name = path.name
+    if name.startswith(".") and name.endswith(".tmp"):
+        name = name[1:].rsplit(".", 2)[0]
+    return path.with_name(name.removesuffix(".img").removesuffix(".lock"))
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        disk.remove_workspace(path)
+    elif path.name.endswith(".tmp") or (path.name.endswith(".img")
+                                       and not path.with_suffix("").exists()):
+        path.unlink(missing_ok=True)
+
+
+def _remove_stale_temp_images(cache_root: Path, oldest: float) -> None:
+    """A cache image's mkfs is seconds; an old temporary one is a killed worker's."""
+    if not cache_root.is_dir():
+        return
+    for path in cache_root.glob(".*.img.*.tmp"):
+        with suppress(OSError):
+            if not path.is_symlink() and path.stat().st_mtime < oldest:
+                path.unlink()

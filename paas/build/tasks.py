@@ -14,7 +14,7 @@ import redis
 from celery.signals import worker_ready
 
 from paas import appjson, redis_clients
-from paas.build import lease
+from paas.build import disk, lease
 from paas.build import source as source_
 from paas.build.buildpacks import BuildFailed, BuildResult, build_app
 from paas.build.celery_app import app as celery_app
@@ -202,27 +202,33 @@ def _build(build_id: str, info: dict, settings: Settings, api: ApiClient,  # typ
            log) -> tuple[BuildResult, dict]:
     settings.builds_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{build_id}-", dir=settings.builds_dir))
-    try:
-        source = work / "source"
-        source.mkdir()
-        source_.download(api, build_id, source, SourceLimits.of(settings))
-        log(f"-----> Building {info['app']} from {info['commit'][:7]}")
-        manifest = read_app_json(source)
-        return build_app(
-            source=source,
-            cache_dir=settings.home / "cache" / info["app"],
-            uid=info["uid"],
-            config_vars=info["config"],
-            settings=settings,
-            runtime=Runtime(settings),
-            store=LayerStore(settings),
-            log=log,
-            previous_digests=set(info["previous_layers"]),
-            labels={"io.paas.app": info["app"], "io.paas.commit": info["commit"],
-                    "io.paas.build": build_id},
-        ), manifest
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with disk.held(work):
+        try:
+            return _build_from(work, build_id, info, settings, api, log)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _build_from(work: Path, build_id: str, info: dict, settings: Settings,  # type: ignore[no-untyped-def]
+                api: ApiClient, log) -> tuple[BuildResult, dict]:
+    source = work / "source"
+    source.mkdir()
+    source_.download(api, build_id, source, SourceLimits.of(settings))
+    log(f"-----> Building {info['app']} from {info['commit'][:7]}")
+    manifest = read_app_json(source)
+    return build_app(
+        source=source,
+        cache_dir=settings.home / "cache" / info["app"],
+        uid=info["uid"],
+        config_vars=info["config"],
+        settings=settings,
+        runtime=Runtime(settings),
+        store=LayerStore(settings),
+        log=log,
+        previous_digests=set(info["previous_layers"]),
+        labels={"io.paas.app": info["app"], "io.paas.commit": info["commit"],
+                "io.paas.build": build_id},
+    ), manifest
 
 
 @worker_ready.connect

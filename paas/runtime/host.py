@@ -7,7 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from paas.errors import Unavailable
+from paas import safefs
+from paas.errors import Invalid, Unavailable
 
 CGROUP_V1 = Path("/sys/fs/cgroup")
 
@@ -36,10 +37,15 @@ def unmount(target: Path) -> None:
 
 
 def chown_tree(root: Path, uid: int) -> None:
-    os.lchown(root, uid, uid)
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            os.lchown(os.path.join(dirpath, name), uid, uid)
+    """root and everything below it to uid:uid. A build wrote the tree: it is walked by
+    directory fd and a symlink is chowned itself, never followed (root's parent is trusted)."""
+    try:
+        with safefs.opened_dir(root.parent, root.name) as fd:
+            os.fchown(fd, uid, uid)
+        for entry in safefs.walk(root.parent, root.name):
+            os.chown(entry.name, uid, uid, dir_fd=entry.dir_fd, follow_symlinks=False)
+    except safefs.UnsafePath as err:
+        raise Invalid(f"cannot give the build its files: {err}") from None
 
 
 def remove_cgroups(name: str) -> None:

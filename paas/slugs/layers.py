@@ -39,6 +39,9 @@ MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 _DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 _CHUNK = 1024 * 1024
 _GZIP_LEVEL = 6
+# A file may have this many bytes more than its blocks hold (tail, inline data) before it
+# counts as sparse: a hole would be packed, and unpacked, as real zeros.
+_SPARSE_SLACK = 1024 * 1024
 
 Keep = Callable[[str, Path], bool]
 
@@ -87,6 +90,8 @@ class LayerStore:
         self.root = settings.layers_dir
         self.blobs = self.root / "blobs" / "sha256"
         self.memo_dir = self.root / "memo"
+        # No layer can hold more than a build could write: its workspace and its cache.
+        self.size_limit = (settings.build_disk_mb + settings.build_cache_mb) * 1024 * 1024
 
     def _init_layout(self) -> None:
         self.blobs.mkdir(parents=True, exist_ok=True)
@@ -151,7 +156,8 @@ class LayerStore:
                     plain = _HashingWriter(gz)
                     with tarfile.open(fileobj=plain, mode="w|",  # type: ignore[call-overload]
                                       format=tarfile.PAX_FORMAT) as tar:
-                        _write_entries(tar, src, parts, exclude, keep)
+                        _write_entries(tar, src, parts, exclude, keep,
+                                       _Budget(self.size_limit, "pack"))
                 out.flush()
                 os.fsync(out.fileno())
             created = self._rename_blob(tmp, compressed.sha.hexdigest())
@@ -252,7 +258,7 @@ class LayerStore:
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=base))
         try:
             with tarfile.open(blob, mode="r:*") as tar:
-                _extract_all(tar, tmp, uid)
+                _extract_all(tar, tmp, uid, _Budget(self.size_limit, "unpack"))
             tmp.chmod(0o755)
             os.chown(tmp, uid, uid)
             try:
@@ -353,7 +359,7 @@ def _memo_name(key: str) -> str:
 def _tree_signature(src: Path, parts: list[str], exclude: frozenset[str],
                     keep: Keep | None) -> str:
     sha = hashlib.sha256("/".join(parts).encode())
-    for entry in _walk(src, exclude):
+    for entry in _walk(src, parts, exclude):
         rel, st = entry.rel, entry.st
         if keep is not None and not keep(rel, src / rel):
             continue
@@ -395,23 +401,53 @@ def _dir_info(name: str, mode: int = 0o755) -> tarfile.TarInfo:
     return _normalized(info)
 
 
-def _walk(src: Path, exclude: frozenset[str]) -> Iterator[safefs.Entry]:
-    """Every entry under src, sorted, depth first. A build wrote src: a symlink is recorded as
-    a symlink and never followed, a file is read through its directory's fd (openat)."""
+def _walk(src: Path, parts: list[str], exclude: frozenset[str]) -> Iterator[safefs.Entry]:
+    """Every entry under src, sorted, depth first. A build wrote src (its parent is root's):
+    a symlink is recorded as a symlink and never followed, a file is read through its
+    directory's fd (openat). A refusal names the entry as the build sees it, below /app."""
     try:
-        yield from safefs.walk(src, exclude)
+        yield from safefs.walk(src.parent, src.name, exclude)
     except safefs.UnsafePath as err:
-        raise PaasError(f"refusing to pack {src}: {err}") from None
+        shown = "/".join(["/app", *parts, err.rel] if err.rel != src.name else ["/app", *parts])
+        raise PaasError(f"refusing to pack {shown}: it {err.reason}") from None
+
+
+class _Budget:
+    """The bytes of file content a layer may still hold (0: no limit)."""
+
+    def __init__(self, limit: int, verb: str) -> None:
+        self.limit = limit
+        self.left = limit
+        self.verb = verb
+
+    def spend(self, name: str, size: int) -> None:
+        if not self.limit:
+            return
+        self.left -= size
+        if self.left < 0:
+            raise PaasError(
+                f"refusing to {self.verb} a layer whose files add up to more than "
+                f"{self.limit // (1024 * 1024)} MB (reached at {name}), more than a build "
+                f"may write (PAAS_BUILD_DISK_MB + PAAS_BUILD_CACHE_MB)")
+
+
+def _refuse_sparse(name: str, st: os.stat_result) -> None:
+    if st.st_size > st.st_blocks * 512 + _SPARSE_SLACK:
+        raise PaasError(
+            f"refusing to pack {name}: a sparse file of {st.st_size // (1024 * 1024)} MB with "
+            f"{st.st_blocks * 512 // (1024 * 1024)} MB on disk (made by truncate or a seek "
+            f"past its end); its holes would become real bytes. Remove it or write it fully")
 
 
 def _write_entries(
     tar: tarfile.TarFile, src: Path, parts: list[str], exclude: frozenset[str],
-    keep: Keep | None = None,
+    keep: Keep | None = None, budget: _Budget | None = None,
 ) -> None:
+    budget = budget or _Budget(0, "pack")
     for i in range(len(parts)):
         tar.addfile(_dir_info("/".join(parts[: i + 1])))
     base = "/".join(parts)
-    for entry in _walk(src, exclude):
+    for entry in _walk(src, parts, exclude):
         rel, st = entry.rel, entry.st
         if keep is not None and not keep(rel, src / rel):
             continue
@@ -426,6 +462,8 @@ def _write_entries(
             info.linkname = entry.read_link()
             tar.addfile(_normalized(info))
         elif stat.S_ISREG(st.st_mode):
+            _refuse_sparse(f"/app/{name}", st)
+            budget.spend(f"/app/{name}", st.st_size)
             info.size = st.st_size
             with os.fdopen(_open_entry(entry), "rb") as f:
                 tar.addfile(_normalized(info), f)
@@ -451,10 +489,11 @@ def _check_member(member: tarfile.TarInfo, symlinks: set[str]) -> PurePosixPath:
     return name
 
 
-def _extract_all(tar: tarfile.TarFile, dest: Path, uid: int) -> None:
+def _extract_all(tar: tarfile.TarFile, dest: Path, uid: int, budget: _Budget) -> None:
     symlinks: set[str] = set()
     for member in tar:
         rel = _check_member(member, symlinks)
+        budget.spend(member.name, member.size if member.isreg() else 0)
         target = dest.joinpath(*rel.parts)
         if member.isdir():
             _make_parents(dest, rel, uid)

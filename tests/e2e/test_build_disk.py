@@ -92,3 +92,24 @@ def test_a_build_within_its_disk_is_unaffected(small_disks: Platform, tmp_path: 
     assert "-----> filler buildpack done" in result.stderr
     assert leftovers(small_disks) == []
     small_disks.paas("apps:destroy", app, "--confirm", app)
+
+
+def test_a_sparse_file_fails_the_build_and_nothing_big_lands_on_the_host(
+        small_disks: Platform, tmp_path: Path) -> None:
+    """truncate -s 100G /app/x fits a 64 MB disk (a hole takes no blocks); packed, it would be
+    100 GB of zeros in a layer, and unpacked, 100 GB on the host's disk."""
+    started = time.monotonic()
+    app, result = push_filler(small_disks, tmp_path, "sparse")
+    assert "-----> filler buildpack done" in result.stderr
+    assert result.returncode != 0, result.stderr
+    assert "! [remote rejected] main -> main" in result.stderr
+    assert "refusing to pack /app/x: a sparse file of 102400 MB" in result.stderr
+    assert time.monotonic() - started < 120
+    assert _disk_usage(small_disks.home / "layers") < DISK_MB * 1024 * 1024
+    assert not [p for p in (small_disks.home / "layers").rglob(".tmp-*")]
+    assert leftovers(small_disks) == []
+    small_disks.paas("apps:destroy", app, "--confirm", app)
+
+
+def _disk_usage(root: Path) -> int:
+    return sum(p.lstat().st_blocks * 512 for p in root.rglob("*"))

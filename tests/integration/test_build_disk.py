@@ -66,6 +66,22 @@ def _options(path: Path) -> str:
     return ""
 
 
+def test_full_means_a_few_megabytes_left_not_a_fraction_of_the_disk(settings: Settings) -> None:
+    """A build that used 98.5 % of a 1 GB disk and failed for another reason is not told it
+    ran out of space."""
+    root = settings.builds_dir / "build-nearly-full"
+    with disk.workspace(replace(settings, build_disk_mb=1024), root):
+        fd = os.open(root / "used", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            st = os.statvfs(root)
+            os.posix_fallocate(fd, 0, st.f_bavail * st.f_frsize - 16 * 1024 * 1024)
+            assert not disk.is_full(root)
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size + 14 * 1024 * 1024)
+            assert disk.is_full(root)
+        finally:
+            os.close(fd)
+
+
 def test_a_workspace_goes_when_the_build_raises(settings: Settings) -> None:
     root = settings.builds_dir / "build-raises"
     with pytest.raises(RuntimeError), disk.workspace(settings, root):
@@ -88,6 +104,19 @@ def test_the_cache_persists_between_builds_and_goes_with_the_app(settings: Setti
     assert not cache_dir.exists() and not disk.image_of(cache_dir).exists()
 
 
+def test_an_app_destroyed_during_its_build(settings: Settings) -> None:
+    """apps:destroy removes the cache image at once; the running build keeps its mount to the
+    end, and leaves neither its mount point nor its loop device behind."""
+    cache_dir = disk.app_cache_dir(settings, "app-gone")
+    with disk.cache(settings, cache_dir):
+        disk.remove_app_cache(settings, "app-gone")
+        assert mounted(cache_dir)
+        (cache_dir / "still-writable").write_text("yes")
+    assert not cache_dir.exists() and not disk.image_of(cache_dir).exists()
+    assert no_loops_left(settings)
+    disk.remove_app_cache(settings, "app-gone")  # a second destroy finds nothing, and is fine
+
+
 def test_a_dead_workers_mount_is_taken_over(settings: Settings) -> None:
     cache_dir = disk.app_cache_dir(settings, "app-two")
     with disk.cache(settings, cache_dir):
@@ -108,8 +137,32 @@ def test_the_orphan_sweep_removes_a_killed_builds_disk(settings: Settings) -> No
     fresh.mkdir()
     orphans._remove_stale_workspaces(settings)
     assert not root.exists() and not disk.image_of(root).exists()
+    assert not disk.lock_of(root).exists()
     assert no_loops_left(settings)
     assert fresh.is_dir()
+
+
+def test_the_sweep_leaves_a_live_builds_workspace_however_old(settings: Settings) -> None:
+    """Packing a big slug has no time limit: a workspace whose lock a build holds stays, even
+    long past the build timeout; a killed worker's temporary disk images go."""
+    old = time.time() - settings.build_timeout - 600
+    live = settings.builds_dir / "build-packing"
+    with disk.workspace(settings, live):
+        (live / "app").mkdir()
+        os.utime(live, (old, old))
+        os.utime(disk.image_of(live), (old, old))
+        os.utime(disk.lock_of(live), (old, old))
+        temp_images = [settings.builds_dir / ".build-killed.img.4242.tmp",
+                       settings.home / "cache" / ".app-killed.img.4242.tmp"]
+        for path in temp_images:
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(b"half an image")
+            os.utime(path, (old, old))
+        orphans._remove_stale_workspaces(settings)
+        assert mounted(live) and (live / "app").is_dir() and disk.image_of(live).is_file()
+        assert disk.lock_of(live).exists()
+        assert not any(path.exists() for path in temp_images)
+    assert sorted(settings.builds_dir.iterdir()) == []
 
 
 def test_sizes_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:

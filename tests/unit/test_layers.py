@@ -210,3 +210,61 @@ def test_gc_removes_only_old_unnamed_blobs_and_their_unpacked_copies(
     assert result.removed == [gone.digest]
     assert not unpacked.exists()
     assert store.has(kept.digest) and store.has(young.digest) and store.has(manifest)
+
+
+def test_a_sparse_file_is_refused_not_packed_as_zeros(store: LayerStore, tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    with open(src / "x", "wb") as f:
+        f.truncate(100 * 1024**3)
+    with pytest.raises(PaasError, match=r"refusing to pack /app/x: a sparse file of 102400 MB"):
+        store.add_dir(src, "")
+    assert not list(store.blobs.iterdir())
+
+
+def test_files_past_what_a_build_may_write_are_refused(store: LayerStore, tmp_path: Path) -> None:
+    store.size_limit = 1024 * 1024
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a", "b"):
+        (src / name).write_bytes(os.urandom(600 * 1024))
+    with pytest.raises(PaasError, match=r"more than 1 MB \(reached at /app/b\)"):
+        store.add_dir(src, "")
+    assert not list(store.blobs.iterdir())
+
+
+def test_unpacking_stops_at_what_a_build_may_write(store: LayerStore, tmp_path: Path) -> None:
+    """A blob in the store (written by an older platform, or by hand) whose files add up to
+    more than any build may write is not unpacked onto the host's disk."""
+    digest = _evil_blob(store, [_file("a"), (_sized("b", 2 * 1024 * 1024))])
+    store.size_limit = 1024 * 1024
+    with pytest.raises(PaasError, match=r"refusing to unpack a layer .* more than 1 MB"):
+        store.unpacked(digest, UID)
+    assert not list((store.root / "unpacked" / str(UID)).iterdir())
+
+
+def test_a_layer_the_size_of_a_build_unpacks(store: LayerStore, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(b"x" * 1024 * 1024)
+    digest = store.add_dir(src, "")
+    store.size_limit = 1024 * 1024
+    assert (store.unpacked(digest, UID) / "a").stat().st_size == 1024 * 1024
+
+
+def _sized(name: str, size: int) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    return info, bytes(size)
+
+
+def test_a_tree_too_deep_is_refused_with_its_path_in_app(store: LayerStore,
+                                                         tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "/".join(["d"] * 300)).mkdir(parents=True)
+    with pytest.raises(PaasError, match=r"refusing to pack /app/d/d/.* more than 256 directories"):
+        store.add_dir(src, "")
+    link = tmp_path / "link"
+    link.symlink_to(src)
+    with pytest.raises(PaasError,
+                       match=r"refusing to pack /app/\.layers/x: it is (a symlink|not a dir)"):
+        store.add_dir(link, ".layers/x")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -124,5 +125,53 @@ def test_walk_records_links_and_never_descends_them(tree: Path, canary: Path) ->
     links = {e.rel: e.read_link() if stat.S_ISLNK(e.st.st_mode)
              else "" for e in safefs.walk(tree)}
     assert links == {"sub": "", "sub/file": "", "sub/to-host": str(canary.parent)}
-    with pytest.raises(safefs.UnsafePath, match="is not a directory"):
-        list(safefs.walk(tree / "sub" / "to-host"))
+    with pytest.raises(safefs.UnsafePath, match=r"sub/to-host is (a symlink|not a directory)"):
+        list(safefs.walk(tree, "sub/to-host"))
+    assert [e.rel for e in safefs.walk(tree, "sub")] == ["file", "to-host"]
+
+
+def test_walk_is_not_recursive_and_refuses_a_tree_too_deep(tree: Path) -> None:
+    """Deeper than Python's recursion limit, and than the fds a process may hold, at once."""
+    deep = tree / "deep"
+    deep.mkdir()
+    try:
+        _walk_a_deep_tree(tree, deep)
+    finally:  # pytest's rmtree recurses, and fails, 2000 levels down; rm does not
+        subprocess.run(["rm", "-rf", str(deep)], check=True)
+
+
+def _walk_a_deep_tree(tree: Path, deep: Path) -> None:
+    with safefs.opened_dir(deep) as fd:
+        current = os.dup(fd)
+        for _ in range(2000):
+            os.mkdir("d", dir_fd=current)
+            child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=current)
+            os.close(current)
+            current = child
+        os.close(current)
+    open_before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(safefs.UnsafePath,
+                       match=f"is more than {safefs.WALK_DEPTH_LIMIT} directories deep"):
+        for _ in safefs.walk(tree, "deep"):
+            pass
+    assert len(os.listdir("/proc/self/fd")) == open_before
+    rels = [e.rel for e in safefs.walk(tree, "deep/" + "d/" * 1800)]
+    assert len(rels) == 200 and rels[-1] == "/".join(["d"] * 200)
+
+
+def test_chown_tree_chowns_links_themselves_and_never_follows_one(
+        tree: Path, canary: Path) -> None:
+    from paas.errors import Invalid
+    from paas.runtime import host
+
+    (tree / "sub" / "to-host").symlink_to(canary)
+    (tree / "sub" / "dir-to-host").symlink_to(canary.parent)
+    host.chown_tree(tree, 10077)
+    for path in (tree, tree / "sub", tree / "sub" / "file", tree / "sub" / "to-host",
+                 tree / "sub" / "dir-to-host"):
+        assert path.lstat().st_uid == 10077, path
+    assert canary.stat().st_uid == 0 and canary.parent.stat().st_uid == 0
+    # The tree itself a link (put where a tree was expected): refused, the target untouched.
+    with pytest.raises(Invalid, match=r"dir-to-host is (a symlink|not a directory)"):
+        host.chown_tree(tree / "sub" / "dir-to-host", 10077)
+    assert canary.stat().st_uid == 0 and canary.parent.stat().st_uid == 0
