@@ -22,26 +22,35 @@ PAAS = str(Path(sys.executable).parent / "paas")
 LOGS = Path(tempfile.gettempdir()) / "paas-e2e-logs"
 
 
-_subnets_taken: set[int] = set()
+# Second octets of this run's live platforms, and the last one given out: subnets are given
+# round-robin, so a short-lived test network is not reused at once either.
+_live_subnets: set[int] = set()
+_last_given = [0]
 
 
 def _test_subnet_range() -> range:
     """The second octets this test process may use: PAAS_TEST_SUBNETS ("240-249") keeps
-    concurrent test runs on one machine apart; every test platform of a run gets its own."""
+    concurrent test runs on one machine apart."""
     first, _, last = os.environ.get("PAAS_TEST_SUBNETS", "215-254").partition("-")
     return range(int(first), int(last or first) + 1)
 
 
+def _second_octet(subnet: str) -> int:
+    return int(subnet.split(".")[1])
+
+
 def free_subnet() -> str:
-    """A 10.N.0.0/16 that no interface of this host uses and no platform of this run took:
-    dynos left by a killed run, or another test run, on the same range would make the host
-    route to the wrong bridge."""
+    """A 10.N.0.0/16 that no interface of this host uses and no live platform of this run
+    holds: dynos left by a killed run, or another test run, on the same range would make the
+    host route to the wrong bridge."""
     addresses = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True,
                                text=True, check=True).stdout
-    used = {int(n) for n in re.findall(r"inet 10\.(\d+)\.", addresses)}
-    for second in _test_subnet_range():
-        if second not in used and second not in _subnets_taken:
-            _subnets_taken.add(second)
+    used = {int(n) for n in re.findall(r"inet 10\.(\d+)\.", addresses)} | _live_subnets
+    seconds = list(_test_subnet_range())
+    start = seconds.index(_last_given[0]) + 1 if _last_given[0] in seconds else 0
+    for second in seconds[start:] + seconds[:start]:
+        if second not in used:
+            _last_given[0] = second
             return f"10.{second}.0.0/16"
     raise RuntimeError("no free 10.N.0.0/16 left for a test platform (PAAS_TEST_SUBNETS)")
 
@@ -76,6 +85,7 @@ class Platform:
     @classmethod
     def create(cls, **settings: str) -> Platform:
         subnet = settings.pop("PAAS_DYNO_SUBNET", None) or free_subnet()
+        _live_subnets.add(_second_octet(subnet))
         base = Path(tempfile.mkdtemp(prefix="paas-e2e-"))
         base.chmod(0o711)
         home = base / "home"
@@ -140,6 +150,7 @@ class Platform:
             self.process.kill()
         self._keep_log()
         shutil.rmtree(self.home.parent, ignore_errors=True)
+        _live_subnets.discard(_second_octet(self.env["PAAS_DYNO_SUBNET"]))
 
     def _keep_log(self, keep: int = 10) -> None:
         """The platform's own log outlives it (the last few), for failures seen only on CI."""
