@@ -29,6 +29,8 @@ PR_SET_PDEATHSIG = 1
 READY_TIMEOUT = 60.0
 MAX_BACKOFF = 30.0
 ORDER = ("redis", "api")
+# A SIGKILL this soon after an OOM kill in the service's cgroup was that OOM kill.
+OOM_WINDOW = 5.0
 
 
 @dataclass
@@ -71,7 +73,7 @@ class Supervisor:
         self.services = [Service(name, command) for name, command in types.items()]
         self.services.sort(key=lambda s: ORDER.index(s.name) if s.name in ORDER else len(ORDER))
         self.stopping = threading.Event()
-        self.oom_killed: set[str] = set()  # services whose cgroup saw an OOM kill
+        self.oom_kills: dict[str, float] = {}  # service: when its cgroup last saw one
         self.width = max(len(s.name) for s in self.services)
         self.env = {**os.environ, "PAAS_HOME": str(settings.home),
                     "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
@@ -96,7 +98,7 @@ class Supervisor:
         self.say("paas", f"up: API {self.settings.api_url}, router on port "
                          f"{self.settings.router_port}, apps at http://<app>.{self.settings.domain}")
         while not self.stopping.wait(0.5):
-            self.oom_killed |= self.cgroups.check()
+            self.oom_kills.update(dict.fromkeys(self.cgroups.check(), time.monotonic()))
             self._restart_crashed()
         self._stop_all()
         return 0
@@ -168,8 +170,8 @@ class Supervisor:
     def _why_exited(self, service: Service) -> str:
         assert service.process is not None
         code = service.process.returncode
-        if code == -signal.SIGKILL and service.name in self.oom_killed:
-            self.oom_killed.discard(service.name)
+        oom_killed = time.monotonic() - self.oom_kills.pop(service.name, 0.0) < OOM_WINDOW
+        if code == -signal.SIGKILL and oom_killed:
             return (f"{service.name} was OOM-killed: it went over "
                     f"{self.cgroups.describe(service.name) or 'the host memory'}")
         return f"{service.name} exited ({code})"
