@@ -64,7 +64,9 @@ def _pushed(tmp_path: Path, files: dict[str, bytes]) -> tuple[Repos, str]:
 
 def test_the_archive_streams_in_pieces_and_unpacks_whole(tmp_path: Path) -> None:
     big = bytes(range(256)) * (12 * 4096)  # 12 MiB
-    repos, commit = _pushed(tmp_path, {"big.bin": big, "a/b/c.txt": b"c\n", "empty": b""})
+    long_name = "/".join(["directory-with-a-long-name"] * 8) + "/file.txt"
+    repos, commit = _pushed(tmp_path, {"big.bin": big, "a/b/c.txt": b"c\n", "empty": b"",
+                                       long_name: b"long\n", "caf\u00e9.txt": b"utf-8\n"})
     pieces = list(repos.archive("app", commit, LIMITS))
     assert max(len(p) for p in pieces) <= sourcetree.CHUNK
     dest = tmp_path / "source"
@@ -73,6 +75,8 @@ def test_the_archive_streams_in_pieces_and_unpacks_whole(tmp_path: Path) -> None
     assert (dest / "big.bin").read_bytes() == big
     assert (dest / "a/b/c.txt").read_bytes() == b"c\n"
     assert (dest / "empty").read_bytes() == b""
+    assert (dest / long_name).read_bytes() == b"long\n"
+    assert (dest / "caf\u00e9.txt").read_bytes() == b"utf-8\n"
 
 
 @pytest.mark.parametrize(("limits", "message"), [
