@@ -3,7 +3,8 @@ SHELL := /bin/bash
 PYTHON := /usr/bin/python3
 VENV := .venv
 APT_PACKAGES := runc nginx-light libnginx-mod-http-lua lua-resty-core redis-server iproute2 \
-	git openssh-client python3-venv python3-pip python3-dev build-essential ca-certificates procps psmisc wrk chromium
+	git openssh-client python3-venv python3-pip python3-dev build-essential ca-certificates procps psmisc wrk chromium \
+	nftables
 
 .PHONY: run test setup apt venv lint clean-test
 

@@ -12,6 +12,7 @@ from paas import releases
 from paas.errors import Conflict, NotFound
 from paas.events import Events
 from paas.models import BUILD_TRANSITIONS, App, Build, BuildStatus, now
+from paas.redact import redact
 
 
 def create(db: Session, app: App, ref: str, old_commit: str, commit: str,
@@ -60,9 +61,17 @@ def fail(db: Session, build: Build, error: str, events: Events) -> None:
     if build.status == BuildStatus.FAILED:
         return
     _move(build, BuildStatus.FAILED)
-    build.error = error
+    build.error = redact(error)
     build.finished_at = now()
     events.deploy_end(build.id, False, error)
+
+
+def waiting_since_before(db: Session, moment: float) -> list[str]:
+    """Ids of the builds still pending (no worker took them) that were created before
+    `moment`."""
+    query = select(Build.id).where(Build.status == BuildStatus.PENDING,
+                                   Build.created_at < moment)
+    return list(db.scalars(query))
 
 
 def previous_layer_digests(db: Session, app: App) -> list[str]:
@@ -80,7 +89,7 @@ def to_dict(build: Build) -> dict[str, Any]:
         "status": build.status,
         "commit": build.commit,
         "ref": build.ref,
-        "error": build.error,
+        "error": redact(build.error) if build.error else build.error,
         "created_by": build.created_by,
         "created_at": build.created_at,
         "duration": duration,

@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from paas import auth
 from paas.errors import Conflict, Invalid, NotFound
-from paas.models import App, Domain
+from paas.models import App, Domain, User
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -55,17 +56,43 @@ def all_domains(db: Session) -> list[Domain]:
     return list(db.scalars(select(Domain).order_by(Domain.hostname)))
 
 
-def add(db: Session, app: App, hostname: str, platform_domain: str) -> Domain:
+def add(db: Session, app: App, hostname: str, platform_domain: str,
+        user: User | None = None) -> Domain:
+    """Adds a domain to `app`. A name another app's domain covers, or that covers one of
+    another app's names, is refused: that app is named only to a `user` who may see it."""
     name = normalize(hostname, platform_domain)
     existing = db.scalar(select(Domain).where(Domain.hostname == name))
     if existing is not None:
         if existing.app_id == app.id:
             raise Conflict(f"{name} is already a domain of {app.name}")
-        raise Conflict(f"{name} is already in use by another app: a domain belongs to one app")
+        raise Conflict(f"{name} is already in use by {_other_app(db, existing, user)}: "
+                       "a domain belongs to one app")
+    _refuse_overlap(db, app, name, user)
     domain = Domain(app_id=app.id, hostname=name)
     db.add(domain)
     db.flush()
     return domain
+
+
+def _refuse_overlap(db: Session, app: App, name: str, user: User | None) -> None:
+    for other in db.scalars(select(Domain).where(Domain.app_id != app.id)
+                            .order_by(Domain.hostname)):
+        if covers(other.hostname, name):
+            raise Conflict(f"{name} is covered by {other.hostname}, a domain of "
+                           f"{_other_app(db, other, user)}: a hostname under another app's "
+                           "wildcard belongs to that app")
+        if covers(name, other.hostname):
+            raise Conflict(f"{name} covers {other.hostname}, a domain of "
+                           f"{_other_app(db, other, user)}: choose a wildcard that covers none "
+                           "of another app's hostnames")
+
+
+def _other_app(db: Session, domain: Domain, user: User | None) -> str:
+    """'another app', or the app's name for a user who may see it (never revealed else)."""
+    other = db.get(App, domain.app_id)
+    if other is not None and user is not None and auth.may_access(db, user, other):
+        return f"another app ({other.name})"
+    return "another app"
 
 
 def remove(db: Session, app: App, hostname: str) -> Domain:

@@ -55,7 +55,7 @@ def _dyno(app: App, release: Release, process_type: str, index: int, command: st
         "env": _dyno_env(app, release, f"{process_type}.{index}", port),
         "layers": [layer["digest"] for layer in (release.slug or {}).get("layers", [])],
         "memory_mb": size.memory_mb, "cpu_shares": size.cpu_shares,
-        "pids": size.pids, "port": port, "size": size.name,
+        "pids": size.pids, "disk_mb": size.disk_mb, "port": port, "size": size.name,
         # A running dyno whose generation differs (a resize, a ps:restart) is replaced.
         "generation": size.name, "healthchecks": [], "oneoff": False,
     }

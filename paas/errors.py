@@ -14,12 +14,15 @@ message and exits non-zero.
 
 from __future__ import annotations
 
+from paas.redact import redact
+
 
 class PaasError(Exception):
     status = 500
     id = "error"
 
     def __init__(self, message: str) -> None:
+        message = redact(message)  # what an error says reaches users: no URL credentials
         super().__init__(message)
         self.message = message
 

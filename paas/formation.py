@@ -21,15 +21,17 @@ class Size:
     memory_mb: int
     cpu_shares: int
     pids: int
+    # What /app's writable layer (and /tmp) may hold: tmpfs, so files count as memory.
+    disk_mb: int
 
 
 SIZES = {
     size.name: size
     for size in (
-        Size("eco", 256, 256, 128),
-        Size("basic", 512, 512, 256),
-        Size("standard", 1024, 1024, 512),
-        Size("performance", 2048, 2048, 1024),
+        Size("eco", 256, 256, 128, 128),
+        Size("basic", 512, 512, 256, 256),
+        Size("standard", 1024, 1024, 512, 512),
+        Size("performance", 2048, 2048, 1024, 1024),
     )
 }
 

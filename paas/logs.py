@@ -12,6 +12,8 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 
+from paas.redact import redact
+
 ROUTES_CHANNEL = "paas:routes"
 ROUTES_GENERATION = "paas:routes:generation"
 ROUTES_APPLIED = "paas:routes:applied"
@@ -36,11 +38,13 @@ class RedisEvents:
         self.log_lines = log_lines
 
     def deploy_line(self, build_id: str, line: str) -> None:
-        self.client.xadd(build_key(build_id), {"line": line}, maxlen=20000, approximate=True)
+        self.client.xadd(build_key(build_id), {"line": redact(line)}, maxlen=20000,
+                         approximate=True)
 
     def deploy_end(self, build_id: str, ok: bool, message: str) -> None:
         key = build_key(build_id)
-        self.client.xadd(key, {"end": "ok" if ok else "failed", "message": message})
+        self.client.xadd(key, {"end": "ok" if ok else "failed",
+                                "message": redact(message)})
         self.client.expire(key, BUILD_STREAM_TTL)
 
     def routes_changed(self) -> None:
@@ -54,7 +58,7 @@ class RedisEvents:
         return int(self.client.get(ROUTES_APPLIED) or 0)
 
     def app_log(self, app: str, source: str, line: str) -> None:
-        self.client.xadd(app_key(app), {"source": source, "line": line},
+        self.client.xadd(app_key(app), {"source": source, "line": redact(line)},
                          maxlen=self.log_lines, approximate=True)
 
 

@@ -1,8 +1,16 @@
-"""The reaper: fails builds whose worker died. A building build's worker refreshes the build's
-lease in Redis (`paas/build/lease.py`); the broker would redeliver a dead worker's task only
-after its visibility timeout (longer than the build time limit), so the API watches the leases
-and fails a build whose lease stayed gone for a whole lease lifetime. The pusher hears it as a
-rejected push, and the app keeps serving its current release."""
+"""The reaper: fails builds whose worker died or that no worker took, and releases that never
+went live.
+
+A building build's worker refreshes the build's lease in Redis (`paas/build/lease.py`); the
+broker would redeliver a dead worker's task only after its visibility timeout (longer than the
+build time limit), so the API watches the leases and fails a build whose lease stayed gone for
+a whole lease lifetime. The pusher hears it as a rejected push, and the app keeps serving its
+current release.
+
+A pending release whose dynos were due (created, or its release phase passed) more than
+PAAS_BOOT_TIMEOUT + PAAS_RELEASE_MARGIN ago and that is still not live fails as a platform
+error: an agent that could not start its dynos, or none running, never leaves a push waiting.
+Nor does a build still pending (no worker took it) PAAS_BUILD_QUEUE_TIMEOUT after it was queued."""
 
 from __future__ import annotations
 
@@ -16,7 +24,7 @@ import redis
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from paas import builds
+from paas import builds, releases
 from paas.api.context import Context
 from paas.build import lease
 from paas.errors import PaasError
@@ -25,6 +33,11 @@ from paas.models import Build, BuildStatus, now
 log = logging.getLogger("paas.reaper")
 
 Lifespan = Callable[[Any], contextlib.AbstractAsyncContextManager[None]]
+
+
+def unclaimed_message(seconds: float) -> str:
+    return (f"no build worker took the build within {seconds:g} s (PAAS_BUILD_QUEUE_TIMEOUT): "
+            "is the worker running? The app keeps its current release: push again to retry")
 
 
 def lost_message(seconds: float) -> str:
@@ -39,6 +52,11 @@ class Reaper:
         self.ttl = lease.ttl(self.interval)
         # build id -> when its lease was first seen gone
         self.suspects: dict[str, float] = {}
+        settings = ctx.settings
+        self.queue_timeout = settings.build_queue_timeout
+        self.release_limit = settings.boot_timeout + settings.release_margin
+        self.release_limit_why = (f"PAAS_BOOT_TIMEOUT {settings.boot_timeout:g} s + "
+                                  f"PAAS_RELEASE_MARGIN {settings.release_margin:g} s")
 
     def sweep(self) -> list[str]:
         """One look at the building builds; returns the ids it failed."""
@@ -57,12 +75,20 @@ class Reaper:
         dead = [b for b, since in self.suspects.items() if moment - since >= self.ttl]
         return [b for b in dead if self._fail(b)]
 
-    def _fail(self, build_id: str) -> bool:
-        message = lost_message(self.ttl * 2)
+    def sweep_queue(self) -> list[str]:
+        """Fails the builds that no worker took in time; returns their ids."""
+        with self.ctx.read() as db:
+            waiting = builds.waiting_since_before(db, now() - self.queue_timeout)
+        message = unclaimed_message(self.queue_timeout)
+        return [b for b in waiting if self._fail(b, BuildStatus.PENDING, message)]
+
+    def _fail(self, build_id: str, status: BuildStatus = BuildStatus.BUILDING,
+              message: str | None = None) -> bool:
+        message = message or lost_message(self.ttl * 2)
 
         def work(db, events) -> bool:  # type: ignore[no-untyped-def]
             build = builds.get(db, build_id)
-            if build.status != BuildStatus.BUILDING:
+            if build.status != status:
                 return False
             builds.fail(db, build, message, events)
             return True
@@ -77,13 +103,34 @@ class Reaper:
             log.warning("reaper: build %s failed: %s", build_id, message)
         return failed
 
+    def sweep_releases(self) -> list[str]:
+        """Fails the pending releases past their deadline; returns their errors."""
+        with self.ctx.read() as db:
+            late = releases.overdue(db, now(), self.release_limit)
+        return [error for error in map(self._expire, late) if error]
+
+    def _expire(self, release_id: int) -> str | None:
+        def work(db, events) -> str | None:  # type: ignore[no-untyped-def]
+            return releases.expire(db, release_id, now(), self.release_limit,
+                                   self.release_limit_why, events)
+
+        try:
+            error = self.ctx.write(work)
+        except (PaasError, redis.RedisError) as failure:
+            log.warning("reaper: could not fail release %s: %s", release_id, failure)
+            return None
+        if error:
+            log.warning("reaper: release %s failed: %s", release_id, error)
+        return error
+
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            try:
-                await run_in_threadpool(self.sweep)
-            except Exception:  # the reaper must outlive any one bad sweep
-                log.exception("reaper: sweep failed")
+            for sweep in (self.sweep, self.sweep_queue, self.sweep_releases):
+                try:
+                    await run_in_threadpool(sweep)
+                except Exception:  # the reaper must outlive any one bad sweep
+                    log.exception("reaper: sweep failed")
 
 
 def reaper_lifespan(ctx: Context) -> Lifespan:

@@ -22,6 +22,7 @@ from paas.models import (
     Release,
     ReleaseStatus,
 )
+from paas.redact import redact
 from paas.repos import Repos
 from paas.slugs import gc as slugs_gc
 from paas.slugs.layers import LayerStore
@@ -40,7 +41,7 @@ def _move(release: Release, to: ReleaseStatus) -> None:
 def create(db: Session, app: App, *, slug: dict[str, Any], description: str, commit: str,
            created_by: str = "", build: Build | None = None) -> Release:
     release = Release(app_id=app.id, version=_next_version(db, app), slug=slug,
-                      config=config_vars.current(db, app), description=description,
+                      config=config_vars.current(db, app), description=redact(description),
                       commit=commit, created_by=created_by,
                       build_id=build.id if build else None)
     db.add(release)
@@ -162,6 +163,77 @@ def _crash_message(dyno: Dyno) -> str:
             f"(exit code {dyno.exit_code}); its last output:\n{tail}")
 
 
+PLATFORM_ERROR = "platform error"
+
+
+def start_failed(db: Session, app_name: str, version: int, process_type: str, index: int,
+                 error: str, events: Events) -> bool:
+    """The agent could not start a dyno (its network taken, a layer that would not unpack):
+    a web dyno of the pending release fails that release at once, as a platform error and not
+    as a crash of the app. True when it failed a release."""
+    app = db.scalar(select(App).where(App.name == app_name))
+    release = pending(db, app) if app is not None else None
+    if release is None or release.version != version or process_type != "web":
+        return False
+    _fail(db, app, release, events,
+          f"{PLATFORM_ERROR}: {process_type}.{index} of v{version} could not start: {error}; "
+          f"{_keeps(db, app)} (this is no fault of the app: tell the platform's operator)")
+    return True
+
+
+def _keeps(db: Session, app: App) -> str:
+    now = current(db, app)
+    return f"the app keeps v{now.version}" if now is not None else "the app has no release yet"
+
+
+def deadline_start(db: Session, release: Release) -> float | None:
+    """When the platform was due to start the release's dynos: its creation, or the end of its
+    release phase; None while the release phase runs (the app's own command, not bounded here)."""
+    phase = _release_phase(db, release)
+    if phase is None or phase.state == OneOffState.REQUESTED:
+        return release.created_at
+    if phase.state == OneOffState.EXITED:
+        return phase.finished_at or release.created_at
+    return None
+
+
+def overdue(db: Session, moment: float, limit: float) -> list[int]:
+    """Ids of the pending releases whose dynos were due more than `limit` seconds ago."""
+    query = select(Release).join(App, App.pending_release_id == Release.id).where(
+        Release.status == ReleaseStatus.PENDING)
+    return [r.id for r in db.scalars(query)
+            if (start := deadline_start(db, r)) is not None and moment - start > limit]
+
+
+def expire(db: Session, release_id: int, moment: float, limit: float, why_limit: str,
+           events: Events) -> str | None:
+    """Fails a pending release that is still not live `limit` seconds after its dynos were
+    due (`why_limit` says where the limit comes from); returns the error, None when it went
+    live or failed meanwhile."""
+    release = db.get(Release, release_id)
+    if release is None or release.status != ReleaseStatus.PENDING:
+        return None
+    app = release.app
+    start = deadline_start(db, release)
+    if app.pending_release_id != release.id or start is None or moment - start <= limit:
+        return None
+    error = (f"{PLATFORM_ERROR}: v{release.version} was not live within {limit:g} s "
+             f"({why_limit}): {_not_live_because(db, app, release)}; {_keeps(db, app)}: push "
+             "again, and tell the platform's operator if it keeps happening")
+    _fail(db, app, release, events, error)
+    return error
+
+
+def _not_live_because(db: Session, app: App, release: Release) -> str:
+    phase = _release_phase(db, release)
+    if phase is not None and phase.state == OneOffState.REQUESTED:
+        return "its release phase never started (is the dyno agent running?)"
+    starting = [d for d in _web_dynos(db, app, release) if d.state == DynoState.STARTING]
+    if starting:
+        return f"web.{starting[0].index} was still starting"
+    return "no web dyno of it was started (is the dyno agent running?)"
+
+
 def declared_types(db: Session, app: App) -> list[str]:
     """The process types of the app's current release (what ps:scale may change)."""
     release = current(db, app)
@@ -200,13 +272,22 @@ def _start_postdeploy(db: Session, app: App, release: Release) -> None:
         dynos.create_oneoff(db, app, release, command, process_type="postdeploy")
 
 
+# How the agent's report of a one-off it could not start begins (`dynos.start_failed`).
+_ONEOFF_NOT_STARTED = "the dyno could not start: "
+
+
 def _phase_message(phase: OneOff) -> str:
+    if phase.output_tail.startswith(_ONEOFF_NOT_STARTED):
+        return (f"{PLATFORM_ERROR}: the release phase could not start: "
+                f"{phase.output_tail.removeprefix(_ONEOFF_NOT_STARTED)} (this is no fault of "
+                "the app: tell the platform's operator)")
     tail = "\n".join("       " + line for line in phase.output_tail.splitlines()[-20:])
     return f"the release phase failed (exit code {phase.exit_code}); its output:\n{tail}"
 
 
 def _fail(db: Session, app: App, release: Release, events: Events, error: str) -> None:
     _move(release, ReleaseStatus.FAILED)
+    error = redact(error)
     release.error = error
     app.pending_release_id = None
     if release.build_id:
@@ -235,13 +316,13 @@ def _promote(db: Session, app: App, release: Release, repos: Repos, events: Even
 def to_dict(release: Release, app: App) -> dict[str, Any]:
     return {
         "version": release.version,
-        "description": release.description,
+        "description": redact(release.description),
         "status": release.status,
         "current": app.current_release_id == release.id,
         "commit": release.commit,
         "created_by": release.created_by,
         "created_at": release.created_at,
-        "error": release.error,
+        "error": redact(release.error) if release.error else release.error,
         "process_types": _types(release),
         "layers": (release.slug or {}).get("layers", []),
     }

@@ -23,6 +23,15 @@ def _float(name: str, default: float) -> float:
     return float(os.environ.get(name, str(default)))
 
 
+def _disk_mb(name: str, default: int) -> int:
+    """A build disk size in MB: 0 (no limit: plain directories) or at least 16."""
+    raw = os.environ.get(name, str(default)).strip()
+    if not raw.isdigit() or 0 < int(raw) < 16:
+        raise ValueError(f"{name} must be a whole number of megabytes, 0 (no limit) or at "
+                         f"least 16, not {raw!r}")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = field(default_factory=lambda: Path(_env("PAAS_HOME", "/var/lib/paas")))
@@ -54,10 +63,20 @@ class Settings:
     dyno_host_ports: str = field(default_factory=lambda: _env("PAAS_DYNO_HOST_PORTS", ""))
     build_timeout: float = field(default_factory=lambda: _float("PAAS_BUILD_TIMEOUT", 900))
     build_memory_mb: int = field(default_factory=lambda: _int("PAAS_BUILD_MEMORY_MB", 2048))
+    # Each build's workspace (/app) is a loop-mounted ext4 image of this many MB, and each
+    # app's build cache (where the layers are built: /app/.layers) one of its own that is kept
+    # between builds. Sparse: only what a build writes takes host disk. 0: no limit.
+    build_disk_mb: int = field(default_factory=lambda: _disk_mb("PAAS_BUILD_DISK_MB", 2048))
+    build_cache_mb: int = field(default_factory=lambda: _disk_mb("PAAS_BUILD_CACHE_MB", 4096))
     # A build worker refreshes its build's lease this often; a lease not refreshed for three
     # intervals means the worker is gone, and the API's reaper fails the build.
     build_heartbeat: float = field(default_factory=lambda: _float("PAAS_BUILD_HEARTBEAT", 5))
     boot_timeout: float = field(default_factory=lambda: _float("PAAS_BOOT_TIMEOUT", 60))
+    # A pending release not live this long after PAAS_BOOT_TIMEOUT fails (paas/reaper.py).
+    release_margin: float = field(default_factory=lambda: _float("PAAS_RELEASE_MARGIN", 60))
+    # A build that no worker took within this long fails (paas/reaper.py).
+    build_queue_timeout: float = field(
+        default_factory=lambda: _float("PAAS_BUILD_QUEUE_TIMEOUT", 1800))
     stop_grace: float = field(default_factory=lambda: _float("PAAS_STOP_GRACE", 30))
     agent_interval: float = field(default_factory=lambda: _float("PAAS_AGENT_INTERVAL", 1.0))
     restart_backoff: float = field(default_factory=lambda: _float("PAAS_RESTART_BACKOFF", 1.0))
@@ -70,6 +89,11 @@ class Settings:
     # A dyno's output file on disk: once this much of it is shipped, its head is cut off.
     dyno_log_max_bytes: int = field(
         default_factory=lambda: _int("PAAS_DYNO_LOG_MAX_BYTES", 8 * 1024 * 1024)
+    )
+    # ...and at most this much of it not yet shipped (the agent stopped, a flood): the rest is
+    # dropped, counted in an `Error L10 (Log truncated)` line.
+    dyno_log_unshipped_max_bytes: int = field(
+        default_factory=lambda: _int("PAAS_DYNO_LOG_UNSHIPPED_MAX_BYTES", 8 * 1024 * 1024)
     )
     max_push_bytes: int = field(
         default_factory=lambda: _int("PAAS_MAX_PUSH_BYTES", 512 * 1024 * 1024)

@@ -22,6 +22,8 @@ import httpx
 import redis
 
 from paas.build.procfile import parse_procfile
+from paas.errors import PaasError
+from paas.runtime import network
 from paas.service_cgroups import ServiceCgroups
 from paas.settings import Settings
 
@@ -64,6 +66,15 @@ def write_redis_config(settings: Settings) -> None:
     )
 
 
+def secure_dyno_networks(settings: Settings) -> None:
+    """The platform's firewall table before any service starts (dynos adopted from an earlier
+    `paas up` are covered at once); `paas down` removes it (`Runtime.teardown`)."""
+    try:
+        network.prepare_host(settings)
+    except PaasError as error:
+        raise SystemExit(f"paas up: {error}") from None
+
+
 class Supervisor:
     def __init__(self, settings: Settings, procfile: Path) -> None:
         self.settings = settings
@@ -82,6 +93,7 @@ class Supervisor:
     def run(self) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: self.stopping.set())
+        secure_dyno_networks(self.settings)
         if "redis" in {s.name for s in self.services}:
             write_redis_config(self.settings)
         self.cgroups = ServiceCgroups(self.settings, [s.name for s in self.services],

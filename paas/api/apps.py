@@ -9,6 +9,7 @@ from starlette.routing import Route
 from paas import apps, auth, builds, domains, dynos, formation, metrics, releases
 from paas.api.context import Context
 from paas.api.handlers import Call, endpoint
+from paas.build import disk
 from paas.errors import Invalid
 from paas.models import App, User
 from paas.slugs.layers import LayerStore
@@ -58,6 +59,7 @@ def destroy_app(call: Call) -> dict[str, Any]:
     auth.require_manage(call.user, app, "destroy it")
     apps.destroy(call.db, app, call.query.get("confirm"))
     call.ctx.repos.delete(app.name)
+    disk.remove_app_cache(call.ctx.settings, app.name)
     call.events.routes_changed()
     return {"destroyed": app.name}
 

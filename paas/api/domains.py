@@ -25,7 +25,7 @@ def add_domain(call: Call) -> dict[str, Any]:
     hostname = (call.body or {}).get("hostname")
     if not isinstance(hostname, str):
         raise Invalid('send {"hostname": "www.example.com"}')
-    domain = domains.add(call.db, app, hostname, call.ctx.settings.domain)
+    domain = domains.add(call.db, app, hostname, call.ctx.settings.domain, call.user)
     call.events.routes_changed()
     return domains.to_dict(domain)
 

@@ -68,6 +68,9 @@ def report_dynos(call: Call) -> dict[str, Any]:
     for failed in (call.body or {}).get("failed_oneoffs") or []:
         changed.add(dynos.start_failed(call.db, failed["app"], failed["type"], failed["index"],
                                        failed["error"]) or 0)
+    for failed in (call.body or {}).get("failed_starts") or []:
+        releases.start_failed(call.db, failed["app"], failed["release"], failed["type"],
+                              failed["index"], str(failed["error"]), call.events)
     changed.discard(0)
     for app in call.db.scalars(select(App).where(App.id.in_(changed))):
         _evaluate(call, app)

@@ -22,11 +22,13 @@ import shlex
 import shutil
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from paas.build import classic, layerenv
+from paas import safefs
+from paas.build import classic, disk, layerenv
 from paas.build.cnb import (
     WHAT_THEY_DETECT,
     Buildpack,
@@ -80,6 +82,21 @@ class BuildFailed(Exception):
     """The build cannot go on; the message is shown to the pusher."""
 
 
+@contextmanager
+def unsafe_as_failure(bp: Buildpack | None, shown_under: str) -> Iterator[None]:
+    """A symlink or special file that a build step left where the platform reads or writes
+    fails the build, named as the build sees it (under shown_under)."""
+    try:
+        yield
+    except safefs.UnsafePath as err:
+        who = f"buildpack {bp.id}" if bp else "the build"
+        raise BuildFailed(
+            f"{who} left {shown_under}/{err.rel} in a state the platform refuses: it "
+            f"{err.reason}. The platform never follows a symlink, opens a special file or "
+            "reads an oversized file that a build made there; write a plain file instead."
+        ) from None
+
+
 @dataclass
 class _Build:
     settings: Settings
@@ -96,6 +113,7 @@ class _Build:
     before_classic: dict[str, classic.Signature] | None = None
     oom_kills: int = 0  # of the last step
     network: BuildNetwork | None = None
+    said_no_space: bool = False  # a step's output said "No space left on device"
 
     @property
     def app_dir(self) -> Path:
@@ -111,6 +129,13 @@ class _Build:
 
     def layers_host(self, bp: Buildpack) -> Path:
         return self.cache_dir / bp.dirname
+
+    def make_layers_dirs(self, bp: Buildpack) -> None:
+        """The buildpack's layers dir in the cache, and its mount point in the workspace,
+        where an earlier step may have put a symlink: neither is followed."""
+        safefs.make_dirs(self.cache_dir, bp.dirname)
+        with unsafe_as_failure(bp, APP_DIR):
+            safefs.make_dirs(self.app_dir, f".layers/{bp.dirname}")
 
     def run(
         self,
@@ -129,8 +154,7 @@ class _Build:
             own = ADAPTER_MOUNT
         rw_binds = [(self.plan_dir, PLAN_DIR), (self.layers_host(bp), f"{LAYERS_DIR}/{bp.dirname}")]
         for other in group:
-            self.layers_host(other).mkdir(parents=True, exist_ok=True, mode=0o755)
-            (self.app_dir / ".layers" / other.dirname).mkdir(exist_ok=True, mode=0o755)
+            self.make_layers_dirs(other)
         ro_binds += [
             (self.layers_host(other), f"{LAYERS_DIR}/{other.dirname}")
             for other in group
@@ -148,7 +172,7 @@ class _Build:
             timeout=max(self.deadline - time.monotonic(), 1.0),
             network=self.network,
         )
-        code = self.runtime.run_build(spec, on_line)
+        code = self.runtime.run_build(spec, self._watching_for_no_space(on_line))
         # Read from the container's cgroup: a shell that survives an OOM-killed pip or npm in
         # a pipeline exits 1, not 137.
         self.oom_kills = self.runtime.build_oom_kills.pop(spec.id, 0)
@@ -156,6 +180,26 @@ class _Build:
             self.log(f"       Warning: the kernel killed a process of buildpack {bp.id} at the "
                      f"build memory limit ({self.memory_limit}); the buildpack went on")
         return code
+
+    def _watching_for_no_space(self, on_line: Callable[[str], None]) -> Callable[[str], None]:
+        def watch(line: str) -> None:
+            if "No space left on device" in line or "ENOSPC" in line:
+                self.said_no_space = True
+            on_line(line)
+
+        return watch
+
+    def disk_full(self) -> bool:
+        return self._workspace_full() or self._cache_full()
+
+    def _workspace_full(self) -> bool:
+        return bool(self.settings.build_disk_mb) and disk.is_full(self.root)
+
+    def _cache_full(self) -> bool:
+        return bool(self.settings.build_cache_mb) and disk.is_full(self.cache_dir)
+
+    def disk_message(self) -> str:
+        return disk.full_message(self.settings, self._workspace_full(), self._cache_full())
 
     @property
     def memory_limit(self) -> str:
@@ -173,6 +217,8 @@ class _Build:
                 f"exited with status {code}: {self.memory_limit}. Use less memory at build "
                 "time (fewer parallel jobs), or ask the operator to raise the limit."
             )
+        if self.said_no_space or self.disk_full():
+            raise BuildFailed(f"buildpack {bp.id} failed during {phase}: {self.disk_message()}")
         if code == KILLED_EXIT:
             raise BuildFailed(
                 f"buildpack {bp.id} was killed during {phase} (exit 137), most likely out of "
@@ -210,15 +256,21 @@ def build_app(
         config_vars=config_vars,
     )
     try:
-        with runtime.build_network(log) as build.network:
-            return _build_in(build, source, config_vars, store, previous_digests, labels)
+        with disk.cache(settings, cache_dir, log), disk.workspace(settings, build.root):
+            try:
+                with runtime.build_network(log) as build.network:
+                    return _build_in(build, source, config_vars, store, previous_digests, labels)
+            except OSError:  # root's own writes into a full build disk, as the build's fail
+                if not build.disk_full():
+                    raise
+                raise BuildFailed(build.disk_message()) from None
+            finally:
+                _prune_cache(build, build.group)
     except BuildpackError as err:
         raise BuildFailed(str(err)) from None
-    finally:
-        try:
-            _prune_cache(build, build.group)
-        finally:
-            shutil.rmtree(build.root, ignore_errors=True)
+    except disk.DiskError as err:
+        raise BuildFailed(f"the platform could not prepare the build's disk: {err}. Tell the "
+                          "operator; the app keeps its current release.") from None
 
 
 def _build_in(build: _Build, source: Path, config_vars: dict[str, str], store: LayerStore,
@@ -244,13 +296,11 @@ def _build_in(build: _Build, source: Path, config_vars: dict[str, str], store: L
 
 
 def _prepare(build: _Build, source: Path, config_vars: dict[str, str]) -> None:
-    build.root.mkdir(mode=0o711)
     shutil.copytree(source, build.app_dir, symlinks=True, ignore=_ignore_top_level(source))
     build.app_dir.chmod(0o755)
     (build.app_dir / ".layers").mkdir(mode=0o755)
     build.plan_dir.mkdir(mode=0o700)
     _write_platform(build.platform_dir, config_vars, build.uid)
-    build.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     for path in (build.app_dir, build.app_dir / ".layers", build.plan_dir):
         os.chown(path, build.uid, build.uid)
 
@@ -285,6 +335,7 @@ def _detect(build: _Build) -> list[Buildpack]:
     if chosen is None:
         chosen = project_buildpacks(build.app_dir)
     if chosen is not None:
+        chosen = _outside_workspace(build, chosen)
         _detect_project(build, chosen)
         build.group = chosen
         return chosen
@@ -300,6 +351,24 @@ def _detect(build: _Build) -> list[Buildpack]:
         f"{looks_for}. Add one of these files, or name your own buildpacks in project.toml "
         '([[build.buildpacks]] uri = "./path/to/buildpack").'
     )
+
+
+def _outside_workspace(build: _Build, group: list[Buildpack]) -> list[Buildpack]:
+    """An app's own buildpacks, copied out of the workspace before any build step runs.
+
+    Each step binds its buildpack's directory read-only; bound from the workspace, it would be
+    whatever an earlier step left at that path, a symlink to any host directory included.
+    """
+    app_dir = build.app_dir.resolve()
+    copies = build.root / "own-buildpacks"
+    result = []
+    for i, bp in enumerate(group):
+        if bp.path.is_relative_to(app_dir):
+            copies.mkdir(mode=0o755, exist_ok=True)
+            shutil.copytree(bp.path, copies / str(i), symlinks=True)
+            bp = replace(bp, path=copies / str(i))
+        result.append(bp)
+    return result
 
 
 def _detect_project(build: _Build, group: list[Buildpack]) -> None:
@@ -318,8 +387,7 @@ def _detect_one(
 ) -> bool:
     if bp.id in results:
         return results[bp.id]
-    build.layers_host(bp).mkdir(parents=True, exist_ok=True, mode=0o755)
-    (build.app_dir / ".layers" / bp.dirname).mkdir(exist_ok=True, mode=0o755)
+    build.make_layers_dirs(bp)
     output: list[str] = []
     plan = f"{PLAN_DIR}/{bp.dirname}.detect.toml"
     env = _cnb_env(build, bp, {"PATH": layerenv.STACK_PATH}, plan)
@@ -359,7 +427,8 @@ def _build_group(build: _Build, group: list[Buildpack]) -> None:
         if bp.kind == Kind.CLASSIC and build.before_classic is None:
             build.before_classic = classic.snapshot(build.app_dir, _NOT_IN_SLUG)
         plan_name = f"{bp.dirname}.build.toml"
-        (build.plan_dir / plan_name).write_text("")
+        with unsafe_as_failure(bp, PLAN_DIR):
+            safefs.write_file(build.plan_dir, plan_name, b"")
         plan = f"{PLAN_DIR}/{plan_name}"
         env = _cnb_env(build, bp, build_env, plan)
         code = build.run(
@@ -367,9 +436,10 @@ def _build_group(build: _Build, group: list[Buildpack]) -> None:
         )
         if code != 0:
             build.fail_on_exit(bp, "build", code)
-        for layer in layerenv.read_layers(layers, f"{LAYERS_DIR}/{bp.dirname}"):
-            if layer.build and layer.host_dir.is_dir():
-                layerenv.apply_layer(build_env, layer, "build")
+        with unsafe_as_failure(bp, f"{LAYERS_DIR}/{bp.dirname}"):
+            for layer in layerenv.read_layers(layers, f"{LAYERS_DIR}/{bp.dirname}"):
+                if layer.build and safefs.is_dir(layers, layer.name):
+                    layerenv.apply_layer(build_env, layer, "build")
 
 
 def _launch_layers(
@@ -377,9 +447,11 @@ def _launch_layers(
 ) -> list[tuple[Buildpack, layerenv.LayerInfo]]:
     found = []
     for bp in group:
-        for layer in layerenv.read_layers(build.layers_host(bp), f"{LAYERS_DIR}/{bp.dirname}"):
-            if layer.launch and layer.host_dir.is_dir():
-                found.append((bp, layer))
+        layers = build.layers_host(bp)
+        with unsafe_as_failure(bp, f"{LAYERS_DIR}/{bp.dirname}"):
+            for layer in layerenv.read_layers(layers, f"{LAYERS_DIR}/{bp.dirname}"):
+                if layer.launch and safefs.is_dir(layers, layer.name):
+                    found.append((bp, layer))
     return found
 
 
@@ -448,7 +520,7 @@ def _prune_cache(build: _Build, group: list[Buildpack] | None) -> None:
         if not layers.is_dir():
             continue
         keep = set(_KEEP_IN_CACHE)
-        for info in layerenv.read_layers(layers, ""):
+        for info in layerenv.read_layers(layers, "", strict=False):
             if info.cache:
                 keep.update({info.name, f"{info.name}.toml"})
         for path in layers.iterdir():
@@ -466,8 +538,9 @@ def _prune_cache(build: _Build, group: list[Buildpack] | None) -> None:
 def _process_types(build: _Build, group: list[Buildpack]) -> dict[str, str]:
     processes: dict[str, str] = {}
     for bp in group:
-        processes.update(_launch_processes(build.layers_host(bp) / "launch.toml"))
-        processes.update(_classic_processes(build.layers_host(bp) / "release.yml"))
+        with unsafe_as_failure(bp, f"{LAYERS_DIR}/{bp.dirname}"):
+            processes.update(_launch_processes(build.layers_host(bp), bp))
+            processes.update(_classic_processes(build.layers_host(bp)))
     procfile = build.app_dir / "Procfile"
     if procfile.is_file() or procfile.is_symlink():
         try:
@@ -485,19 +558,19 @@ def _process_types(build: _Build, group: list[Buildpack]) -> dict[str, str]:
     return processes
 
 
-def _classic_processes(path: Path) -> dict[str, str]:
-    if not path.is_file() or path.is_symlink():
-        return {}
-    return classic.default_process_types(path.read_text(errors="replace"))
+def _classic_processes(layers: Path) -> dict[str, str]:
+    data = safefs.read_file(layers, "release.yml")
+    return {} if data is None else classic.default_process_types(data.decode(errors="replace"))
 
 
-def _launch_processes(path: Path) -> dict[str, str]:
-    if not path.is_file() or path.is_symlink():
+def _launch_processes(layers: Path, bp: Buildpack) -> dict[str, str]:
+    raw = safefs.read_file(layers, "launch.toml")
+    if raw is None:
         return {}
     try:
-        data = tomllib.loads(path.read_text(errors="replace"))
+        data = tomllib.loads(raw.decode(errors="replace"))
     except tomllib.TOMLDecodeError as err:
-        raise BuildFailed(f"{path.parent.name}: launch.toml is not valid TOML: {err}") from None
+        raise BuildFailed(f"{bp.dirname}: launch.toml is not valid TOML: {err}") from None
     processes = {}
     for entry in data.get("processes", []):
         kind, command = entry.get("type"), entry.get("command")
@@ -510,6 +583,7 @@ def _launch_processes(path: Path) -> dict[str, str]:
 
 def _launch_env(build: _Build, group: list[Buildpack]) -> dict[str, str]:
     env = {"PATH": layerenv.STACK_PATH}
-    for _, layer in _launch_layers(build, group):
-        layerenv.apply_layer(env, layer, "launch")
+    for bp, layer in _launch_layers(build, group):
+        with unsafe_as_failure(bp, f"{LAYERS_DIR}/{bp.dirname}"):
+            layerenv.apply_layer(env, layer, "launch")
     return env

@@ -16,7 +16,14 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from paas.build.cnb import BUILTIN_DIR, Buildpack, BuildpackError, Kind, load_buildpack
+from paas.build.cnb import (
+    BUILTIN_DIR,
+    Buildpack,
+    BuildpackError,
+    Kind,
+    load_buildpack,
+    read_inside,
+)
 from paas.runtime.buildnet import BuildNetwork
 
 ADAPTER_DIR = BUILTIN_DIR / "heroku-classic-adapter"
@@ -46,10 +53,7 @@ def chosen(app_dir: Path, config_vars: dict[str, str], work: Path, log: Callable
 
 
 def _read_list(app_dir: Path) -> list[str]:
-    path = (app_dir / ".buildpacks").resolve()
-    if not path.is_relative_to(app_dir.resolve()):
-        raise BuildpackError(".buildpacks is a symlink that leaves the repository; make it a file")
-    lines = path.read_text(errors="replace").splitlines()
+    lines = read_inside(app_dir, ".buildpacks").splitlines()
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
+from paas import safefs
+
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "buildpacks"
 # Each group: buildpack ids in order; a trailing "?" marks an optional one (it runs when it
 # detects, and the group still builds when it does not).
@@ -133,10 +135,19 @@ def _local_uri(app_dir: Path, uri: str) -> Path:
 def read_inside(app_dir: Path, name: str) -> str:
     """Read app_dir/name, refusing symlinks that lead out of the app (the host is not the app's)."""
     root = app_dir.resolve()
-    path = (app_dir / name).resolve()
+    try:
+        path = (app_dir / name).resolve()
+    except (RuntimeError, OSError):  # a symlink loop
+        raise BuildpackError(f"cannot read {name}: it is a loop of symlinks; make it a file") \
+            from None
     if not path.is_relative_to(root):
         raise BuildpackError(f"{name} is a symlink that leaves the repository; make it a file")
     try:
-        return path.read_text(errors="replace")
+        data = safefs.read_file(root, str(path.relative_to(root)))
+    except safefs.UnsafePath as err:
+        raise BuildpackError(f"cannot read {name}: it {err.reason}") from None
     except OSError as err:
         raise BuildpackError(f"cannot read {name}: {err.strerror}") from None
+    if data is None:
+        raise BuildpackError(f"cannot read {name}: it does not exist")
+    return data.decode(errors="replace")

@@ -8,10 +8,13 @@ delimiter without one).
 
 from __future__ import annotations
 
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from paas import safefs
 
 STACK_PATH = "/usr/local/bin:/usr/bin:/bin"
 _NOT_LAYERS = {"launch.toml", "build.toml", "store.toml"}
@@ -29,17 +32,23 @@ class LayerInfo:
     cache: bool
 
 
-def read_layers(host_layers: Path, container_layers: str) -> list[LayerInfo]:
-    """The layers a buildpack declared in <layers>/<name>.toml, sorted by name."""
+def read_layers(host_layers: Path, container_layers: str, *,
+                strict: bool = True) -> list[LayerInfo]:
+    """The layers a buildpack declared in <layers>/<name>.toml, sorted by name.
+
+    The build wrote host_layers: a symlink or special file where a toml or a layer should be
+    raises UnsafePath (strict), or is left out (not strict: cleaning up after a build).
+    """
     found = []
-    for toml_path in sorted(host_layers.glob("*.toml")):
-        if toml_path.name in _NOT_LAYERS or not _plain_file(toml_path):
+    for file_name in safefs.list_dir(host_layers):
+        if not file_name.endswith(".toml") or file_name in _NOT_LAYERS:
             continue
-        types = _load_toml(toml_path).get("types", {})
-        if not isinstance(types, dict):  # unreadable, like invalid TOML: not a layer to keep
-            types = {}
-        name = toml_path.name.removesuffix(".toml")
-        if (host_layers / name).is_symlink():
+        name = file_name.removesuffix(".toml")
+        try:
+            types = _layer_types(host_layers, file_name, name)
+        except safefs.UnsafePath:
+            if strict:
+                raise
             continue
         found.append(
             LayerInfo(
@@ -54,41 +63,58 @@ def read_layers(host_layers: Path, container_layers: str) -> list[LayerInfo]:
     return found
 
 
-def _plain_file(path: Path) -> bool:
-    """A regular file, not a symlink: the build may have planted links to host files."""
-    return path.is_file() and not path.is_symlink()
+def _layer_types(host_layers: Path, file_name: str, name: str) -> dict:
+    types = load_toml(host_layers, file_name).get("types", {})
+    st = safefs.lstat(host_layers, name)
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        raise safefs.UnsafePath(name, "is not a directory (a symlink or a file)")
+    # unreadable, like invalid TOML: not a layer to keep
+    return types if isinstance(types, dict) else {}
 
 
-def _load_toml(path: Path) -> dict:
+def load_toml(directory: Path, rel: str) -> dict:
+    """A TOML file the build wrote: {} when missing or invalid; UnsafePath when not plain."""
+    data = safefs.read_file(directory, rel)
+    if data is None:
+        return {}
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError):
+        return tomllib.loads(data.decode(errors="replace"))
+    except tomllib.TOMLDecodeError:
         return {}
 
 
 def apply_layer(env: dict[str, str], layer: LayerInfo, phase: Phase) -> None:
     """Apply one layer's contribution to env (in place), for the launch or build phase."""
-    if (layer.host_dir / "bin").is_dir():
+    try:
+        _apply_layer(env, layer, phase)
+    except safefs.UnsafePath as err:
+        raise safefs.UnsafePath(f"{layer.name}/{err.rel}", err.reason) from None
+
+
+def _apply_layer(env: dict[str, str], layer: LayerInfo, phase: Phase) -> None:
+    if _dir_or_link(layer.host_dir, "bin"):
         _prepend(env, "PATH", f"{layer.container_dir}/bin", ":")
-    if (layer.host_dir / "lib").is_dir():
+    if _dir_or_link(layer.host_dir, "lib"):
         lib_var = "LD_LIBRARY_PATH" if phase == "launch" else "LIBRARY_PATH"
         _prepend(env, lib_var, f"{layer.container_dir}/lib", ":")
     for sub in ("env", f"env.{phase}"):
-        apply_env_dir(env, layer.host_dir / sub)
+        apply_env_dir(env, layer.host_dir, sub)
 
 
-def apply_env_dir(env: dict[str, str], env_dir: Path) -> None:
-    if not env_dir.is_dir() or env_dir.is_symlink():
-        return
-    for path in sorted(env_dir.iterdir()):
-        if not _plain_file(path):
-            continue
-        name, _, action = path.name.partition(".")
+def _dir_or_link(layer_dir: Path, name: str) -> bool:
+    """Judged without following a link: the container resolves it in its own view."""
+    st = safefs.lstat(layer_dir, name)
+    return st is not None and (stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode))
+
+
+def apply_env_dir(env: dict[str, str], layer_dir: Path, sub: str) -> None:
+    """The env files in layer_dir/sub; a symlink or special file there raises UnsafePath."""
+    for file_name in safefs.list_dir(layer_dir, sub):
+        name, _, action = file_name.partition(".")
         if action == "delim" or not name:
             continue
-        value = path.read_text(errors="replace")
-        delim = _delim(env_dir, name)
+        value = _env_file(layer_dir, f"{sub}/{file_name}")
+        delim = _env_file(layer_dir, f"{sub}/{name}.delim")
         if action in ("", "override"):
             env[name] = value
         elif action == "default":
@@ -99,9 +125,9 @@ def apply_env_dir(env: dict[str, str], env_dir: Path) -> None:
             env[name] = f"{env[name]}{delim}{value}" if env.get(name) else value
 
 
-def _delim(env_dir: Path, name: str) -> str:
-    path = env_dir / f"{name}.delim"
-    return path.read_text() if _plain_file(path) else ""
+def _env_file(layer_dir: Path, rel: str) -> str:
+    data = safefs.read_file(layer_dir, rel)
+    return "" if data is None else data.decode(errors="replace")
 
 
 def _prepend(env: dict[str, str], name: str, value: str, delim: str) -> None:

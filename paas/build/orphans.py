@@ -6,11 +6,11 @@ build."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from paas.build import disk
 from paas.runtime import Runtime
 from paas.runtime.buildnet import remove_stale_build_networks
 from paas.settings import Settings
@@ -62,13 +62,20 @@ def remove_orphans(settings: Settings, log: Callable[[str], None] = lambda _line
 
 
 def _remove_stale_workspaces(settings: Settings) -> None:
-    """A build never lives longer than its time limit: older workspaces are a dead worker's."""
+    """A build never lives longer than its time limit: older workspaces are a dead worker's,
+    with their disk images (unmounted first: rmtree must not empty a mounted one's contents
+    and leave the loop device)."""
     if not settings.builds_dir.is_dir():
         return
     oldest = time.time() - settings.build_timeout - 180
     for path in settings.builds_dir.iterdir():
         try:
-            if path.is_dir() and path.stat().st_mtime < oldest:
-                shutil.rmtree(path, ignore_errors=True)
+            if path.is_symlink() or path.stat().st_mtime >= oldest:
+                continue
+            if path.is_dir():
+                disk.remove_workspace(path)
+            elif path.name.endswith(".img") and not path.with_suffix("").exists():
+                path.unlink()
         except OSError:
             continue
+    disk.detach_unused_loops(settings.home)

@@ -78,7 +78,15 @@ def ps_scale(changes: tuple[str, ...], app: str) -> None:
 @click.argument("changes", nargs=-1, required=True)
 @app_option
 def ps_resize(changes: tuple[str, ...], app: str) -> None:
-    """Set the dyno size of process types: web=standard (memory, CPU share, pids)."""
+    """Set the dyno size of process types: web=standard (memory, CPU share, pids, disk).
+
+    \b
+    Sizes (memory / disk): eco 256 MB / 128 MB, basic 512 MB / 256 MB,
+    standard 1 GB / 512 MB, performance 2 GB / 1 GB.
+    A dyno's disk is memory (tmpfs, emptied when the dyno ends): files written to /app or
+    /tmp count against the dyno's memory limit with its processes (Heroku's R14; here the
+    kernel kills a process once over it: R15).
+    """
     body = {t: {"size": s} for t, s in _pairs(changes, RESIZE, "web=standard").items()}
     formation = connection.client().patch(f"/v1/apps/{app}/formation", body)
     click.echo(f"Resizing dynos and restarting them... done, now running "

@@ -31,8 +31,8 @@ from paas.client import ApiClient
 from paas.errors import PaasError
 from paas.logs import RedisEvents, run_stream
 from paas.models import DynoState
-from paas.runtime import DynoSpec, DynoStatus, Runtime
-from paas.runtime.dynolog import DynoLog
+from paas.runtime import DynoSpec, DynoStatus, Runtime, files
+from paas.runtime.dynolog import DynoLog, dropped_count
 from paas.runtime.health import accepts, http_check
 from paas.settings import Settings, load
 from paas.slugs.layers import LayerStore
@@ -108,6 +108,8 @@ class Agent:
     stopping: set[str] = field(default_factory=set)
     checks: dict[str, Future[str]] = field(default_factory=dict)
     failed_oneoffs: list[dict[str, Any]] = field(default_factory=list)
+    # Formation dynos that could not start (a platform error): the API fails their release.
+    failed_starts: list[dict[str, Any]] = field(default_factory=list)
     apps: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Health checks and stops have pools of their own: stops waiting out their grace must
     # not hold back the health checks of the dynos replacing them (R10).
@@ -222,6 +224,7 @@ class Agent:
                             app_index=desired["slot"], uid=desired["uid"],
                             command=desired["command"], env=desired["env"], layers=layers,
                             memory_mb=desired["memory_mb"], pids_limit=desired["pids"],
+                            disk_mb=desired.get("disk_mb", 0),
                             cpu_shares=desired.get("cpu_shares", 0), metadata=metadata,
                             console=_console(key) if desired.get("tty") else None,
                             stdin=_console(key)[1] if desired.get("attach")
@@ -232,10 +235,14 @@ class Agent:
                                         f"{desired['command'][-1]}")
             status = self.runtime.start_dyno(spec)
         except Exception as error:  # a dyno that cannot start is a crash, not an agent failure
-            self._platform_log(key, f"Error starting {dyno_name(key)}: {error}")
+            self._platform_log(key, f"Error starting {dyno_name(key)} (platform error): {error}")
             if desired["oneoff"]:
                 self.failed_oneoffs.append({"app": key[0], "type": key[2], "index": key[3],
                                             "error": f"the dyno could not start: {error}"})
+            else:
+                self.failed_starts.append({"app": key[0], "release": key[1], "type": key[2],
+                                           "index": key[3],
+                                           "error": str(error) or type(error).__name__})
             self._count_crash(key, desired.get("generation", ""))
             return
         self._note(status.id, state=DynoState.UP if desired["oneoff"] else DynoState.STARTING)
@@ -460,7 +467,9 @@ class Agent:
         self._forget_gone({dyno.id for dyno in listed})
         self._remove_idle_bridges({dyno.metadata["app"] for dyno in listed})
         failed, self.failed_oneoffs = self.failed_oneoffs, []
-        self.api.put("/v1/internal/dynos", {"dynos": reported, "failed_oneoffs": failed})
+        unstarted, self.failed_starts = self.failed_starts, []
+        self.api.put("/v1/internal/dynos", {"dynos": reported, "failed_oneoffs": failed,
+                                            "failed_starts": unstarted})
         # Read after the report: it counts the route change that took these dynos out.
         generation = self.events.routes_generation()
         for dyno_id in retiring:
@@ -498,9 +507,7 @@ class Agent:
                 setattr(notes, name, value)
             path = self.settings.dynos_dir / dyno_id / "agent.json"
             if path.parent.is_dir():
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(asdict(notes)))
-                tmp.replace(path)
+                files.write_atomic(path, json.dumps(asdict(notes)))
 
     def _ship_logs(self, dyno: DynoStatus, final: bool = False) -> None:
         log = DynoLog(dyno.log_path)
@@ -519,6 +526,10 @@ class Agent:
 
     def _ship_line(self, meta: dict[str, str], line: str) -> None:
         name = dyno_name(key_of(meta))
+        dropped = dropped_count(line)
+        if dropped is not None:  # the dyno's monitor dropped output (paas/runtime/dynolog.py)
+            self._log_dropped(meta, name, dropped)
+            return
         if meta.get("attach"):
             self.events.client.xadd(run_stream(meta["app"], name), {"line": line},
                                     maxlen=20000, approximate=True)
@@ -526,6 +537,16 @@ class Agent:
         if meta.get("build_id"):
             self.events.deploy_line(meta["build_id"], f"       {line}")
         self.events.app_log(meta["app"], f"app[{name}]", line)
+
+    def _log_dropped(self, meta: dict[str, str], name: str, count: int) -> None:
+        """Heroku's L10, in the app's log and wherever the dyno's output goes."""
+        line = f"Error L10 (Log truncated): {count} bytes of output dropped"
+        self._platform_log(key_of(meta), line)
+        if meta.get("attach"):
+            self.events.client.xadd(run_stream(meta["app"], name), {"line": line},
+                                    maxlen=20000, approximate=True)
+        if meta.get("build_id"):
+            self.events.deploy_line(meta["build_id"], f"       {line}")
 
     def _platform_log(self, key: Key, line: str) -> None:
         self.events.app_log(key[0], f"paas[{dyno_name(key)}]", line)
@@ -554,7 +575,7 @@ def _console(key: Key) -> tuple[str, str]:
 
 def _read_notes(path: Path) -> Notes:
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(files.read_text(path))
     except (OSError, ValueError):
         return Notes()
     known = Notes.__dataclass_fields__
@@ -563,7 +584,7 @@ def _read_notes(path: Path) -> Notes:
 
 def _exit_code(log_path: Path) -> int | None:
     try:
-        return int(log_path.with_name("exit-code").read_text().strip())
+        return int(files.read_text(log_path.with_name("exit-code")).strip())
     except (OSError, ValueError):
         return None
 

@@ -34,6 +34,8 @@ from pathlib import Path
 import redis
 
 from paas import redis_clients, terminals
+from paas.runtime import files
+from paas.runtime.monitor import write_exit_code
 
 PR_SET_CHILD_SUBREAPER = 36
 READ_SIZE = 65536
@@ -75,20 +77,24 @@ class Console:
             listener.bind(str(path))
             listener.listen(1)
             listener.settimeout(60)
-            with open(self.dir / "output.log", "ab") as log:
+            # runc's own messages; the terminal's output goes to Redis.
+            log = files.open_append(self.dir / "output.log")
+            try:
                 runc = subprocess.Popen(
                     [*self.runc, "run", "--detach", "--console-socket", str(path),
                      "--pid-file", str(self.dir / "init.pid"), "--bundle", str(self.dir),
                      self.dir.name],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-                self._receive_master(listener, runc)
-                code = runc.wait()
+            finally:
+                os.close(log)
+            self._receive_master(listener, runc)
+            code = runc.wait()
         finally:
             listener.close()
             path.unlink(missing_ok=True)
             sock_dir.rmdir()
         try:
-            return int((self.dir / "init.pid").read_text()), code
+            return int(files.read_text(self.dir / "init.pid")), code
         except (OSError, ValueError):
             return None, code or 1
 
@@ -185,13 +191,11 @@ class Console:
                 return exit_status(status)
 
     def finish(self, code: int) -> None:
-        tmp = self.dir / "exit-code.tmp"
-        tmp.write_text(f"{code}\n")
-        tmp.replace(self.dir / "exit-code")
+        write_exit_code(self.dir, code)
 
 
 def run(dyno_dir: Path, runc: list[str], output: str, input_: str) -> None:
-    (dyno_dir / "monitor.pid").write_text(str(os.getpid()))
+    files.write_atomic(dyno_dir / "monitor.pid", str(os.getpid()), mode=0o644)
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     client = redis_clients.client(os.environ["PAAS_CONSOLE_REDIS"], block=INPUT_BLOCK_MS / 1000)

@@ -1,9 +1,11 @@
 """Dynos and build containers under runc.
 
-Each dyno is started through a small detached shell (its monitor) that runs `runc run` in the
-foreground with output appended to the dyno's log and writes the exit status to a file, so a
-dyno outlives the process that started it. Everything a later process needs to find a dyno
-again (adoption) is on disk under settings.dynos_dir/<id>/.
+Each dyno is started through a small detached process (its monitor, paas/runtime/monitor.py)
+that runs `runc run` in the foreground, copies its output into the dyno's log (bounded) and
+writes the exit status to a file, so a dyno outlives the process that started it. Everything a
+later process needs to find a dyno again (adoption) is on disk under settings.dynos_dir/<id>/,
+a directory of root's (0700) that no dyno reaches: a dyno writes only to its disk's upper dir
+(paas/runtime/dynodisk.py), through its overlay, and to a pipe.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from paas.errors import Conflict, Invalid, NotFound, Unavailable
-from paas.runtime import host, network, oci
+from paas.runtime import dynodisk, files, host, network, oci
 from paas.runtime.buildnet import BuildNetwork, build_network
 from paas.runtime.cpu import CpuMeter
+from paas.runtime.dynolog import DynoLog
 from paas.runtime.hostconfig import client_config
 from paas.runtime.runc import Runc
 from paas.settings import Settings
@@ -37,12 +40,6 @@ LIVE_STATES = ("created", "running", "paused")
 # runc's own start; generous, as a loaded machine can take many seconds.
 START_TIMEOUT = 60.0
 LOST_EXIT_CODE = -1
-# $1 runc, $2 runc root, $3 bundle, $4 id, $5 log, $6 monitor pid file, $7 exit-code file.
-# --keep: the exited container (and its cgroup, with its OOM-kill count) stays until removed.
-MONITOR_SCRIPT = (
-    'echo $$ >"$6"; "$1" --root "$2" run --keep --bundle "$3" "$4" >>"$5" 2>&1 </dev/null; '
-    'echo $? >"$7.tmp"; mv "$7.tmp" "$7"'
-)
 
 
 @dataclass(frozen=True)
@@ -58,6 +55,7 @@ class DynoSpec:
     pids_limit: int
     metadata: dict[str, str]
     cpu_shares: int = 0  # 0: in proportion to the memory
+    disk_mb: int = 0  # /app's writable layer and /tmp, each; 0: half the memory
     # A dyno with a terminal: (output stream, input stream) its console monitor relays.
     console: tuple[str, str] | None = None
     # An attached one-off without a terminal: the input stream its stdin is fed from.
@@ -104,6 +102,10 @@ def cpu_shares(memory_mb: int) -> int:
     return max(2, memory_mb * 1024 // 512)
 
 
+def disk_mb(spec: DynoSpec) -> int:
+    return spec.disk_mb or max(spec.memory_mb // 2, 16)
+
+
 class DynoDir:
     """The files of one dyno under settings.dynos_dir/<id>/."""
 
@@ -114,23 +116,20 @@ class DynoDir:
         self.log = path / "output.log"
         self.exit_file = path / "exit-code"
         self.pid_file = path / "monitor.pid"
-        self.app = path / "app"
-        self.upper = path / "upper"
-        self.work = path / "work"
-        self.rootfs = path / "rootfs"
+        self.disk = dynodisk.DynoDisk(path / "disk")
         # The agent's own notes on the dyno (its state, when it was asked to stop), so a
         # restarted agent picks up where the last one left.
         self.notes = path / "agent.json"
 
     def read_record(self) -> dict[str, Any] | None:
         try:
-            return json.loads(self.record.read_text())
+            return json.loads(files.read_text(self.record))
         except (OSError, ValueError):
             return None
 
     def exit_code(self) -> int | None:
         try:
-            return int(self.exit_file.read_text().strip())
+            return int(files.read_text(self.exit_file).strip())
         except (OSError, ValueError):
             return None
 
@@ -172,8 +171,7 @@ class Runtime:
             # Before the dyno's directory: a refused bridge must leave no dyno behind. Under
             # the lock: remove_idle_bridges cannot take it away before the record is written.
             network.ensure_bridge(bridge, subnet)
-            network.isolate_bridge(bridge, self.settings.dyno_port,
-                                   network.parse_ports(self.settings.dyno_host_ports))
+            network.isolate_bridge(self.settings, bridge, subnet)
             last = self.settings.dynos_dir / f".last-ip-{spec.app_index}"
             previous = last.read_text().strip() if last.exists() else None
             ip = network.next_free_ip(subnet, self._used_ips(spec.app_index), previous)
@@ -240,18 +238,19 @@ class Runtime:
             for name in network.links_with_prefix(prefix):
                 slot = name[len(prefix):]
                 if slot.isdigit() and int(slot) not in used:
-                    network.delete_bridge(name)
+                    network.delete_bridge(self.install_id, name)
                     removed.append(name)
         return removed
 
     def memory_mb(self, dyno_id: str) -> float:
-        """The dyno's resident memory (its cgroup's RSS), in MB."""
+        """The dyno's memory, in MB: its cgroup's RSS and its files (tmpfs: its disk, /tmp,
+        /dev/shm), which count against the same limit."""
         stat = self._cgroup_file("memory", dyno_id, "memory.stat")
-        for line in stat.splitlines():
-            name, _, value = line.partition(" ")
-            if name == "total_rss":
-                return int(value) / (1024 * 1024)
-        return 0.0
+        counted = ("total_rss", "total_shmem")
+        used = sum(int(value) for name, _, value in (line.partition(" ")
+                                                     for line in stat.splitlines())
+                   if name in counted)
+        return used / (1024 * 1024)
 
     def cpu_percent(self, dyno_id: str) -> float | None:
         """The dyno's CPU use since the last call (% of one core; cgroup cpuacct.usage)."""
@@ -377,24 +376,20 @@ class Runtime:
             "started_at": time.time(),
             "metadata": dict(spec.metadata),
         }
-        tmp = dyno.record.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record))
-        tmp.replace(dyno.record)
+        files.write_atomic(dyno.record, json.dumps(record))
 
     def _prepare_dyno_fs(self, dyno: DynoDir, spec: DynoSpec, ip: str, netns_path: str) -> None:
-        for path in (dyno.upper, dyno.work, dyno.app):
-            path.mkdir()
-        os.chown(dyno.upper, spec.uid, spec.uid)
-        dyno.upper.chmod(0o755)
-        host.mount_overlay(spec.layers, dyno.upper, dyno.work, dyno.app)
+        disk = dynodisk.create(dyno.disk.root, disk_mb(spec), spec.uid, spec.layers)
         hosts = f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n{ip}\t{spec.id}\n"
-        oci.write_rootfs(dyno.rootfs, oci.etc_files(spec.uid, spec.id, hosts))
+        oci.write_rootfs(disk.rootfs, oci.etc_files(spec.uid, spec.id, hosts))
         config = oci.ContainerConfig(
             hostname=spec.id,
             uid=spec.uid,
             args=spec.command,
             env=spec.env,
-            app_source=dyno.app,
+            app_source=disk.app,
+            root_path=str(disk.rootfs.relative_to(dyno.path)),
+            tmp_mb=disk_mb(spec),
             memory_mb=spec.memory_mb,
             pids_limit=spec.pids_limit,
             cgroups_path=f"/{self._cgroup_name(spec.id)}",
@@ -402,53 +397,43 @@ class Runtime:
             cpu_shares=spec.cpu_shares or cpu_shares(spec.memory_mb),
             terminal=spec.console is not None,
         )
-        (dyno.path / "config.json").write_text(json.dumps(oci.config_json(config), indent=1))
-        dyno.log.touch()
+        files.write_atomic(dyno.path / "config.json", json.dumps(oci.config_json(config),
+                                                                 indent=1))
+        os.close(files.open_append(dyno.log))
 
     def _launch_monitor(self, dyno: DynoDir) -> None:
-        args = [
-            self.runc.binary,
-            str(self.runc.root),
-            str(dyno.path),
-            dyno.id,
-            str(dyno.log),
-            str(dyno.pid_file),
-            str(dyno.exit_file),
-        ]
-        subprocess.run(
-            ["setsid", "-f", "/bin/sh", "-c", MONITOR_SCRIPT, "sh", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=True,
-        )
+        args = [str(dyno.path), self.runc.binary, str(self.runc.root),
+                str(self.settings.dyno_log_unshipped_max_bytes)]
+        self._launch(dyno, "paas.runtime.monitor", args, {})
+
+    def _launch(self, dyno: DynoDir, module: str, args: list[str], env: dict[str, str]) -> None:
+        """A dyno's monitor, detached in a session of its own; its own errors go to the log."""
+        log = files.open_append(dyno.log)
+        try:
+            subprocess.run(
+                ["setsid", "-f", sys.executable, "-m", module, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env={**os.environ, **env},
+                check=True,
+            )
+        finally:
+            os.close(log)
 
     def _launch_console(self, dyno: DynoDir, output: str, input_stream: str) -> None:
         """A dyno with a terminal gets a console monitor (paas/runtime/console.py)."""
         args = [str(dyno.path), self.runc.binary, str(self.runc.root), output, input_stream]
-        with dyno.log.open("ab") as log:
-            subprocess.run(
-                ["setsid", "-f", sys.executable, "-m", "paas.runtime.console", *args],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-                env={**os.environ, "PAAS_CONSOLE_REDIS": self.settings.redis_url},
-                check=True,
-            )
+        self._launch(dyno, "paas.runtime.console", args,
+                     {"PAAS_CONSOLE_REDIS": self.settings.redis_url})
 
     def _launch_piped(self, dyno: DynoDir, input_stream: str) -> None:
         """A one-off attached without a terminal: its stdin comes from the client
         (paas/runtime/piped.py)."""
-        args = [str(dyno.path), self.runc.binary, str(self.runc.root), input_stream]
-        with dyno.log.open("ab") as log:
-            subprocess.run(
-                ["setsid", "-f", sys.executable, "-m", "paas.runtime.piped", *args],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-                env={**os.environ, "PAAS_CONSOLE_REDIS": self.settings.redis_url},
-                check=True,
-            )
+        args = [str(dyno.path), self.runc.binary, str(self.runc.root), input_stream,
+                str(self.settings.dyno_log_unshipped_max_bytes)]
+        self._launch(dyno, "paas.runtime.piped", args,
+                     {"PAAS_CONSOLE_REDIS": self.settings.redis_url})
 
     def _wait_started(self, dyno: DynoDir) -> DynoStatus:
         deadline = time.monotonic() + START_TIMEOUT
@@ -506,7 +491,8 @@ class Runtime:
 
     def _log_tail(self, dyno: DynoDir) -> str:
         try:
-            return dyno.log.read_text(errors="replace")[-2000:].strip() or "no output"
+            tail = DynoLog(dyno.log).tail(2000).decode(errors="replace")
+            return tail.strip() or "no output"
         except OSError:
             return "no output"
 

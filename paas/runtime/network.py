@@ -1,8 +1,8 @@
 """Per-app bridges and per-dyno network namespaces, with iproute2.
 
-Forwarding stays off and no default route is installed: a dyno reaches its own /24 only,
-and the host reaches every dyno through the app bridges it owns. The host's own services are
-kept from dynos by policy routing (`isolate_bridge`): these hosts have no iptables or nftables.
+No default route is installed in a dyno: it reaches its own /24 only, and the host reaches
+every dyno through the app bridges it owns. What a dyno may send to the host and to other
+dynos is decided by the platform's nftables table (`isolate_bridge`, paas/runtime/firewall.py).
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import hashlib
 import ipaddress
 import json
 import subprocess
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from paas.errors import Invalid, Unavailable
+from paas.runtime import firewall
+from paas.settings import Settings
 
 NETNS_DIR = Path("/var/run/netns")
 ADDRESS_SET_BY_USER = "3"  # /sys/class/net/<link>/addr_assign_type after `ip link set address`
@@ -163,89 +164,37 @@ def teardown_network(install_id: str) -> None:
     for name in links_with_prefix(f"v{install_id}"):
         ip_cmd("link", "delete", name, check=False)
     for name in links_with_prefix(f"pb{install_id}"):
-        delete_bridge(name)
-    for name in {rule.get("iif", "") for rule in _rules()}:
-        if name.startswith(f"pb{install_id}"):
-            remove_bridge_rules(name)
+        ip_cmd("link", "delete", name, check=False)
+    firewall.Table(install_id).remove()
+    remove_legacy_rules(install_id)
 
 
 # ---- keeping dynos off the host's services -------------------------------------------------
-# A packet from a dyno to any address of the host (its bridge's gateway, the host's LAN
-# address) would be delivered to every service listening on 0.0.0.0. Policy rules on the
-# bridge let through only what host-made connections need back, replies from the dyno's port to
-# an ephemeral port, and refuse the rest. The kernel consults its local table (is this address
-# mine?) at priority 0, before any other rule, so that lookup moves behind the dyno rules once
-# per host; for everything else the order of lookups is unchanged.
-
-LOCAL_PREF = 1000
-DYNO_OPENED_PREF = 99
-DYNO_REPLIES_PREF = 100
-DYNO_REFUSED_PREF = 101
-# Refused per protocol (those a process without privileges can send), not with one rule for
-# everything: the kernel checks an ARP request with a route lookup too (protocol 0), and
-# refusing that stops the host answering its dynos' ARP, so their replies to the router stall
-# once their neighbour entry for the gateway expires.
-REFUSED_PROTOCOLS = ("tcp", "udp", "icmp", "dccp", "sctp", "udplite")
+# A packet from a dyno to any address of the host (its bridge's gateway) would be delivered to
+# every service listening on 0.0.0.0. The platform's nftables table lets through only replies
+# to connections the host opened and the host ports the operator opened; a bridge joins its
+# sets before any dyno joins the bridge.
 
 
-def _rules() -> list[dict]:
-    result = ip_cmd("-j", "rule", "show", check=False)
-    return json.loads(result.stdout) if result.returncode == 0 and result.stdout.strip() else []
+def firewall_table(settings: Settings) -> firewall.Table:
+    return firewall.Table(settings.install_id, tuple(parse_ports(settings.dyno_host_ports)),
+                          (settings.router_port, settings.router_tls_port))
 
 
-def move_local_lookup(rules: list[dict]) -> None:
-    """`rules`: the host's rules as listed just before. Another installation's agent may do
-    the same at the same moment: check, don't fail."""
-    if not _has_rule(rules, LOCAL_PREF, table="local"):
-        ip_cmd("rule", "add", "pref", str(LOCAL_PREF), "lookup", "local", check=False)
-        if not _has_rule(_rules(), LOCAL_PREF, table="local"):
-            raise Unavailable("cannot add the host's local-table rule at priority 1000: "
-                              "`ip rule add pref 1000 lookup local` failed; run it as root to "
-                              "see why")
-    if _has_rule(rules, 0, table="local"):
-        ip_cmd("rule", "del", "pref", "0", "lookup", "local", check=False)
+def prepare_host(settings: Settings) -> None:
+    """`paas up`: the platform's firewall table, and no policy rule of an earlier version."""
+    remove_legacy_rules(settings.install_id)
+    firewall_table(settings).install()
 
 
-def _has_rule(rules: list[dict], priority: int, **match: str) -> bool:
-    return any(rule.get("priority") == priority
-               and all(rule.get(key) == value for key, value in match.items())
-               for rule in rules)
-
-
-def ephemeral_ports() -> str:
-    low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-    return f"{low}-{high}"
-
-
-def isolate_bridge(bridge: str, dyno_port: int, host_ports: Iterable[int] = ()) -> None:
-    """What a dyno on `bridge` sends to the host: only replies from `dyno_port` (the router's
-    and the health checks' connections) and connections to the `host_ports` the operator
-    opened (PAAS_DYNO_HOST_PORTS) are delivered; anything else is refused."""
-    host_rules = _rules()
-    move_local_lookup(host_rules)
-    rules = [rule for rule in host_rules if rule.get("iif") == bridge]
-    opened = sorted(str(rule.get("dport")) for rule in rules
-                    if rule.get("priority") == DYNO_OPENED_PREF)
-    if opened != sorted(str(port) for port in host_ports):
-        _delete_rules(DYNO_OPENED_PREF, bridge)
-        for port in host_ports:
-            ip_cmd("rule", "add", "pref", str(DYNO_OPENED_PREF), "iif", bridge, "ipproto", "tcp",
-                   "dport", str(port), "lookup", "local")
-    if not any(rule.get("priority") == DYNO_REPLIES_PREF for rule in rules):
-        ip_cmd("rule", "add", "pref", str(DYNO_REPLIES_PREF), "iif", bridge, "ipproto", "tcp",
-               "sport", str(dyno_port), "dport", ephemeral_ports(), "lookup", "local")
-    refused = [rule for rule in rules if rule.get("priority") == DYNO_REFUSED_PREF]
-    if len(refused) != len(REFUSED_PROTOCOLS) or not all("ipproto" in r for r in refused):
-        _delete_rules(DYNO_REFUSED_PREF, bridge)
-        for protocol in REFUSED_PROTOCOLS:
-            ip_cmd("rule", "add", "pref", str(DYNO_REFUSED_PREF), "iif", bridge,
-                   "ipproto", protocol, "prohibit")
+def isolate_bridge(settings: Settings, bridge: str, network: ipaddress.IPv4Network) -> None:
+    firewall_table(settings).admit_bridge(bridge, str(next(iter(network.hosts()))))
     disable_ipv6(bridge)
 
 
 def disable_ipv6(link: str) -> None:
-    """No link-local IPv6 address on the host's side of a dyno's link: one would be a way to
-    the host's services that the IPv4 rules do not cover."""
+    """No link-local IPv6 address on the host's side of a dyno's link: nothing of the host
+    answers a dyno over IPv6, whatever the rules."""
     setting = Path(f"/proc/sys/net/ipv6/conf/{link}/disable_ipv6")
     if setting.exists():
         setting.write_text("1")
@@ -262,19 +211,54 @@ def parse_ports(text: str) -> list[int]:
     return sorted(set(ports))
 
 
-def remove_bridge_rules(bridge: str) -> None:
-    for pref in (DYNO_OPENED_PREF, DYNO_REPLIES_PREF, DYNO_REFUSED_PREF):
-        _delete_rules(pref, bridge)
+def delete_bridge(install_id: str, bridge: str) -> None:
+    ip_cmd("link", "delete", bridge, check=False)
+    firewall.Table(install_id).forget_bridge(bridge)
+
+
+# ---- leftovers of the policy routing of earlier versions -----------------------------------
+# Before the nftables table, per-bridge policy rules (`pref 99|100|101 iif <bridge> ...`) kept
+# dynos off the host, behind the kernel's local-table lookup moved from priority 0 to 1000.
+
+LEGACY_PREFS = (99, 100, 101)
+LEGACY_LOCAL_PREF = 1000
+
+
+def remove_legacy_rules(install_id: str) -> None:
+    """This installation's old bridge rules; and once no installation on the host has any
+    left, the local lookup back at priority 0 (added before the moved one goes, so the host
+    never misses it)."""
+    for bridge in {rule.get("iif", "") for rule in _legacy_rules(_rules())}:
+        if bridge.startswith(f"pb{install_id}"):
+            for pref in LEGACY_PREFS:
+                _delete_rules(pref, bridge)
+    rules = _rules()
+    if _legacy_rules(rules) or not _has_rule(rules, LEGACY_LOCAL_PREF, table="local"):
+        return
+    if not _has_rule(rules, 0, table="local"):
+        ip_cmd("rule", "add", "pref", "0", "lookup", "local")
+    ip_cmd("rule", "del", "pref", str(LEGACY_LOCAL_PREF), "lookup", "local", check=False)
+
+
+def _legacy_rules(rules: list[dict]) -> list[dict]:
+    return [rule for rule in rules
+            if rule.get("priority") in LEGACY_PREFS and rule.get("iif", "").startswith("pb")]
+
+
+def _rules() -> list[dict]:
+    result = ip_cmd("-j", "rule", "show", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 and result.stdout.strip() else []
+
+
+def _has_rule(rules: list[dict], priority: int, **match: str) -> bool:
+    return any(rule.get("priority") == priority
+               and all(rule.get(key) == value for key, value in match.items())
+               for rule in rules)
 
 
 def _delete_rules(pref: int, bridge: str) -> None:
     while ip_cmd("rule", "del", "pref", str(pref), "iif", bridge, check=False).returncode == 0:
         pass
-
-
-def delete_bridge(bridge: str) -> None:
-    ip_cmd("link", "delete", bridge, check=False)
-    remove_bridge_rules(bridge)
 
 
 # ---- build networks ----------------------------------------------------------------------

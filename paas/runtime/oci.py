@@ -50,6 +50,9 @@ class ContainerConfig:
     netns_path: str | None = None
     cpu_shares: int = 1024
     terminal: bool = False
+    # The bundle's root filesystem, relative to the bundle (a dyno's is on its disk).
+    root_path: str = "rootfs"
+    tmp_mb: int = 256
     extra_mounts: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -94,7 +97,7 @@ def stack_mounts() -> list[dict[str, Any]]:
     return mounts
 
 
-def base_mounts() -> list[dict[str, Any]]:
+def base_mounts(tmp_mb: int = 256) -> list[dict[str, Any]]:
     return [
         {"destination": "/proc", "type": "proc", "source": "proc"},
         {
@@ -131,7 +134,7 @@ def base_mounts() -> list[dict[str, Any]]:
             "destination": "/tmp",
             "type": "tmpfs",
             "source": "tmpfs",
-            "options": ["nosuid", "nodev", "mode=1777", "size=262144k"],
+            "options": ["nosuid", "nodev", "mode=1777", f"size={tmp_mb * 1024}k"],
         },
     ]
 
@@ -211,10 +214,10 @@ def config_json(cfg: ContainerConfig) -> dict[str, Any]:
             "capabilities": caps,
             "noNewPrivileges": True,
         },
-        "root": {"path": "rootfs", "readonly": True},
+        "root": {"path": cfg.root_path, "readonly": True},
         "hostname": cfg.hostname,
         "mounts": [
-            *base_mounts(),
+            *base_mounts(cfg.tmp_mb),
             *stack_mounts(),
             bind(cfg.app_source, "/app", readonly=False),
             *cfg.extra_mounts,

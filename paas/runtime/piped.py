@@ -1,14 +1,15 @@
 """The monitor of an attached one-off dyno without a terminal (`echo hi | paas run -- cat`).
 
-It does what the shell monitor (containers.MONITOR_SCRIPT) does: runs `runc run` in the
-foreground, its output to the dyno's log, its exit status to the exit-code file. The container's
+It does what a dyno's monitor (paas/runtime/monitor.py) does: runs `runc run` in the
+foreground, its output through a pipe to the dyno's log (bounded), its exit status to the
+exit-code file. The container's
 stdin is a pipe fed from the one-off's input stream (paas/terminals.py: `{"data": b64}` entries
 from the client, then a hangup entry for the end of its input), so the API and the dyno need
 not share a host. A client that never sends anything gets an end of input after
 ATTACH_TIMEOUT, so a command reading stdin does not wait for it forever.
 
-Usage (by Runtime): python -m paas.runtime.piped DYNO_DIR RUNC ROOT INPUT_STREAM, with the
-Redis URL in $PAAS_CONSOLE_REDIS.
+Usage (by Runtime): python -m paas.runtime.piped DYNO_DIR RUNC ROOT INPUT_STREAM
+UNSHIPPED_MAX_BYTES, with the Redis URL in $PAAS_CONSOLE_REDIS.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import IO
 import redis
 
 from paas import redis_clients, terminals
+from paas.runtime import monitor
 
 ATTACH_TIMEOUT = 120.0
 INPUT_BLOCK_MS = 1000
@@ -68,21 +70,15 @@ def _close(pipe: IO[bytes]) -> None:
         pipe.close()
 
 
-def run(dyno_dir: Path, runc: list[str], stream: str) -> None:
-    (dyno_dir / "monitor.pid").write_text(str(os.getpid()))
+def run(dyno_dir: Path, runc: list[str], stream: str, unshipped_max: int) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     client = redis_clients.client(os.environ["PAAS_CONSOLE_REDIS"], block=INPUT_BLOCK_MS / 1000)
-    with open(dyno_dir / "output.log", "ab") as log:
-        process = subprocess.Popen(
-            [*runc, "run", "--keep", "--bundle", str(dyno_dir), dyno_dir.name],
-            stdin=subprocess.PIPE, stdout=log, stderr=log)
+    process, output, writer = monitor.start_logged(dyno_dir, runc, unshipped_max,
+                                                   subprocess.PIPE)
     threading.Thread(target=feed, args=(client, stream, process), daemon=True).start()
-    code = process.wait()
-    tmp = dyno_dir / "exit-code.tmp"
-    tmp.write_text(f"{code}\n")
-    tmp.replace(dyno_dir / "exit-code")
+    monitor.finish(process, output, writer, dyno_dir)
     os._exit(0)  # the feeding thread may be waiting on Redis: nothing left for it to do
 
 
 if __name__ == "__main__":
-    run(Path(sys.argv[1]), [sys.argv[2], "--root", sys.argv[3]], sys.argv[4])
+    run(Path(sys.argv[1]), [sys.argv[2], "--root", sys.argv[3]], sys.argv[4], int(sys.argv[5]))

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
+from paas import safefs
 from paas.errors import Invalid, PaasError
 from paas.settings import Settings
 
@@ -352,11 +353,11 @@ def _memo_name(key: str) -> str:
 def _tree_signature(src: Path, parts: list[str], exclude: frozenset[str],
                     keep: Keep | None) -> str:
     sha = hashlib.sha256("/".join(parts).encode())
-    for path, rel in _walk(src, exclude):
-        if keep is not None and not keep(rel, path):
+    for entry in _walk(src, exclude):
+        rel, st = entry.rel, entry.st
+        if keep is not None and not keep(rel, src / rel):
             continue
-        st = path.lstat()
-        link = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
+        link = entry.read_link() if stat.S_ISLNK(st.st_mode) else ""
         sha.update(f"{rel}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{link}\n"
                    .encode())
     return sha.hexdigest()
@@ -394,20 +395,13 @@ def _dir_info(name: str, mode: int = 0o755) -> tarfile.TarInfo:
     return _normalized(info)
 
 
-def _walk(src: Path, exclude: frozenset[str]) -> Iterator[tuple[Path, str]]:
-    """(host path, relative posix name) of every entry under src, sorted, depth first."""
-
-    def visit(directory: Path, rel: str) -> Iterator[tuple[Path, str]]:
-        for name in sorted(os.listdir(directory)):
-            if not rel and name in exclude:
-                continue
-            path = directory / name
-            name_rel = f"{rel}/{name}" if rel else name
-            yield path, name_rel
-            if stat.S_ISDIR(path.lstat().st_mode):
-                yield from visit(path, name_rel)
-
-    yield from visit(src, "")
+def _walk(src: Path, exclude: frozenset[str]) -> Iterator[safefs.Entry]:
+    """Every entry under src, sorted, depth first. A build wrote src: a symlink is recorded as
+    a symlink and never followed, a file is read through its directory's fd (openat)."""
+    try:
+        yield from safefs.walk(src, exclude)
+    except safefs.UnsafePath as err:
+        raise PaasError(f"refusing to pack {src}: {err}") from None
 
 
 def _write_entries(
@@ -417,11 +411,11 @@ def _write_entries(
     for i in range(len(parts)):
         tar.addfile(_dir_info("/".join(parts[: i + 1])))
     base = "/".join(parts)
-    for path, rel in _walk(src, exclude):
-        if keep is not None and not keep(rel, path):
+    for entry in _walk(src, exclude):
+        rel, st = entry.rel, entry.st
+        if keep is not None and not keep(rel, src / rel):
             continue
         name = f"{base}/{rel}" if base else rel
-        st = path.lstat()
         info = tarfile.TarInfo(name)
         info.mode = stat.S_IMODE(st.st_mode) & 0o777
         if stat.S_ISDIR(st.st_mode):
@@ -429,13 +423,20 @@ def _write_entries(
             tar.addfile(_normalized(info))
         elif stat.S_ISLNK(st.st_mode):
             info.type = tarfile.SYMTYPE
-            info.linkname = os.readlink(path)
+            info.linkname = entry.read_link()
             tar.addfile(_normalized(info))
         elif stat.S_ISREG(st.st_mode):
             info.size = st.st_size
-            with path.open("rb") as f:
+            with os.fdopen(_open_entry(entry), "rb") as f:
                 tar.addfile(_normalized(info), f)
         # Devices, fifos and sockets have no place in a slug and are left out.
+
+
+def _open_entry(entry: safefs.Entry) -> int:
+    try:
+        return entry.open_file()
+    except safefs.UnsafePath as err:
+        raise PaasError(f"refusing to pack {err}") from None
 
 
 def _check_member(member: tarfile.TarInfo, symlinks: set[str]) -> PurePosixPath:
@@ -474,9 +475,14 @@ def _make_parents(dest: Path, rel: PurePosixPath, uid: int) -> None:
     path = dest
     for part in rel.parts[:-1]:
         path = path / part
-        if not path.is_dir():
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
             path.mkdir(mode=0o755)
             os.chown(path, uid, uid)
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            raise PaasError(f"refusing layer entry below a non-directory: {rel}")
 
 
 def _extract_file(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, uid: int) -> None:

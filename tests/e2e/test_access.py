@@ -178,3 +178,45 @@ def test_only_the_admin_lists_and_creates_users(platform: Platform, tmp_path: Pa
     assert refused.returncode != 0 and "only the platform's admin" in refused.stderr
     assert duplicate.returncode != 0 and "exists already" in duplicate.stderr
     assert short.returncode != 0 and "a password needs 8" in short.stderr
+
+
+def test_a_user_takes_no_hostname_under_another_apps_wildcard_nor_a_wildcard_over_its_names(
+        platform: Platform, tmp_path: Path) -> None:
+    erin, frank = person(platform, tmp_path, "erin"), person(platform, tmp_path, "frank")
+    login(erin)
+    login(frank)
+    zone = f"z{uuid.uuid4().hex[:8]}.test"
+    erin.paas("apps:create", "acc-erin")
+    frank.paas("apps:create", "acc-frank")
+    try:
+        erin.paas("domains:add", f"*.{zone}", "-a", "acc-erin")
+        erin.paas("domains:add", f"www.other-{zone}", "-a", "acc-erin")
+
+        under = frank.paas("domains:add", f"a.{zone}", "-a", "acc-frank", check=False)
+        deeper = frank.paas("domains:add", f"*.deep.{zone}", "-a", "acc-frank", check=False)
+        over = httpx.post(f"{platform.api_url}/v1/apps/acc-frank/domains",
+                          json={"hostname": f"*.other-{zone}"},
+                          headers={"Authorization": f"Bearer {frank.token}"}, timeout=30)
+        for refused in (under, deeper):
+            assert refused.returncode != 0
+            assert f"is covered by *.{zone}, a domain of another app" in refused.stderr
+            assert "acc-erin" not in refused.stderr + refused.stdout
+        assert over.status_code == 409
+        assert (f"covers www.other-{zone}, a domain of another app"
+                in over.json()["message"]), over.text
+        assert "acc-erin" not in over.text
+        # The admin follows the same rule, and may be told which app holds the name.
+        by_admin = platform.paas("domains:add", f"b.{zone}", "-a", "acc-frank", check=False)
+        assert by_admin.returncode != 0 and "another app (acc-erin)" in by_admin.stderr
+
+        # Positive controls: the wildcard's own app may add names under it; names that overlap
+        # nothing of another app are anyone's.
+        erin.paas("domains:add", f"a.{zone}", "-a", "acc-erin")
+        frank.paas("domains:add", f"www.{uuid.uuid4().hex[:8]}-{zone}", "-a", "acc-frank")
+        frank.paas("domains:add", f"*.frank-{zone}", "-a", "acc-frank")
+        listed = {d["hostname"] for d in json.loads(
+            frank.paas("domains", "-a", "acc-frank", "--json").stdout)}
+        assert f"*.frank-{zone}" in listed and f"a.{zone}" not in listed
+    finally:
+        for app in ("acc-erin", "acc-frank"):
+            platform.paas("apps:destroy", app, "--confirm", app, check=False)

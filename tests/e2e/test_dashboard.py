@@ -331,6 +331,34 @@ def test_users_see_only_their_apps_and_forms_need_their_csrf_token(
     other.context.close()
 
 
+def test_a_domain_under_another_apps_wildcard_is_refused_with_a_message(
+        platform: Platform, browser: Browser) -> None:
+    email, app, theirs = f"{unique('eve')}@example.com", unique("dom"), unique("wild")
+    zone = f"{unique('zone')}.test"
+    make_user(platform, email)
+    platform.paas("apps:create", theirs)
+    platform.paas("domains:add", f"*.{zone}", "-a", theirs)
+    page = new_page(browser)
+    try:
+        sign_in(page, platform, email)
+        page.get_by_label("New app name").fill(app)
+        page.get_by_role("button", name="Create app").click()
+        expect(page.locator("h1")).to_have_text(app)
+        page.get_by_label("Add a domain").fill(f"shop.{zone}")
+        page.get_by_role("button", name="Add domain").click()
+        refused = flash(page)
+        assert f"shop.{zone} is covered by *.{zone}, a domain of another app" in refused
+        assert theirs not in refused
+        page.get_by_label("Add a domain").fill(f"shop.{unique('own')}.test")
+        page.get_by_role("button", name="Add domain").click()
+        assert "Added shop." in flash(page)
+    finally:
+        page.context.close()
+        with platform.api() as api:
+            for name in (app, theirs):
+                api.delete(f"/v1/apps/{name}", params={"confirm": name})
+
+
 def test_signing_in_with_an_api_token(platform: Platform, browser: Browser) -> None:
     email = f"{unique('eve')}@example.com"
     token = make_user(platform, email)

@@ -5,12 +5,16 @@ positive control) succeeds."""
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +25,7 @@ import pytest
 
 from paas.settings import Settings
 from router.nginx import Router
-from tests.platform import APPS, Platform, app_repo, git
+from tests.platform import APPS, Platform, app_repo, free_port, git, second_subnet
 
 pytestmark = pytest.mark.e2e
 PORT = 5000  # PAAS_DYNO_PORT's default
@@ -99,7 +103,7 @@ def test_escapes_from_a_dyno_and_from_a_build_fail(platform: Platform, tmp_path:
     build = json.loads(line.split("ESCAPE-BUILD ", 1)[1])
 
     dyno = next(d for d in dynos(platform, app) if d["state"] == "up")
-    setuid_root_id(platform.home / "dynos" / dyno["id"] / "upper")  # appears as /app/suid-id
+    setuid_root_id(platform.home / "dynos" / dyno["id"] / "disk" / "upper")  # as /app/suid-id
     inside = platform.wait_for(app, "unshare_user").json()
 
     control_dir = Path(tempfile.mkdtemp(prefix="escape-control-"))
@@ -109,7 +113,7 @@ def test_escapes_from_a_dyno_and_from_a_build_fail(platform: Platform, tmp_path:
             ["setpriv", f"--reuid={inside['uid']}", f"--regid={inside['uid']}",
              "--clear-groups", str(setuid_root_id(control_dir))],
             capture_output=True, text=True, check=True).stdout
-        gateway = dyno["ip"].rsplit(".", 1)[0] + ".1"
+        gateway = gateway_of(dyno["ip"])
         host = host_probe({**escape_targets, "http": [], "tcp": [
             target.replace("gateway:", f"{gateway}:") for target in escape_targets["tcp"]]})
     finally:
@@ -144,14 +148,10 @@ def test_escapes_from_a_dyno_and_from_a_build_fail(platform: Platform, tmp_path:
     assert [build[k][:6] for k in ("mount", "unshare_user", "unshare_mount", "ptrace")] == [
         "failed"] * 4, build
     assert not any("nginx" in p or "redis" in p or "paas" in p for p in build["processes"])
-    # Its own namespace has only a loopback: the host's loopback services are not there, and
-    # no dyno network is routed. What leaves goes through the build's egress proxy (package
-    # registries), which refuses the host's and the dynos' addresses and says so in the log.
-    assert all("Connection refused" in build["http"][url] for url in escape_targets["http"][:5])
-    assert build["tcp"][f"{victim_ip}:{PORT}"] == (
-        "failed: OSError: [Errno 101] Network is unreachable")
-    assert build["http"][f"http://{victim_ip}:{PORT}/"] == (
-        "failed: HTTPError: HTTP Error 403: Forbidden")
+    # Its own namespace has only a loopback (the host's loopback services are not there) and
+    # no dyno network is routed (any refusal will do, above). What leaves goes through the
+    # build's egress proxy (package registries), which refuses the host's and the dynos'
+    # addresses and says so in the log.
     refused = f"Egress refused: {victim_ip}:{PORT}: {victim_ip} is an address of the host"
     assert refused in push.stderr
     # the router's control endpoint wants its secret even on the host
@@ -162,3 +162,162 @@ def test_escapes_from_a_dyno_and_from_a_build_fail(platform: Platform, tmp_path:
         platform.env["PAAS_ROUTER_CONTROL_PORT"]))).get_routes()[f"{app}.localhost"]
     for app_name in (app, victim):
         platform.paas("apps:destroy", app_name, "--confirm", app_name)
+
+
+# ---- the network: no source port, address or protocol takes a dyno to the host -------------
+
+
+
+def source_ports() -> list[int]:
+    """$PORT (what the host's connections go to), 5000, any (0), a free one from the
+    ephemeral range, the lowest unprivileged one, and a privileged one (DNS: a dyno may not
+    bind it, which is a refusal like any other)."""
+    return list(dict.fromkeys((PORT, 5000, 0, free_port(), 1024, 53)))
+
+
+class HostListeners:
+    """A TCP and a UDP service on every address of the host (0.0.0.0), on ports the kernel picks
+    (so inside its ephemeral range), recording the address of whoever reaches them; the UDP one
+    answers each datagram."""
+
+    def __init__(self) -> None:
+        self.tcp = socket.create_server(("0.0.0.0", 0))
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("0.0.0.0", 0))
+        self.peers: set[str] = set()
+        for serve in (self._accept, self._answer):
+            threading.Thread(target=serve, daemon=True).start()
+
+    def ports(self) -> tuple[int, int]:
+        return self.tcp.getsockname()[1], self.udp.getsockname()[1]
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, (address, _) = self.tcp.accept()
+            except OSError:
+                return
+            self.peers.add(address)
+            connection.close()
+
+    def _answer(self) -> None:
+        while True:
+            try:
+                data, peer = self.udp.recvfrom(100)
+            except OSError:
+                return
+            if peer is None:  # shut down
+                return
+            self.peers.add(peer[0])
+            self.udp.sendto(data, peer)
+
+    def close(self) -> None:
+        for sock in (self.tcp, self.udp):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+@pytest.fixture
+def listeners() -> Iterator[HostListeners]:
+    found = HostListeners()
+    yield found
+    found.close()
+
+
+def main_address() -> str | None:
+    """The host's address on its way to a default route, if it has one."""
+    routes = json.loads(subprocess.run(["ip", "-j", "-4", "route", "show", "default"],
+                                       capture_output=True, text=True, check=True).stdout)
+    for route in routes:
+        addresses = json.loads(subprocess.run(
+            ["ip", "-j", "-4", "addr", "show", "dev", route["dev"]], capture_output=True,
+            text=True, check=True).stdout)
+        for link in addresses:
+            for info in link.get("addr_info", []):
+                return str(info["local"])
+    return None
+
+
+def up_dynos(platform: Platform, app: str, count: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 60
+    while len(up := [d for d in dynos(platform, app) if d["state"] == "up"]) < count:
+        assert time.monotonic() < deadline, dynos(platform, app)
+        time.sleep(0.3)
+    return up
+
+
+def gateway_of(ip: str) -> str:
+    return str(next(iter(ipaddress.ip_network(f"{ip}/24", strict=False).hosts())))
+
+
+def test_no_source_port_takes_a_dyno_to_a_host_service(tmp_path: Path,
+                                                       listeners: HostListeners) -> None:
+    """Stateless rules let a dyno through that sends from the port the host's connections go
+    to: every source-port trick, to every address of the host, over TCP and UDP, is refused;
+    the same probe from the host gets through, and so do the router, an opened host port and
+    the app's own other dyno. Another app's dyno is out of reach."""
+    tcp_port, udp_port = listeners.ports()
+    low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    assert low <= tcp_port <= high and low <= udp_port <= high
+    with socket.create_server(("0.0.0.0", 0)) as opened:
+        opened_port = opened.getsockname()[1]
+        platform = Platform.create(PAAS_DYNO_HOST_PORTS=str(opened_port),
+                                   PAAS_DYNO_SUBNET=second_subnet())
+        table = ["inet", f"paas_{Settings(home=platform.home).install_id}"]
+        try:
+            platform.up()
+            made_by_up = nft("list", "table", *table).returncode == 0
+            network_probe(platform, tmp_path, listeners, opened_port)
+        finally:
+            platform.down()
+    assert made_by_up, "`paas up` made no firewall table"
+    assert nft("list", "table", *table).returncode != 0, "`paas down` left its table"
+
+
+def nft(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["nft", *args], capture_output=True, text=True, check=False)
+
+
+def network_probe(platform: Platform, tmp_path: Path, listeners: HostListeners,
+                  opened_port: int) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    victim, app = f"net-victim-{suffix}", f"net-{suffix}"
+    for name, sample in ((victim, "procfile-only"), (app, "escape-probe")):
+        platform.paas("apps:create", name)
+        push = git(app_repo(tmp_path / name, sample), "push", platform.remote_url(name), "main",
+                   check=False)
+        assert push.returncode == 0, push.stderr
+    platform.paas("ps:scale", "web=2", "-a", app)
+    prober, sibling = up_dynos(platform, app, 2)[:2]
+    victim_ip = up_dynos(platform, victim, 1)[0]["ip"]
+    addresses = ["gateway", gateway_of(victim_ip), *filter(None, [main_address()])]
+    tcp_port, udp_port = listeners.ports()
+    sources = source_ports()
+    attempts = {
+        "tcp_from": [f"{s}>{a}:{tcp_port}" for s in sources for a in addresses],
+        "udp_from": [f"{s}>{a}:{udp_port}" for s in sources for a in addresses],
+        "tcp": [f"gateway:{opened_port}", f"{sibling['ip']}:{PORT}", f"{victim_ip}:{PORT}"],
+    }
+    with httpx.Client(timeout=120) as client:  # straight to the dyno: no router timeout
+        inside = client.get(f"http://{prober['ip']}:{PORT}/",
+                            params={"targets": json.dumps(attempts)}).json()
+    reached = set(listeners.peers)
+    own_gateway = gateway_of(prober["ip"])
+    host = host_probe({kind: [t.replace("gateway", own_gateway) for t in targets]
+                       for kind, targets in attempts.items()})
+
+    # positive controls: the host gets through from every source port, to every address;
+    # the router reaches the dyno; the operator's opened port and the app's other dyno are
+    # reached from inside
+    assert failed(host["tcp_from"]) == host["tcp_from"], host["tcp_from"]
+    assert failed(host["udp_from"]) == host["udp_from"], host["udp_from"]
+    assert failed(host["tcp"]) == host["tcp"], host["tcp"]
+    assert platform.get(app, "/").status_code == 200
+    assert inside["tcp"][f"gateway:{opened_port}"] == "ok", inside["tcp"]
+    assert inside["tcp"][f"{sibling['ip']}:{PORT}"] == "ok", inside["tcp"]
+    # the dyno: nothing reached, whatever it sent from (any refusal will do)
+    assert failed(inside["tcp_from"]) == {}, failed(inside["tcp_from"])
+    assert failed(inside["udp_from"]) == {}, failed(inside["udp_from"])
+    assert not {prober["ip"], sibling["ip"]} & reached, reached
+    assert inside["tcp"][f"{victim_ip}:{PORT}"].startswith("failed"), inside["tcp"]

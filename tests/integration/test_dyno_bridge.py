@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from paas.runtime import network
+from tests.platform import free_subnet
 
 LOW_MAC = "02:00:00:00:00:01"  # lower than any random one: a bridge would take it
 
@@ -38,7 +38,7 @@ def add_port(bridge: str, name: str, address: str | None = None) -> None:
 
 
 def test_an_app_bridge_keeps_its_address_as_dynos_join_and_leave(bridge: str) -> None:
-    subnet = ipaddress.ip_network(os.environ.get("PAAS_TEST_SUBNET", "10.230.0.0/16"))
+    subnet = ipaddress.ip_network(free_subnet())
     network.ensure_bridge(bridge, list(subnet.subnets(new_prefix=24))[-1])
     pinned = mac(bridge)
     add_port(bridge, f"{bridge}a")

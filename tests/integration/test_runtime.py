@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shlex
@@ -19,14 +20,17 @@ from pathlib import Path
 
 import pytest
 
-from paas.runtime import BuildContainerSpec, DynoSpec, DynoStatus, Runtime
+from paas.runtime import BuildContainerSpec, DynoSpec, DynoStatus, Runtime, firewall
 from paas.runtime.host import mounts_under
 from paas.runtime.hostconfig import client_config
 from paas.runtime.network import app_network, links_with_prefix, netns_name, netns_with_prefix
 from paas.settings import Settings
+from tests.platform import free_subnet
 
 UID = 10001
 APP_INDEX = 7
+SUBNET = free_subnet()
+APP_NET = app_network(SUBNET, APP_INDEX)
 PROBE = """\
 echo "uid=$(id -u)"
 echo "pid1=$(tr '\\0' ' ' </proc/1/cmdline)"
@@ -57,7 +61,7 @@ def env() -> Iterator[Env]:
     layer.mkdir(mode=0o755)
     (layer / "probe.sh").write_text(PROBE)
     (layer / "probe.sh").chmod(0o644)
-    settings = Settings(home=base / "home", dyno_subnet="10.214.0.0/16")
+    settings = Settings(home=base / "home", dyno_subnet=SUBNET)
     runtime = Runtime(settings)
     try:
         yield Env(runtime, settings, base, layer)
@@ -69,6 +73,7 @@ def env() -> Iterator[Env]:
         assert links_with_prefix(f"pb{iid}") == []
         assert mounts_under(base) == []
         assert not any(Path("/sys/fs/cgroup").glob(f"*/paas-{iid}"))
+        assert firewall.Table(iid).sets() is None
         shutil.rmtree(base)
 
 
@@ -102,7 +107,7 @@ def wait_for(predicate: object, timeout: float = 10) -> None:
 
 def test_dyno_runs_isolated_and_records_its_exit(env: Env) -> None:
     status = env.runtime.start_dyno(dyno_spec(env, "probe", ["/bin/sh", "/app/probe.sh"]))
-    assert status.ip.startswith(f"10.214.{APP_INDEX}.")
+    assert ipaddress.ip_address(status.ip) in APP_NET
     wait_for(lambda: status_of(env.runtime, "probe").state == "exited")
     exited = status_of(env.runtime, "probe")
     assert exited.exit_code == 7
@@ -118,7 +123,7 @@ def test_dyno_runs_isolated_and_records_its_exit(env: Env) -> None:
     assert "hidden /home" in out
     assert "userns-blocked" in out
     routes = out.split("routes:")[1]
-    assert f"10.214.{APP_INDEX}.0/24 dev eth0" in routes
+    assert f"{APP_NET} dev eth0" in routes
     assert "default" not in routes
 
     host = subprocess.run(
@@ -211,7 +216,7 @@ import sys
 from pathlib import Path
 from paas.runtime import DynoSpec, Runtime
 from paas.settings import Settings
-settings = Settings(home=Path(sys.argv[1]), dyno_subnet="10.214.0.0/16")
+settings = Settings(home=Path(sys.argv[1]), dyno_subnet=sys.argv[3])
 Runtime(settings).start_dyno(DynoSpec(
     id="ticker", app="demo", app_index=7, uid=10001,
     command=["/bin/sh", "-c", "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.1; done"],
@@ -222,7 +227,7 @@ Runtime(settings).start_dyno(DynoSpec(
 
 def test_a_new_process_adopts_a_dyno_that_outlives_its_starter(env: Env) -> None:
     subprocess.run(
-        [sys.executable, "-c", STARTER, str(env.settings.home), str(env.layer)],
+        [sys.executable, "-c", STARTER, str(env.settings.home), str(env.layer), SUBNET],
         check=True,
         timeout=30,
     )
@@ -333,20 +338,27 @@ def test_build_sees_the_hosts_pip_configuration(env: Env) -> None:
 
 
 def test_teardown_of_an_empty_installation_is_safe(tmp_path: Path) -> None:
-    runtime = Runtime(Settings(home=tmp_path / "nothing", dyno_subnet="10.214.0.0/16"))
+    runtime = Runtime(Settings(home=tmp_path / "nothing", dyno_subnet=SUBNET))
     runtime.teardown()
     runtime.teardown()
     assert runtime.list_dynos() == []
 
 
 CONNECT_TO_GATEWAY = """
-import socket, sys
-for port in sys.argv[2:]:
-    try:
-        socket.create_connection((sys.argv[1], int(port)), timeout=2).close()
-        print(f"port {port}: connected", flush=True)
-    except OSError as error:
-        print(f"port {port}: {error}", flush=True)
+import os, socket, sys
+for source in (0, int(os.environ["PORT"])):  # any source port, and the one host flows go to
+    for port in sys.argv[2:]:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.settimeout(2)
+        try:
+            sock.bind(("0.0.0.0", source))
+            sock.connect((sys.argv[1], int(port)))
+            print(f"port {port} from {source}: connected", flush=True)
+        except OSError as error:
+            print(f"port {port} from {source}: {error}", flush=True)
+        finally:
+            sock.close()
 """
 
 
@@ -355,21 +367,52 @@ def test_a_dyno_reaches_only_the_host_ports_the_operator_opened(tmp_path: Path) 
     layer = tmp_path / "layer"
     layer.mkdir(mode=0o755)
     app_index = APP_INDEX + 2  # beside the module's runtime, on a network of its own
-    gateway = str(next(iter(app_network("10.214.0.0/16", app_index).hosts())))
+    gateway = str(next(iter(app_network(SUBNET, app_index).hosts())))
     with socket.create_server(("0.0.0.0", 0)) as opened, \
             socket.create_server(("0.0.0.0", 0)) as closed:
         ports = [str(server.getsockname()[1]) for server in (opened, closed)]
-        settings = Settings(home=tmp_path / "home", dyno_subnet="10.214.0.0/16",
-                            dyno_host_ports=ports[0])
+        settings = Settings(home=tmp_path / "home", dyno_subnet=SUBNET, dyno_host_ports=ports[0])
         runtime = Runtime(settings)
         try:
             runtime.start_dyno(DynoSpec(
                 id="reach", app="reach", app_index=app_index, uid=UID,
                 command=["/usr/bin/python3", "-c", CONNECT_TO_GATEWAY, gateway, *ports],
-                env={}, layers=[layer], memory_mb=128, pids_limit=64, metadata={}))
-            wait_for(lambda: status_of(runtime, "reach").state == "exited", timeout=20)
+                env={"PORT": str(settings.dyno_port)}, layers=[layer], memory_mb=128,
+                pids_limit=64, metadata={}))
+            wait_for(lambda: status_of(runtime, "reach").state == "exited", timeout=30)
             output = status_of(runtime, "reach").log_path.read_text()
         finally:
             runtime.teardown()
-    assert f"port {ports[0]}: connected" in output, output
-    assert f"port {ports[1]}: timed out" in output, output
+    for source in ("0", str(settings.dyno_port)):
+        assert f"port {ports[0]} from {source}: connected" in output, output
+        # not reached; any refusal will do
+        assert f"port {ports[1]} from {source}: " in output, output
+        assert f"port {ports[1]} from {source}: connected" not in output, output
+
+
+DISK_PROBE = """
+dd if=/dev/zero of=/app/fill bs=1M count=200 2>&1 | head -1
+grep -c . /proc/self/mountinfo
+cat /proc/self/mountinfo
+readlink /proc/self/fd/1
+"""
+
+
+def test_a_dyno_disk_is_its_own_memory_and_its_mounts_name_nothing(env: Env) -> None:
+    spec = dyno_spec(env, "disk", ["/bin/sh", "-c", DISK_PROBE + "exec sleep 60"],
+                     disk_mb=32)
+    status = env.runtime.start_dyno(spec)
+    wait_for(lambda: "pipe:" in status.log_path.read_text())
+    out = status.log_path.read_text()
+    assert "No space left on device" in out, out
+    assert "lowerdir=l0,upperdir=upper,workdir=work" in out, out
+    assert str(env.base) not in out and str(env.settings.home) not in out, out
+    cgroup = Path(f"/sys/fs/cgroup/memory/paas-{env.settings.install_id}/disk/memory.stat")
+    shmem = next(int(line.split()[1]) for line in cgroup.read_text().splitlines()
+                 if line.startswith("shmem "))
+    assert 31 * 1024 * 1024 <= shmem <= 33 * 1024 * 1024
+    assert env.runtime.memory_mb("disk") >= 31
+    disk = env.settings.dynos_dir / "disk" / "disk"
+    assert disk in mounts_under(env.base)
+    env.runtime.remove_dyno("disk")
+    assert mounts_under(env.settings.dynos_dir) == []

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from paas.build import classic
-from paas.build.cnb import BuildpackError, Kind
+from paas.build.cnb import BuildpackError, Kind, read_inside
 
 
 def test_default_process_types_from_release_yaml() -> None:
@@ -67,3 +68,13 @@ def test_split_of_compile_output_from_the_commit(tmp_path: Path) -> None:
     assert [n for n in names if added(n, tmp_path / n)] == ["changed.txt", "vendor",
                                                             "vendor/lib.so"]
     assert [n for n in names if app(n, tmp_path / n)] == ["app.py"]
+
+
+def test_a_symlink_loop_or_a_fifo_is_not_read(tmp_path: Path) -> None:
+    (tmp_path / "Procfile").symlink_to("Procfile")
+    with pytest.raises(BuildpackError, match="loop of symlinks"):
+        read_inside(tmp_path, "Procfile")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "project.toml").symlink_to("fifo")
+    with pytest.raises(BuildpackError, match="not a regular file"):
+        read_inside(tmp_path, "project.toml")

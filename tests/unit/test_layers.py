@@ -68,6 +68,28 @@ def test_entries_are_normalized_and_prefixed(store: LayerStore, tmp_path: Path) 
     assert link.issym() and link.linkname == "/usr/bin/python3"
 
 
+def test_links_to_host_files_are_packed_as_links_never_read(store: LayerStore,
+                                                            tmp_path: Path) -> None:
+    canary = tmp_path / "host" / "secret"
+    canary.parent.mkdir()
+    canary.write_text("host-secret\n")
+    src = tmp_path / "src"
+    (src / "dir").mkdir(parents=True)
+    (src / "file-link").symlink_to(canary)
+    (src / "dir-link").symlink_to(canary.parent)
+    (src / "dir" / "file").write_text("mine\n")
+    with tarfile.open(store.blob_path(store.add_dir(src, ""))) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert sorted(members) == ["dir", "dir-link", "dir/file", "file-link"]
+        assert members["file-link"].issym() and members["file-link"].linkname == str(canary)
+        assert members["dir-link"].issym()
+        assert [m.name for m in members.values() if m.isreg()] == ["dir/file"]
+    link_src = tmp_path / "layer-link"
+    link_src.symlink_to(canary.parent)
+    with pytest.raises(PaasError, match="refusing to pack"):
+        store.add_dir(link_src, "")
+
+
 def test_excluded_top_level_names(store: LayerStore, tmp_path: Path) -> None:
     src = make_tree(tmp_path / "src")
     (src / ".git").mkdir()
@@ -127,6 +149,9 @@ def _symlink(name: str, target: str) -> tuple[tarfile.TarInfo, bytes]:
         [_file("/etc/evil")],
         [_file("a/../../evil")],
         [_symlink("a", str(Path("/tmp"))), _file("a/evil")],
+        [_symlink("a", str(Path("/tmp"))), _file("a/b/evil")],
+        [_symlink("a", "/tmp"), _symlink("a", "/etc")],
+        [_file("a"), _file("a/evil")],
     ],
 )
 def test_unsafe_members_are_refused(store: LayerStore, members: list) -> None:

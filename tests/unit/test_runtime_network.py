@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from paas.errors import Invalid
+from paas.runtime.firewall import Table
 from paas.runtime.network import app_network, bridge_name, next_free_ip, parse_ports, veth_name
 from paas.runtime.oci import ContainerConfig, config_json
 
@@ -68,3 +69,14 @@ def test_host_ports_the_operator_opens_to_dynos() -> None:
     for bad in ("postgres", "0", "70000", "-1"):
         with pytest.raises(Invalid, match=r"PAAS_DYNO_HOST_PORTS: .* is not a TCP port"):
             parse_ports(f"5432,{bad}")
+
+
+def test_the_firewall_script_sets_the_ports_it_is_given_and_keeps_the_bridges() -> None:
+    script = Table("abcd", host_ports=(6380, 5432, 5432), router_ports=(80,)).script()
+    assert "add element inet paas_abcd host_ports { 5432, 6380 }" in script
+    assert "flush set inet paas_abcd host_ports" in script
+    assert "flush set inet paas_abcd dyno_bridges" not in script  # admitted bridges stay
+    assert "add element inet paas_abcd router_ports { 80 }" in script
+    # a chain is declared before the rule that jumps to it, in the same transaction
+    assert script.index("add chain inet paas_abcd from_dyno") < script.index("jump from_dyno")
+    assert "add element inet paas_abcd host_ports" not in Table("abcd").script()  # none open

@@ -1,8 +1,10 @@
 """Tries to escape, and reports each attempt as JSON: over HTTP in a dyno, on stdout with
 --print (a build, or the host as the positive control).
 
-ESCAPE_TARGETS (JSON) names what to try: {"read": [paths], "unix": [sockets], "http": [urls],
-"tcp": ["ip:port"], "setuid": [binaries]}. Privilege attempts (mount, unshare, ptrace) always
+ESCAPE_TARGETS (JSON), or the query's `targets`, names what to try: {"read": [paths], "unix":
+[sockets], "http": [urls], "tcp": ["ip:port"], "tcp_from": ["sport>ip:port"], "udp_from":
+["sport>ip:port"], "setuid": [binaries]}. `*_from` bind the source port first (0: any);
+UDP is "ok" when the datagram is answered. Privilege attempts (mount, unshare, ptrace) always
 run. Every result is "ok" or the error that stopped it."""
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
 
 LIBC = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS, CLONE_NEWUSER, PTRACE_ATTACH, PTRACE_DETACH = 0x20000, 0x10000000, 16, 17
@@ -60,6 +64,40 @@ def tcp(target: str) -> None:
         pass
 
 
+def bound(kind: int, source_port: int) -> socket.socket:
+    """A socket on `source_port`, even the one this probe's own server listens on."""
+    sock = socket.socket(socket.AF_INET, kind)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.settimeout(2)
+    try:
+        sock.bind(("0.0.0.0", source_port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def address(target: str) -> tuple[str, int]:
+    host, _, port = target.rpartition(":")
+    return own_gateway() if host == "gateway" else host, int(port)
+
+
+def tcp_from(attempt: str) -> None:
+    """sport>host:port"""
+    source, _, target = attempt.partition(">")
+    with bound(socket.SOCK_STREAM, int(source)) as sock:
+        sock.connect(address(target))
+
+
+def udp_from(attempt: str) -> None:
+    source, _, target = attempt.partition(">")
+    with bound(socket.SOCK_DGRAM, int(source)) as sock:
+        sock.connect(address(target))  # else a socket sharing the port may get the answer
+        sock.send(b"escape-probe")
+        sock.recv(100)
+
+
 def own_gateway() -> str:
     with open("/proc/net/route") as routes:
         for line in routes.readlines()[1:]:
@@ -73,6 +111,13 @@ def own_gateway() -> str:
 def check(code: int) -> None:
     if code != 0:
         raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+
+
+def at_once(action: Callable[[str], object], items: list[str]) -> dict[str, str]:
+    """Many attempts that may each wait for their timeout: side by side."""
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = pool.map(lambda item: attempt(lambda: action(item)), items)
+        return dict(zip(items, results, strict=True))
 
 
 def in_child(action: Callable[[], object]) -> str:
@@ -129,8 +174,8 @@ def processes() -> list[str]:
     return found
 
 
-def probe() -> dict[str, object]:
-    targets = json.loads(os.environ.get("ESCAPE_TARGETS") or "{}")
+def probe(targets_json: str | None = None) -> dict[str, object]:
+    targets = json.loads(targets_json or os.environ.get("ESCAPE_TARGETS") or "{}")
     return {
         "uid": os.getuid(),
         "processes": processes(),
@@ -138,6 +183,8 @@ def probe() -> dict[str, object]:
         "unix": {p: attempt(lambda p=p: unix(p)) for p in targets.get("unix", [])},
         "http": {u: attempt(lambda u=u: http(u)) for u in targets.get("http", [])},
         "tcp": {t: attempt(lambda t=t: tcp(t)) for t in targets.get("tcp", [])},
+        "tcp_from": at_once(tcp_from, targets.get("tcp_from", [])),
+        "udp_from": at_once(udp_from, targets.get("udp_from", [])),
         "setuid": {p: setuid(p) for p in targets.get("setuid", [])},
         "mount": in_child(mount),
         "unshare_user": in_child(lambda: check(LIBC.unshare(CLONE_NEWUSER))),
@@ -146,9 +193,14 @@ def probe() -> dict[str, object]:
     }
 
 
+class Server(ThreadingHTTPServer):
+    allow_reuse_port = True  # tcp_from binds $PORT too, as any process of the dyno may
+
+
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        body = json.dumps(probe()).encode()
+        query = parse_qs(urlparse(self.path).query)
+        body = json.dumps(probe(query.get("targets", [None])[0])).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -163,4 +215,4 @@ if __name__ == "__main__":
     if "--print" in sys.argv:
         print(json.dumps(probe()))
     else:
-        ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
+        Server(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()

@@ -1,0 +1,34 @@
+"""paas.redact: the userinfo of URLs in text, plain or percent-encoded."""
+
+from __future__ import annotations
+
+import pytest
+
+from paas.redact import redact
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("fatal: unable to access 'https://bob:s3cr3t@git.example.com:8443/bp.git/': 403",
+     "fatal: unable to access 'https://***@git.example.com:8443/bp.git/': 403"),
+    ("Looking in indexes: https://ghp_T0KEN@pypi.example.com/simple",
+     "Looking in indexes: https://***@pypi.example.com/simple"),
+    ("git+ssh://deploy:pw@host/x and http://a:b@c/ too",
+     "git+ssh://***@host/x and http://***@c/ too"),
+    ("https://us%40er:p%3Ass@host/", "https://***@host/"),
+    ("url=https%3A%2F%2Fbob%3As3cr3t%40host%2Fsimple", "url=https%3A%2F%2F***%40host%2Fsimple"),
+    ("HTTPS%3a%2f%2fbob%40host", "HTTPS%3a%2f%2f***%40host"),
+])
+def test_credentials_go_and_the_host_stays(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "alice@example.com pushed",
+    "https://example.com/path/a@b",
+    "https://example.com/search?q=a@b#x@y",
+    "git@github.com:owner/repo.git",
+    "https%3A%2F%2Fexample.com%2Fa%40b",
+    "no url at all",
+])
+def test_text_without_credentials_is_left_alone(text: str) -> None:
+    assert redact(text) == text
