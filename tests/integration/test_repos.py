@@ -15,6 +15,7 @@ from paas.build.source import extract
 from paas.git.objects import git_env
 from paas.repos import Repos
 from paas.sourcetree import MB, SourceLimits, SourceTooLarge
+from tests.gittrees import commit_file_at
 from tests.platform import git
 
 LIMITS = SourceLimits(max_bytes=64 * MB, max_file_bytes=32 * MB, max_files=1000)
@@ -100,3 +101,20 @@ def test_a_tree_over_a_limit_is_refused_by_check_archive_and_extract(
     dest.mkdir()
     with pytest.raises(BuildFailed, match=message.replace("(", r"\(").replace(")", r"\)")):
         extract(io.BytesIO(tar), dest, limits)
+
+
+@pytest.mark.parametrize(("path", "message"), [
+    (b"n" * (2 * MB), "a path in the pushed tree is longer than 4096 bytes: nnn"),
+    (b"/".join([b"d" * 200] * 21), "a path in the pushed tree is longer than 4096 bytes: ddd"),
+    (b"a/" + b"c" * 256, "a file or directory name in the pushed tree is longer than 255 bytes"),
+])
+def test_a_path_too_long_for_linux_is_refused_by_check_and_archive(
+        tmp_path: Path, path: bytes, message: str) -> None:
+    repos, _ = _pushed(tmp_path, {"a.txt": b"a"})
+    commit = commit_file_at(tmp_path / "work", path)
+    subprocess.run(["git", "-C", str(tmp_path / "work"), "push", "-q", str(repos.path("app")),
+                    "main"], check=True)
+    with pytest.raises(SourceTooLarge, match=message):
+        sourcetree.check(git_env(repos.path("app")), commit, LIMITS)
+    with pytest.raises(SourceTooLarge, match=message):
+        b"".join(repos.archive("app", commit, LIMITS))
