@@ -63,7 +63,23 @@ def write_redis_config(settings: Settings) -> None:
         "save 60 1000\n"
         "daemonize no\n"
         "loglevel warning\n"
+        + _redis_memory_limit(settings)
     )
+
+
+# Of Redis's memory cgroup, what its data may take; the rest is for the AOF rewrite's fork,
+# client buffers and fragmentation.
+REDIS_DATA_SHARE = 0.75
+
+
+def _redis_memory_limit(settings: Settings) -> str:
+    """Redis refuses writes (OOM command not allowed) once its data reaches the share of its
+    cgroup's limit, instead of growing into the cgroup's OOM killer and restarting in a loop
+    on an AOF that no longer fits."""
+    if settings.redis_memory_mb <= 0:
+        return ""
+    data_mb = int(settings.redis_memory_mb * REDIS_DATA_SHARE)
+    return f"maxmemory {data_mb}mb\nmaxmemory-policy noeviction\n"
 
 
 def secure_dyno_networks(settings: Settings) -> None:
