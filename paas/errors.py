@@ -2,6 +2,7 @@
 
     PaasError            500  something the platform could not do
     ├── Invalid          422  the input is wrong; the message says how to fix it
+    │   └── TooLarge     413  the request body is over the API's limit
     ├── Unauthorized     401  no or a bad token
     ├── Forbidden        403  a valid user who may not do this
     ├── NotFound         404  no such app / build / release
@@ -30,6 +31,11 @@ class PaasError(Exception):
 class Invalid(PaasError):
     status = 422
     id = "invalid"
+
+
+class TooLarge(Invalid):
+    status = 413
+    id = "too_large"
 
 
 class Unauthorized(PaasError):

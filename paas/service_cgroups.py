@@ -62,7 +62,18 @@ class ServiceCgroup:
         return SETTINGS.get(self.service, "")
 
     def create(self) -> None:
+        """Makes the cgroup with its limit; a cgroup it made is removed again if that fails."""
+        made = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._limit()
+        except OSError:
+            if made:
+                with contextlib.suppress(OSError):
+                    self.path.rmdir()
+            raise
+
+    def _limit(self) -> None:
         limit = str(self.limit_mb * MB) if self.limit_mb > 0 else "-1"
         swap = self.path / "memory.memsw.limit_in_bytes"
         if swap.exists():  # memory+swap is never below memory: lift it, set memory, then it

@@ -8,15 +8,14 @@ what the single-file limit bounds)."""
 
 from __future__ import annotations
 
-import contextlib
 import stat
 import subprocess
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO
 
+from paas.git_helpers import first_to_go
 from paas.settings import Settings
 
 MB = 1024 * 1024
@@ -24,6 +23,11 @@ CHUNK = 1 << 16
 BLOCK = tarfile.BLOCKSIZE
 # Blobs over this size are streamed from their pack by git instead of inflated in memory.
 GIT_STREAM_THRESHOLD = "1m"
+# Linux's PATH_MAX and NAME_MAX: a longer name cannot be checked out anyway. A record of
+# `ls-tree` (mode, type, id, size, path) longer than MAX_RECORD is refused before it is whole.
+MAX_PATH = 4096
+MAX_NAME = 255
+MAX_RECORD = 8192
 
 
 class SourceTooLarge(Exception):
@@ -53,6 +57,22 @@ class SourceLimits:
         return f"the pushed tree holds more than {self.max_files} files (PAAS_MAX_SOURCE_FILES)"
 
 
+def _shown(path: bytes) -> str:
+    text = path[:60].decode(errors="replace")
+    return f"{text}..." if len(path) > 60 else text
+
+
+def check_path(path: bytes) -> None:
+    """Raises SourceTooLarge for a path or a name in it longer than Linux allows."""
+    if len(path) > MAX_PATH:
+        raise SourceTooLarge(f"a path in the pushed tree is longer than {MAX_PATH} bytes: "
+                             f"{_shown(path)}")
+    for name in path.split(b"/"):
+        if len(name) > MAX_NAME:
+            raise SourceTooLarge(f"a file or directory name in the pushed tree is longer "
+                                 f"than {MAX_NAME} bytes: {_shown(name)}")
+
+
 @dataclass(frozen=True)
 class Entry:
     mode: int
@@ -78,14 +98,6 @@ class Tally:
             raise SourceTooLarge(self.limits.file_too_large(path))
         if self.bytes > self.limits.max_bytes:
             raise SourceTooLarge(self.limits.too_large())
-
-
-def first_to_go(pid: int) -> None:
-    """Makes a git helper the OOM killer's first choice in the API's memory cgroup: a pack
-    that takes more memory than the API may use costs that push, not the API. Set before
-    the helper is fed any input, so before it can grow."""
-    with contextlib.suppress(OSError):
-        Path(f"/proc/{pid}/oom_score_adj").write_text("1000")
 
 
 def _git(env: dict[str, str], *args: str, stdin: int | None = subprocess.DEVNULL
@@ -114,6 +126,7 @@ def entries(env: dict[str, str], commit: str) -> Iterator[Entry]:
     try:
         for record in _records(proc.stdout):
             meta, _, path = record.partition(b"\t")
+            check_path(path)
             mode, kind, sha, size = meta.split()
             if kind != b"blob":
                 continue
@@ -126,13 +139,30 @@ def entries(env: dict[str, str], commit: str) -> Iterator[Entry]:
 
 
 def _records(stream: IO[bytes]) -> Iterator[bytes]:
-    pending = b""
+    """The NUL-terminated records of `stream`; none may be longer than MAX_RECORD bytes."""
+    pending = bytearray()
     while chunk := stream.read1(CHUNK):  # type: ignore[attr-defined]
         pending += chunk
-        *records, pending = pending.split(b"\0")
-        yield from records
+        start = 0
+        while (end := pending.find(b"\0", start)) >= 0:
+            yield _record(pending[start:end])
+            start = end + 1
+        del pending[:start]
+        _bounded(pending)
     if pending:
-        yield pending
+        yield _record(pending)
+
+
+def _bounded(record: bytearray) -> None:
+    if len(record) > MAX_RECORD:
+        path = bytes(record[:MAX_RECORD]).partition(b"\t")[2]
+        raise SourceTooLarge(f"a path in the pushed tree is longer than {MAX_PATH} bytes: "
+                             f"{_shown(path)}")
+
+
+def _record(record: bytearray) -> bytes:
+    _bounded(record)
+    return bytes(record)
 
 
 def check(env: dict[str, str], commit: str, limits: SourceLimits) -> None:

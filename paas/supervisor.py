@@ -31,6 +31,8 @@ PR_SET_PDEATHSIG = 1
 READY_TIMEOUT = 60.0
 MAX_BACKOFF = 30.0
 ORDER = ("redis", "api")
+# A SIGKILL this soon after an OOM kill in the service's cgroup was that OOM kill.
+OOM_WINDOW = 5.0
 
 
 @dataclass
@@ -61,7 +63,23 @@ def write_redis_config(settings: Settings) -> None:
         "save 60 1000\n"
         "daemonize no\n"
         "loglevel warning\n"
+        + _redis_memory_limit(settings)
     )
+
+
+# Of Redis's memory cgroup, what its data may take; the rest is for the AOF rewrite's fork,
+# client buffers and fragmentation.
+REDIS_DATA_SHARE = 0.75
+
+
+def _redis_memory_limit(settings: Settings) -> str:
+    """Redis refuses writes (OOM command not allowed) once its data reaches the share of its
+    cgroup's limit, instead of growing into the cgroup's OOM killer and restarting in a loop
+    on an AOF that no longer fits."""
+    if settings.redis_memory_mb <= 0:
+        return ""
+    data_mb = int(settings.redis_memory_mb * REDIS_DATA_SHARE)
+    return f"maxmemory {data_mb}mb\nmaxmemory-policy noeviction\n"
 
 
 def secure_dyno_networks(settings: Settings) -> None:
@@ -82,7 +100,7 @@ class Supervisor:
         self.services = [Service(name, command) for name, command in types.items()]
         self.services.sort(key=lambda s: ORDER.index(s.name) if s.name in ORDER else len(ORDER))
         self.stopping = threading.Event()
-        self.oom_killed: set[str] = set()  # services whose cgroup saw an OOM kill
+        self.oom_kills: dict[str, float] = {}  # service: when its cgroup last saw one
         self.width = max(len(s.name) for s in self.services)
         self.env = {**os.environ, "PAAS_HOME": str(settings.home),
                     "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
@@ -108,7 +126,7 @@ class Supervisor:
         self.say("paas", f"up: API {self.settings.api_url}, router on port "
                          f"{self.settings.router_port}, apps at http://<app>.{self.settings.domain}")
         while not self.stopping.wait(0.5):
-            self.oom_killed |= self.cgroups.check()
+            self.oom_kills.update(dict.fromkeys(self.cgroups.check(), time.monotonic()))
             self._restart_crashed()
         self._stop_all()
         return 0
@@ -180,8 +198,8 @@ class Supervisor:
     def _why_exited(self, service: Service) -> str:
         assert service.process is not None
         code = service.process.returncode
-        if code == -signal.SIGKILL and service.name in self.oom_killed:
-            self.oom_killed.discard(service.name)
+        oom_killed = time.monotonic() - self.oom_kills.pop(service.name, 0.0) < OOM_WINDOW
+        if code == -signal.SIGKILL and oom_killed:
             return (f"{service.name} was OOM-killed: it went over "
                     f"{self.cgroups.describe(service.name) or 'the host memory'}")
         return f"{service.name} exited ({code})"

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from paas import auth
 from paas.api.context import Context
-from paas.errors import Invalid, PaasError, Unavailable
+from paas.errors import Invalid, PaasError, TooLarge, Unavailable
 from paas.events import Events
 from paas.logs import BufferedEvents
 from paas.models import User
@@ -46,12 +46,25 @@ def bearer_token(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+async def _read_body(request: Request) -> bytes:
+    """The body, read piece by piece: refused as soon as it is over MAX_BODY, so a huge body
+    costs the API no more than MAX_BODY of memory."""
+    too_large = TooLarge("the request body is over 1 MiB")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise too_large
+    raw = bytearray()
+    async for piece in request.stream():
+        raw += piece
+        if len(raw) > MAX_BODY:
+            raise too_large
+    return bytes(raw)
+
+
 async def _read_json(request: Request) -> Any:
-    raw = await request.body()
+    raw = await _read_body(request)
     if not raw:
         return None
-    if len(raw) > MAX_BODY:
-        raise Invalid("the request body is over 1 MiB")
     try:
         return json.loads(raw)
     except ValueError as error:

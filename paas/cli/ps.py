@@ -206,6 +206,19 @@ def _print_log(entry: dict[str, str]) -> None:
         click.echo(f"{entry.get('time', '')} {entry.get('source', '')}: {entry.get('line', '')}")
 
 
+def _first_lines(api: ApiClient, app: str, params: dict[str, Any], tail: bool
+                 ) -> list[dict[str, Any]]:
+    """The newest lines; a tail started while the platform restarts waits for it, as the
+    tail itself does."""
+    while True:
+        try:
+            return api.get(f"/v1/apps/{app}/logs", params=params)
+        except Unavailable:
+            if not tail:
+                raise
+            time.sleep(1)
+
+
 @cli.command("logs")
 @app_option
 @click.option("-n", "--num", default=100, show_default=True, help="how many lines")
@@ -219,7 +232,7 @@ def logs(app: str, num: int, dyno: str | None, source: str | None, tail: bool,
     """Show an app's log: TIMESTAMP SOURCE[DYNO]: LINE."""
     api = connection.client()
     params: dict[str, Any] = {"num": num, "ps": dyno or "", "source": source or ""}
-    lines = api.get(f"/v1/apps/{app}/logs", params=params)
+    lines = _first_lines(api, app, params, tail)
     if as_json and not tail:
         return emit_json(lines)
     for entry in lines:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paas.git.protocol import ByteStream
-from paas.sourcetree import first_to_go
+from paas.git_helpers import first_to_go
 
 STDERR_LIMIT = 16 << 10
 CHUNK_SIZE = 1 << 16

@@ -101,9 +101,9 @@ class _Server(asyncssh.SSHServer):
 class _GitSsh:
     def __init__(self, backend: GitBackend, max_push_bytes: int,
                  source_limits: SourceLimits | None = None) -> None:
-        self.source_limits = source_limits
         self.backend = backend
         self.max_push_bytes = max_push_bytes
+        self.source_limits = source_limits
 
     async def handle(self, process: asyncssh.SSHServerProcess) -> None:
         try:

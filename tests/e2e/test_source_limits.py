@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_git_ssh import make_key, ssh_command, ssh_url
+from tests.gittrees import commit_file_at
 from tests.platform import Platform, app_repo, commit_all, git
 from tests.services import Growth
 
@@ -106,3 +107,18 @@ def test_over_ssh_a_tree_with_too_many_files_is_refused_the_same_way(
     assert (f"the pushed tree holds more than {FILES_CAP} files (PAAS_MAX_SOURCE_FILES)"
             in pushed.stderr)
     assert "Build" not in pushed.stderr
+
+
+def test_a_path_too_long_for_linux_is_refused_with_the_reason(
+        capped: Platform, tmp_path: Path) -> None:
+    capped.paas("apps:create", "longname")
+    repo = app_repo(tmp_path, "procfile-only")
+    commit_file_at(repo, b"n" * (2 * 1024 * 1024))
+    result = push(capped, repo, "longname")
+    assert result.returncode != 0, result.stderr
+    assert "a path in the pushed tree is longer than 4096 bytes: nnn" in result.stderr
+    assert "! [remote rejected] main -> main" in result.stderr
+    assert "Build" not in result.stderr
+    # the platform keeps taking pushes
+    good = app_repo(tmp_path / "good", "procfile-only")
+    assert push(capped, good, "longname").returncode == 0

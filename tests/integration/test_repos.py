@@ -15,6 +15,7 @@ from paas.build.source import extract
 from paas.git.objects import git_env
 from paas.repos import Repos
 from paas.sourcetree import MB, SourceLimits, SourceTooLarge
+from tests.gittrees import commit_file_at
 from tests.platform import git
 
 LIMITS = SourceLimits(max_bytes=64 * MB, max_file_bytes=32 * MB, max_files=1000)
@@ -64,7 +65,9 @@ def _pushed(tmp_path: Path, files: dict[str, bytes]) -> tuple[Repos, str]:
 
 def test_the_archive_streams_in_pieces_and_unpacks_whole(tmp_path: Path) -> None:
     big = bytes(range(256)) * (12 * 4096)  # 12 MiB
-    repos, commit = _pushed(tmp_path, {"big.bin": big, "a/b/c.txt": b"c\n", "empty": b""})
+    long_name = "/".join(["directory-with-a-long-name"] * 8) + "/file.txt"
+    repos, commit = _pushed(tmp_path, {"big.bin": big, "a/b/c.txt": b"c\n", "empty": b"",
+                                       long_name: b"long\n", "caf\u00e9.txt": b"utf-8\n"})
     pieces = list(repos.archive("app", commit, LIMITS))
     assert max(len(p) for p in pieces) <= sourcetree.CHUNK
     dest = tmp_path / "source"
@@ -73,6 +76,8 @@ def test_the_archive_streams_in_pieces_and_unpacks_whole(tmp_path: Path) -> None
     assert (dest / "big.bin").read_bytes() == big
     assert (dest / "a/b/c.txt").read_bytes() == b"c\n"
     assert (dest / "empty").read_bytes() == b""
+    assert (dest / long_name).read_bytes() == b"long\n"
+    assert (dest / "caf\u00e9.txt").read_bytes() == b"utf-8\n"
 
 
 @pytest.mark.parametrize(("limits", "message"), [
@@ -96,3 +101,20 @@ def test_a_tree_over_a_limit_is_refused_by_check_archive_and_extract(
     dest.mkdir()
     with pytest.raises(BuildFailed, match=message.replace("(", r"\(").replace(")", r"\)")):
         extract(io.BytesIO(tar), dest, limits)
+
+
+@pytest.mark.parametrize(("path", "message"), [
+    (b"n" * (2 * MB), "a path in the pushed tree is longer than 4096 bytes: nnn"),
+    (b"/".join([b"d" * 200] * 21), "a path in the pushed tree is longer than 4096 bytes: ddd"),
+    (b"a/" + b"c" * 256, "a file or directory name in the pushed tree is longer than 255 bytes"),
+])
+def test_a_path_too_long_for_linux_is_refused_by_check_and_archive(
+        tmp_path: Path, path: bytes, message: str) -> None:
+    repos, _ = _pushed(tmp_path, {"a.txt": b"a"})
+    commit = commit_file_at(tmp_path / "work", path)
+    subprocess.run(["git", "-C", str(tmp_path / "work"), "push", "-q", str(repos.path("app")),
+                    "main"], check=True)
+    with pytest.raises(SourceTooLarge, match=message):
+        sourcetree.check(git_env(repos.path("app")), commit, LIMITS)
+    with pytest.raises(SourceTooLarge, match=message):
+        b"".join(repos.archive("app", commit, LIMITS))
