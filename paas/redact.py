@@ -14,8 +14,9 @@ MASK = "***"
 
 # scheme://userinfo@ — the userinfo runs to the LAST '@' before the end of the host ('/', '?',
 # '#' or whitespace), so `https://u:t@ok@h` loses all of `u:t@ok`, quotes included. The `//` may
-# be JSON-escaped (`:\/\/`). The scheme need not start a word (`URL_https://`, `1https://`).
-_SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*"
+# be JSON-escaped (`:\/\/`). The scheme need not start a word (`URL_https://`), but it does not
+# start inside a longer run of scheme characters: that keeps a 1 MB run of letters linear.
+_SCHEME = r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*"
 _PLAIN = re.compile(rf"(?P<scheme>{_SCHEME}:(?:\\?/){{2}})[^\s/?#]+@")
 # The same, percent-encoded once: scheme%3A%2F%2Fuserinfo%40, to the last %40 before an
 # encoded '/', '?' or '#'.
