@@ -24,7 +24,7 @@ def normalize(hostname: str, platform_domain: str) -> str:
     if (
         not name
         or len(name) > 253
-        or len(rest) < 2
+        or len(rest) < (1 if wildcard else 2)  # `*.com` gets its own answer below
         or not all(_LABEL.fullmatch(label) for label in rest)
         or rest[-1].isdigit()
     ):
@@ -32,11 +32,38 @@ def normalize(hostname: str, platform_domain: str) -> str:
             f"{hostname!r} is not a valid domain name: use a hostname such as www.example.com, "
             "or a wildcard such as *.example.com"
         )
-    suffix = f".{platform_domain.lower()}"
-    if name == platform_domain.lower() or name.endswith(suffix):
+    _refuse_platform_names(name, platform_domain.lower().rstrip("."))
+    if wildcard and _is_public_suffix(rest):
+        raise Invalid(f"{name} would take every domain under {'.'.join(rest)}, which anyone "
+                      "may register under: a wildcard needs a domain of yours, such as "
+                      f"*.example.{'.'.join(rest)}")
+    return name
+
+
+def _refuse_platform_names(name: str, platform_domain: str) -> None:
+    """The platform's domain and every name under it are the platform's (<app>.PAAS_DOMAIN),
+    and so is a wildcard over it: `*.example.com` would take every app not yet created."""
+    suffix = f".{platform_domain}"
+    if name == platform_domain or name.endswith(suffix):
         raise Invalid(f"{name} is under the platform's own domain {platform_domain}: every app "
                       f"is already served at <app>{suffix}")
-    return name
+    if covers(name, platform_domain):
+        raise Invalid(f"{name} covers the platform's own domain {platform_domain} and the "
+                      f"<app>{suffix} names of every app: choose a wildcard under a domain "
+                      "of yours that the platform's does not share")
+
+
+# Second-level labels under which registries sell names in many country-code TLDs (co.uk,
+# com.au, ac.jp, ...). No public suffix list is installed: this catches the common ones.
+_SHARED_SECOND_LEVELS = frozenset({
+    "ac", "co", "com", "edu", "gov", "govt", "gob", "go", "int", "ltd", "me", "mil", "ne",
+    "net", "nic", "nom", "or", "org", "plc", "sch"})
+
+
+def _is_public_suffix(labels: list[str]) -> bool:
+    """True for a TLD alone (`com`), or a shared second level of a country's TLD (`co.uk`)."""
+    return len(labels) == 1 or (len(labels) == 2 and len(labels[1]) == 2
+                                and labels[0] in _SHARED_SECOND_LEVELS)
 
 
 def covers(pattern: str, hostname: str) -> bool:

@@ -20,6 +20,8 @@ ROUTES_APPLIED = "paas:routes:applied"
 BUILD_STREAM_TTL = 24 * 3600
 MAX_WAIT = 30.0  # seconds: the longest long poll of `after` (`paas logs --tail`)
 FOLLOW_BLOCK_MS = 1000  # the XREAD BLOCK of `follow` and the dashboard's live streams
+MAX_LINE_BYTES = 10 * 1024  # the longest line a stream keeps: 20000 lines stay under ~200 MB
+CUT_MARK = " [line cut at 10 KB: {size} bytes in all]"
 
 
 def build_key(build_id: str) -> str:
@@ -38,13 +40,13 @@ class RedisEvents:
         self.log_lines = log_lines
 
     def deploy_line(self, build_id: str, line: str) -> None:
-        self.client.xadd(build_key(build_id), {"line": redact(line)}, maxlen=20000,
+        self.client.xadd(build_key(build_id), {"line": capped(line)}, maxlen=20000,
                          approximate=True)
 
     def deploy_end(self, build_id: str, ok: bool, message: str) -> None:
         key = build_key(build_id)
         self.client.xadd(key, {"end": "ok" if ok else "failed",
-                                "message": redact(message)})
+                                "message": capped(message)})
         self.client.expire(key, BUILD_STREAM_TTL)
 
     def routes_changed(self) -> None:
@@ -58,8 +60,19 @@ class RedisEvents:
         return int(self.client.get(ROUTES_APPLIED) or 0)
 
     def app_log(self, app: str, source: str, line: str) -> None:
-        self.client.xadd(app_key(app), {"source": source, "line": redact(line)},
+        self.client.xadd(app_key(app), {"source": source, "line": capped(line)},
                          maxlen=self.log_lines, approximate=True)
+
+
+def capped(line: str) -> str:
+    """`line` redacted, then cut to MAX_LINE_BYTES of UTF-8 and marked as cut when longer
+    (redacting first: a credential the cut would split is already gone)."""
+    line = redact(line)
+    encoded = line.encode("utf-8", "surrogateescape")
+    if len(encoded) <= MAX_LINE_BYTES:
+        return line
+    kept = encoded[:MAX_LINE_BYTES].decode("utf-8", "ignore")
+    return kept + CUT_MARK.format(size=len(encoded))
 
 
 @dataclass

@@ -12,13 +12,17 @@ import re
 
 MASK = "***"
 
-# scheme://userinfo@ — userinfo has no '/', '?', '#', '@' or whitespace (RFC 3986 3.2.1).
-_PLAIN = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#@'\"<>]+@")
-# The same, percent-encoded once: scheme%3A%2F%2Fuserinfo%40, where the userinfo's own escapes
-# are anything but an encoded '/', '?', '#' or '@'.
+# scheme://userinfo@ — the userinfo runs to the LAST '@' before the end of the host ('/', '?',
+# '#' or whitespace), so `https://u:t@ok@h` loses all of `u:t@ok`, quotes included. The `//` may
+# be JSON-escaped (`:\/\/`). The scheme need not start a word (`URL_https://`), but it does not
+# start inside a longer run of scheme characters: that keeps a 1 MB run of letters linear.
+_SCHEME = r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*"
+_PLAIN = re.compile(rf"(?P<scheme>{_SCHEME}:(?:\\?/){{2}})[^\s/?#]+@")
+# The same, percent-encoded once: scheme%3A%2F%2Fuserinfo%40, to the last %40 before an
+# encoded '/', '?' or '#'.
 _ENCODED = re.compile(
-    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*%3[Aa]%2[Ff]%2[Ff])"
-    r"(?:[^\s/?#@%'\"<>]|%(?!40|2[Ff]|3[Ff]|23)[0-9A-Fa-f]{2})+%40")
+    rf"(?P<scheme>{_SCHEME}%3[Aa]%2[Ff]%2[Ff])"
+    r"(?:[^\s/?#%]|%(?!2[Ff]|3[Ff]|23)[0-9A-Fa-f]{2})+%40")
 
 
 def redact(text: str) -> str:

@@ -208,6 +208,10 @@ def test_a_user_takes_no_hostname_under_another_apps_wildcard_nor_a_wildcard_ove
         # The admin follows the same rule, and may be told which app holds the name.
         by_admin = platform.paas("domains:add", f"b.{zone}", "-a", "acc-frank", check=False)
         assert by_admin.returncode != 0 and "another app (acc-erin)" in by_admin.stderr
+        # A wildcard over a name anyone may register under takes no one's future domains.
+        for suffix in ("*.co.uk", "*.com"):
+            broad = frank.paas("domains:add", suffix, "-a", "acc-frank", check=False)
+            assert broad.returncode != 0 and "which anyone may register under" in broad.stderr
 
         # Positive controls: the wildcard's own app may add names under it; names that overlap
         # nothing of another app are anyone's.

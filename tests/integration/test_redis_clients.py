@@ -5,6 +5,7 @@ instead of hanging its caller."""
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import subprocess
 import time
@@ -72,3 +73,23 @@ def test_the_async_client_blocks_as_long_as_asked(
             await client.aclose()
 
     assert asyncio.run(read()) == []
+
+
+def test_a_line_longer_than_10_kb_is_cut_and_marked_in_every_stream(
+        server: tuple[subprocess.Popen[bytes], str]) -> None:
+    """A build or a dyno printing a 1 MB line without a newline keeps 10 KB of it in Redis."""
+    client = redis.Redis.from_url(server[1], decode_responses=True)
+    events = logs.RedisEvents(client)
+    huge = "é" + "x" * 1024 * 1024 + " https://u:tok@h/"
+    events.deploy_line("b1", huge)
+    events.deploy_end("b1", False, huge)
+    events.app_log("cut", "app", huge)
+    events.deploy_line("b1", "short line")
+    build = [fields for _, fields in client.xrange(logs.build_key("b1"))]
+    logged = [fields for _, fields in client.xrange(logs.app_key("cut"))]
+    for kept in (build[0]["line"], build[1]["message"], logged[0]["line"]):
+        assert len(kept.encode()) < logs.MAX_LINE_BYTES + 100
+        assert kept.startswith("éxxx")
+        assert re.search(r" \[line cut at 10 KB: 10485\d\d bytes in all\]$", kept), kept[-80:]
+    assert build[2]["line"] == "short line"  # a line within the cap is kept whole
+    client.close()

@@ -25,6 +25,28 @@ def test_invalid_domains_are_refused(name: str) -> None:
         domains.normalize(name, "localhost")
 
 
+@pytest.mark.parametrize("name", [
+    "apps.example.com", "APPS.example.com.", "web.apps.example.com", "*.apps.example.com",
+    "*.x.apps.example.com", "*.example.com", "*.com"])
+def test_the_platforms_domain_its_names_and_wildcards_over_it_are_refused(name: str) -> None:
+    with pytest.raises(Invalid, match=r"the platform's own domain apps\.example\.com"):
+        domains.normalize(name, "apps.example.com")
+
+
+@pytest.mark.parametrize("name", ["*.com", "*.io", "*.co.uk", "*.com.au", "*.ac.jp",
+                                  "*.org.uk"])
+def test_a_wildcard_over_a_public_suffix_is_refused(name: str) -> None:
+    with pytest.raises(Invalid, match="which anyone may register under"):
+        domains.normalize(name, "localhost")
+
+
+@pytest.mark.parametrize("name", [
+    "example.com", "www.example.com", "*.shop.example.com", "*.other.com", "*.bbc.co.uk",
+    "*.example.uk", "*.example.io", "co.uk", "*.xapps.example.com", "apps.example.com.au"])
+def test_names_beside_the_platforms_domain_are_anyones(name: str) -> None:
+    assert domains.normalize(name, "apps.example.com") == name
+
+
 def test_wildcards_cover_any_depth_but_not_the_apex() -> None:
     assert domains.covers("*.example.com", "www.example.com")
     assert domains.covers("*.example.com", "a.b.example.com")
