@@ -2,7 +2,8 @@
 
     PaasError            500  something the platform could not do
     ├── Invalid          422  the input is wrong; the message says how to fix it
-    │   └── TooLarge     413  the request body is over the API's limit
+    │   ├── TooLarge     413  the request body is over the API's limit
+    │   └── Permanent    422  a platform setup that retrying cannot fix (a dyno network taken)
     ├── Unauthorized     401  no or a bad token
     ├── Forbidden        403  a valid user who may not do this
     ├── NotFound         404  no such app / build / release
@@ -36,6 +37,13 @@ class Invalid(PaasError):
 class TooLarge(Invalid):
     status = 413
     id = "too_large"
+
+
+class Permanent(Invalid):
+    """The platform cannot do it until its operator changes something: a dyno that meets it
+    fails its pending release at once instead of being retried until the release's deadline."""
+
+    id = "permanent"
 
 
 class Unauthorized(PaasError):

@@ -10,7 +10,9 @@ current release.
 A pending release whose dynos were due (created, or its release phase passed) more than
 PAAS_BOOT_TIMEOUT + PAAS_RELEASE_MARGIN ago and that is still not live fails as a platform
 error: an agent that could not start its dynos, or none running, never leaves a push waiting.
-Nor does a build still pending (no worker took it) PAAS_BUILD_QUEUE_TIMEOUT after it was queued."""
+Nor does a build still pending (no worker took it) PAAS_BUILD_QUEUE_TIMEOUT after it was queued,
+nor a release phase still running PAAS_RELEASE_PHASE_TIMEOUT after its release was created
+(its one-off is stopped)."""
 
 from __future__ import annotations
 
@@ -55,6 +57,7 @@ class Reaper:
         settings = ctx.settings
         self.queue_timeout = settings.build_queue_timeout
         self.release_limit = settings.boot_timeout + settings.release_margin
+        self.phase_limit = settings.release_phase_timeout
         self.release_limit_why = (f"PAAS_BOOT_TIMEOUT {settings.boot_timeout:g} s + "
                                   f"PAAS_RELEASE_MARGIN {settings.release_margin:g} s")
 
@@ -123,10 +126,30 @@ class Reaper:
             log.warning("reaper: release %s failed: %s", release_id, error)
         return error
 
+    def sweep_release_phases(self) -> list[str]:
+        """Fails the pending releases whose release phase ran too long; returns their errors."""
+        with self.ctx.read() as db:
+            late = releases.phase_overdue(db, now(), self.phase_limit)
+        return [error for error in map(self._expire_phase, late) if error]
+
+    def _expire_phase(self, release_id: int) -> str | None:
+        def work(db, events) -> str | None:  # type: ignore[no-untyped-def]
+            return releases.expire_phase(db, release_id, now(), self.phase_limit, events)
+
+        try:
+            error = self.ctx.write(work)
+        except (PaasError, redis.RedisError) as failure:
+            log.warning("reaper: could not fail release %s: %s", release_id, failure)
+            return None
+        if error:
+            log.warning("reaper: release %s failed: %s", release_id, error)
+        return error
+
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            for sweep in (self.sweep, self.sweep_queue, self.sweep_releases):
+            for sweep in (self.sweep, self.sweep_queue, self.sweep_releases,
+                          self.sweep_release_phases):
                 try:
                     await run_in_threadpool(sweep)
                 except Exception:  # the reaper must outlive any one bad sweep

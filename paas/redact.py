@@ -9,6 +9,7 @@ is redacted the same way. The host stays, so the reader can still act on the err
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 MASK = "***"
 
@@ -31,3 +32,17 @@ def redact(text: str) -> str:
         return text  # the common case: no URL with credentials, nothing to scan
     text = _PLAIN.sub(lambda m: f"{m['scheme']}{MASK}@", text)
     return _ENCODED.sub(lambda m: f"{m['scheme']}{MASK}%40", text)
+
+
+# A layer's digest, with its algorithm or as a bare run of 64 hex digits (a directory name).
+_DIGEST = re.compile(r"(?:sha256:)?(?<![0-9A-Fa-f])[0-9a-f]{64}(?![0-9A-Fa-f])")
+
+
+def neutral(text: str, home: Path) -> str:
+    """A platform error as its users may read it: the platform's home directory becomes
+    `$PAAS_HOME` and every layer digest `<layer>` (they tell where the platform keeps what,
+    and which layers other apps share)."""
+    for prefix in sorted({str(home), str(home.resolve())}, key=len, reverse=True):
+        if prefix != "/":
+            text = re.sub(re.escape(prefix) + r"(?![^/\s'\":;,)\]])", "$PAAS_HOME", text)
+    return _DIGEST.sub("<layer>", text)

@@ -167,16 +167,21 @@ PLATFORM_ERROR = "platform error"
 
 
 def start_failed(db: Session, app_name: str, version: int, process_type: str, index: int,
-                 error: str, events: Events) -> bool:
-    """The agent could not start a dyno (its network taken, a layer that would not unpack):
-    a web dyno of the pending release fails that release at once, as a platform error and not
-    as a crash of the app. True when it failed a release."""
+                 error: str, events: Events, *, permanent: bool = False) -> bool:
+    """The agent could not start a dyno (its network taken, a layer that would not unpack).
+    A permanent error of a web dyno of the pending release fails that release at once, as a
+    platform error and not as a crash of the app; any other is kept as the release's last
+    start error while the agent retries, for `expire` to tell. True when it failed a release."""
     app = db.scalar(select(App).where(App.name == app_name))
     release = pending(db, app) if app is not None else None
     if release is None or release.version != version or process_type != "web":
         return False
+    reason = f"{process_type}.{index} of v{version} could not start: {error}"
+    if not permanent:
+        release.error = redact(reason)
+        return False
     _fail(db, app, release, events,
-          f"{PLATFORM_ERROR}: {process_type}.{index} of v{version} could not start: {error}; "
+          f"{PLATFORM_ERROR}: {reason}; "
           f"{_keeps(db, app)} (this is no fault of the app: tell the platform's operator)")
     return True
 
@@ -224,10 +229,48 @@ def expire(db: Session, release_id: int, moment: float, limit: float, why_limit:
     return error
 
 
+def phase_overdue(db: Session, moment: float, limit: float) -> list[int]:
+    """Ids of the pending releases whose release phase has run more than `limit` seconds
+    (counted from the release's creation, when its phase was asked for)."""
+    query = select(Release).join(App, App.pending_release_id == Release.id).where(
+        Release.status == ReleaseStatus.PENDING, moment - Release.created_at > limit)
+    return [r.id for r in db.scalars(query) if _phase_running(db, r) is not None]
+
+
+def _phase_running(db: Session, release: Release) -> OneOff | None:
+    phase = _release_phase(db, release)
+    return phase if phase is not None and phase.state == OneOffState.RUNNING else None
+
+
+def phase_message(limit: float) -> str:
+    return f"release phase ran longer than {limit:g} s (PAAS_RELEASE_PHASE_TIMEOUT)"
+
+
+def expire_phase(db: Session, release_id: int, moment: float, limit: float,
+                 events: Events) -> str | None:
+    """Fails a pending release whose release phase still runs `limit` seconds on, and stops
+    that one-off (a stopping one-off is no longer desired: the agent stops it); returns the
+    error, None when the phase ended or the release was decided meanwhile."""
+    release = db.get(Release, release_id)
+    if release is None or release.status != ReleaseStatus.PENDING:
+        return None
+    app = release.app
+    phase = _phase_running(db, release)
+    if app.pending_release_id != release.id or phase is None or \
+            moment - release.created_at <= limit:
+        return None
+    phase.state = OneOffState.STOPPING
+    error = f"{phase_message(limit)}; {_keeps(db, app)}"
+    _fail(db, app, release, events, error)
+    return error
+
+
 def _not_live_because(db: Session, app: App, release: Release) -> str:
     phase = _release_phase(db, release)
     if phase is not None and phase.state == OneOffState.REQUESTED:
         return "its release phase never started (is the dyno agent running?)"
+    if release.error:  # the agent's last start error (`start_failed`)
+        return release.error
     starting = [d for d in _web_dynos(db, app, release) if d.state == DynoState.STARTING]
     if starting:
         return f"web.{starting[0].index} was still starting"
@@ -305,6 +348,7 @@ def _promote(db: Session, app: App, release: Release, repos: Repos, events: Even
             _fail(db, app, release, events, error.message)
             return
     _move(release, ReleaseStatus.SUCCEEDED)
+    release.error = ""  # a start error the agent then got past
     app.current_release_id = release.id
     app.pending_release_id = None
     events.routes_changed()

@@ -23,6 +23,18 @@ def _float(name: str, default: float) -> float:
     return float(os.environ.get(name, str(default)))
 
 
+def _seconds(name: str, default: float) -> float:
+    """A duration in seconds, more than 0."""
+    raw = os.environ.get(name, str(default)).strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{name} must be a number of seconds above 0, got {raw!r}")
+    return value
+
+
 def _disk_mb(name: str, default: int) -> int:
     """A build disk size in MB: 0 (no limit: plain directories) or at least 16."""
     raw = os.environ.get(name, str(default)).strip()
@@ -74,6 +86,9 @@ class Settings:
     boot_timeout: float = field(default_factory=lambda: _float("PAAS_BOOT_TIMEOUT", 60))
     # A pending release not live this long after PAAS_BOOT_TIMEOUT fails (paas/reaper.py).
     release_margin: float = field(default_factory=lambda: _float("PAAS_RELEASE_MARGIN", 60))
+    # A release phase (the `release:` one-off) running longer fails its release and is stopped.
+    release_phase_timeout: float = field(
+        default_factory=lambda: _seconds("PAAS_RELEASE_PHASE_TIMEOUT", 900))
     # A build that no worker took within this long fails (paas/reaper.py).
     build_queue_timeout: float = field(
         default_factory=lambda: _float("PAAS_BUILD_QUEUE_TIMEOUT", 1800))

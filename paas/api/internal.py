@@ -16,6 +16,7 @@ from paas.api.context import Context
 from paas.api.handlers import Call, endpoint
 from paas.errors import Invalid
 from paas.models import App
+from paas.redact import neutral
 from paas.sourcetree import SourceLimits
 
 
@@ -65,12 +66,14 @@ def report_dynos(call: Call) -> dict[str, Any]:
         raise Invalid('send {"dynos": [...]}')
     changed = dynos.report(call.db, reported)
     usage.record(call.ctx.redis, reported)
+    home = call.ctx.settings.home
     for failed in (call.body or {}).get("failed_oneoffs") or []:
         changed.add(dynos.start_failed(call.db, failed["app"], failed["type"], failed["index"],
-                                       failed["error"]) or 0)
+                                       neutral(str(failed["error"]), home)) or 0)
     for failed in (call.body or {}).get("failed_starts") or []:
         releases.start_failed(call.db, failed["app"], failed["release"], failed["type"],
-                              failed["index"], str(failed["error"]), call.events)
+                              failed["index"], neutral(str(failed["error"]), home), call.events,
+                              permanent=bool(failed.get("permanent")))
     changed.discard(0)
     for app in call.db.scalars(select(App).where(App.id.in_(changed))):
         _evaluate(call, app)

@@ -28,7 +28,7 @@ import redis
 
 from paas import redis_clients, safefs, terminals
 from paas.client import ApiClient
-from paas.errors import PaasError
+from paas.errors import PaasError, Permanent
 from paas.logs import RedisEvents, run_stream
 from paas.models import DynoState
 from paas.runtime import DynoSpec, DynoStatus, Runtime, network, outputlines
@@ -111,7 +111,8 @@ class Agent:
     stopping: set[str] = field(default_factory=set)
     checks: dict[str, Future[str]] = field(default_factory=dict)
     failed_oneoffs: list[dict[str, Any]] = field(default_factory=list)
-    # Formation dynos that could not start (a platform error): the API fails their release.
+    # Formation dynos that could not start (a platform error): the API fails their release
+    # at once when the error is Permanent, else keeps the reason for the release's deadline.
     failed_starts: list[dict[str, Any]] = field(default_factory=list)
     apps: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Health checks and stops have pools of their own: stops waiting out their grace must
@@ -261,7 +262,8 @@ class Agent:
             else:
                 self.failed_starts.append({"app": key[0], "release": key[1], "type": key[2],
                                            "index": key[3],
-                                           "error": str(error) or type(error).__name__})
+                                           "error": str(error) or type(error).__name__,
+                                           "permanent": isinstance(error, Permanent)})
             self._count_crash(key, desired.get("generation", ""))
             return
         self._note(status.id, state=DynoState.UP if desired["oneoff"] else DynoState.STARTING)

@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from paas.errors import Invalid, Unavailable
+from paas.errors import Invalid, Permanent, Unavailable
 from paas.runtime import firewall
 from paas.settings import Settings
 
@@ -94,7 +94,7 @@ def ensure_bridge(name: str, network: ipaddress.IPv4Network) -> None:
     others = [iface for iface in interfaces_on(network) if iface != name]
     if others:
         # Two interfaces on one subnet: the host would route to whichever came first.
-        raise Unavailable(
+        raise Permanent(
             f"the dyno network {network} is already used by {', '.join(others)} on this host: "
             "set PAAS_DYNO_SUBNET to a free range, or run `paas down` for the installation "
             "that left it"

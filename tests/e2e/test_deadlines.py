@@ -23,18 +23,20 @@ from tests.platform import Platform, app_repo, commit_all, git, second_subnet
 
 pytestmark = pytest.mark.e2e
 
-BOOT_TIMEOUT, MARGIN, QUEUE_TIMEOUT = 30, 10, 20
+BOOT_TIMEOUT, MARGIN, QUEUE_TIMEOUT, PHASE_TIMEOUT = 30, 10, 20, 8
 V1_TEXT = "Hello from a Procfile-only app on paas"
 
 
 @pytest.fixture(scope="module")
 def bounded() -> Iterator[Platform]:
     """A platform of this module's own with a short release margin, so that a release that
-    never goes live fails within BOOT_TIMEOUT + MARGIN seconds, and a short build queue."""
+    never goes live fails within BOOT_TIMEOUT + MARGIN seconds, a short build queue and a
+    short release phase timeout."""
     platform = Platform.create(PAAS_DYNO_SUBNET=second_subnet(),
                                PAAS_BOOT_TIMEOUT=str(BOOT_TIMEOUT),
                                PAAS_RELEASE_MARGIN=str(MARGIN),
-                               PAAS_BUILD_QUEUE_TIMEOUT=str(QUEUE_TIMEOUT))
+                               PAAS_BUILD_QUEUE_TIMEOUT=str(QUEUE_TIMEOUT),
+                               PAAS_RELEASE_PHASE_TIMEOUT=str(PHASE_TIMEOUT))
     try:
         platform.up()
         yield platform
@@ -168,3 +170,29 @@ def test_a_build_that_no_worker_takes_fails_after_the_queue_timeout(
     assert again.returncode == 0, again.stderr
     bounded.wait_for("no-worker", "version two")
     assert [r["version"] for r in releases_of(bounded, "no-worker")] == [2, 1]
+
+
+def release_dynos(platform: Platform, app: str) -> list[dict]:
+    dynos = json.loads(platform.paas("ps", "-a", app, "--json").stdout)
+    return [d for d in dynos if d.get("type") == "release"]
+
+
+def test_a_release_phase_that_runs_too_long_rejects_the_push(
+        bounded: Platform, tmp_path: Path) -> None:
+    repo = deployed_app(bounded, tmp_path, "slow-phase")
+    with (repo / "Procfile").open("a") as procfile:
+        procfile.write("release: sleep 600\n")
+    commit_all(repo, "a release phase that never ends")
+    second, took = push(bounded, repo, "slow-phase", timeout=180)
+    assert second.returncode != 0
+    assert f"(release v2 failed: release phase ran longer than {PHASE_TIMEOUT} s " \
+        "(PAAS_RELEASE_PHASE_TIMEOUT); the app keeps v1" in second.stderr, second.stderr
+    assert PHASE_TIMEOUT < took < 120, took
+    assert V1_TEXT in bounded.get("slow-phase").text
+    assert [r["status"] for r in releases_of(bounded, "slow-phase")][:2] == \
+        ["failed", "succeeded"]
+    deadline = time.monotonic() + 90  # the agent stops it within the app's stop grace
+    while release_dynos(bounded, "slow-phase") and time.monotonic() < deadline:
+        time.sleep(2)
+    assert release_dynos(bounded, "slow-phase") == []
+    assert V1_TEXT in bounded.get("slow-phase").text

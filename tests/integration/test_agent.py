@@ -42,6 +42,7 @@ class DesiredApi:
 
     dynos: list[dict[str, Any]] = field(default_factory=list)
     reports: list[list[dict[str, Any]]] = field(default_factory=list)
+    failed_starts: list[dict[str, Any]] = field(default_factory=list)
 
     def get(self, path: str) -> dict[str, Any]:
         assert path == "/v1/internal/desired"
@@ -50,6 +51,7 @@ class DesiredApi:
     def put(self, path: str, body: dict[str, Any]) -> None:
         assert path == "/v1/internal/dynos"
         self.reports.append(body["dynos"])
+        self.failed_starts.extend(body.get("failed_starts") or [])
 
     def state(self, name: str) -> list[str]:
         """The reported states of the dynos called `name`, in the last report."""
@@ -213,6 +215,9 @@ def test_a_dyno_whose_bridge_is_refused_leaves_nothing_behind(harness: Harness) 
         harness.agent.reconcile()
         assert harness.api.reports[-1] == []
         assert "already used by" in harness.log_lines()[-1]
+        # A taken network is no passing trouble: the API fails the release at once.
+        [failed] = harness.api.failed_starts
+        assert failed["permanent"] is True and "already used by" in failed["error"]
         assert harness.agent.runtime.list_dynos() == []
         assert [p.name for p in settings.dynos_dir.iterdir() if p.is_dir()] == []
     finally:
