@@ -13,6 +13,7 @@ import redis
 import redis.asyncio as aredis
 
 from paas.redact import redact
+from paas.runtime import outputlines
 
 ROUTES_CHANNEL = "paas:routes"
 ROUTES_GENERATION = "paas:routes:generation"
@@ -20,8 +21,7 @@ ROUTES_APPLIED = "paas:routes:applied"
 BUILD_STREAM_TTL = 24 * 3600
 MAX_WAIT = 30.0  # seconds: the longest long poll of `after` (`paas logs --tail`)
 FOLLOW_BLOCK_MS = 1000  # the XREAD BLOCK of `follow` and the dashboard's live streams
-MAX_LINE_BYTES = 10 * 1024  # the longest line a stream keeps: 20000 lines stay under ~200 MB
-CUT_MARK = " [line cut at 10 KB: {size} bytes in all]"
+MAX_LINE_BYTES = outputlines.LINE_LIMIT  # the longest line a stream keeps: 20000 lines, ~200 MB
 
 
 def build_key(build_id: str) -> str:
@@ -67,12 +67,7 @@ class RedisEvents:
 def capped(line: str) -> str:
     """`line` redacted, then cut to MAX_LINE_BYTES of UTF-8 and marked as cut when longer
     (redacting first: a credential the cut would split is already gone)."""
-    line = redact(line)
-    encoded = line.encode("utf-8", "surrogateescape")
-    if len(encoded) <= MAX_LINE_BYTES:
-        return line
-    kept = encoded[:MAX_LINE_BYTES].decode("utf-8", "ignore")
-    return kept + CUT_MARK.format(size=len(encoded))
+    return outputlines.cut(redact(line), limit=MAX_LINE_BYTES)
 
 
 @dataclass

@@ -4,16 +4,21 @@ its head and says how much was cut. Kept free of imports beyond the standard lib
 
 from __future__ import annotations
 
+import re
 from typing import IO
 
 LINE_LIMIT = 10 * 1024  # bytes of one line kept in a stream entry
 READ_LIMIT = 64 * 1024  # bytes read from a pipe in one go, newline or not
+_CUT_MARK = re.compile(r" \[line cut: (\d+) more bytes\]\Z")
 
 
 def cut(line: str, dropped: int = 0, limit: int = LINE_LIMIT) -> str:
-    """line, or its first limit bytes marked as cut (dropped: bytes already left out)."""
+    """line, or its first limit bytes marked as cut (dropped: bytes already left out).
+    A line cut once already (a producer cut it, the stream writer cuts again) stays as it is."""
     if not dropped and len(line) <= limit // 4:  # UTF-8: at most 4 bytes a character
         return line
+    if not dropped and (mark := _CUT_MARK.search(line)):
+        line, dropped = line[:mark.start()], int(mark.group(1))
     data = line.encode(errors="replace")
     if len(data) > limit:
         dropped += len(data) - limit

@@ -90,6 +90,6 @@ def test_a_line_longer_than_10_kb_is_cut_and_marked_in_every_stream(
     for kept in (build[0]["line"], build[1]["message"], logged[0]["line"]):
         assert len(kept.encode()) < logs.MAX_LINE_BYTES + 100
         assert kept.startswith("éxxx")
-        assert re.search(r" \[line cut at 10 KB: 10485\d\d bytes in all\]$", kept), kept[-80:]
+        assert re.search(r" \[line cut: \d+ more bytes\]$", kept), kept[-80:]
     assert build[2]["line"] == "short line"  # a line within the cap is kept whole
     client.close()

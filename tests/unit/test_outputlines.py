@@ -34,3 +34,8 @@ def test_a_long_line_without_a_newline_until_the_end_is_cut() -> None:
     dropped = 2 * READ_LIMIT - LINE_LIMIT
     assert read_line(stream) == "y" * LINE_LIMIT + f" [line cut: {dropped} more bytes]"
     assert read_line(stream) is None
+
+
+def test_a_line_cut_once_is_not_cut_again() -> None:
+    once = cut("x" * (LINE_LIMIT + 5000))
+    assert cut(once) == once == "x" * LINE_LIMIT + " [line cut: 5000 more bytes]"
