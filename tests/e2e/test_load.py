@@ -18,8 +18,11 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def crowded() -> Iterator[Platform]:
     """A platform of this module's own (its 50 apps go with it), on the second test subnet:
-    the session's platform may be running beside it."""
-    platform = Platform.create(PAAS_DYNO_SUBNET=second_subnet())
+    the session's platform may be running beside it. Fifty deploys at once queue behind the
+    one agent, which starts dynos one at a time: on a loaded 2-core host the last ones go live
+    after the default release deadline (counted from each release's creation), so this
+    platform's operator gives them a wider margin."""
+    platform = Platform.create(PAAS_DYNO_SUBNET=second_subnet(), PAAS_RELEASE_MARGIN="600")
     try:
         platform.up()
         yield platform
