@@ -124,7 +124,7 @@ class Settings:
     # 0: no limit. A service over its limit is OOM-killed and `paas up` restarts it.
     api_memory_mb: int = field(default_factory=lambda: _int("PAAS_API_MEMORY_MB", 1536))
     worker_memory_mb: int = field(default_factory=lambda: _int("PAAS_WORKER_MEMORY_MB", 1536))
-    agent_memory_mb: int = field(default_factory=lambda: _int("PAAS_AGENT_MEMORY_MB", 512))
+    agent_memory_mb: int = field(default_factory=lambda: _int("PAAS_AGENT_MEMORY_MB", 2048))
     router_memory_mb: int = field(default_factory=lambda: _int("PAAS_ROUTER_MEMORY_MB", 512))
     redis_memory_mb: int = field(default_factory=lambda: _int("PAAS_REDIS_MEMORY_MB", 1024))
     # git over SSH, served by the API process; host empty: the API's host

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.e2e
 MEMORY = Path("/sys/fs/cgroup/memory")
 API_LIMIT_MB = 320
 BIG_FILE_MB = 200
-DEFAULT_LIMITS_MB = {"redis": 1024, "api": API_LIMIT_MB, "worker": 1536, "agent": 512,
+DEFAULT_LIMITS_MB = {"redis": 1024, "api": API_LIMIT_MB, "worker": 1536, "agent": 2048,
                      "router": 512}
 
 
