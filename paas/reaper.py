@@ -24,12 +24,14 @@ from typing import Any
 
 import redis
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from paas import builds, releases
 from paas.api.context import Context
 from paas.build import lease
 from paas.errors import PaasError
+from paas.events import Events
 from paas.models import Build, BuildStatus, now
 
 log = logging.getLogger("paas.reaper")
@@ -110,40 +112,30 @@ class Reaper:
         """Fails the pending releases past their deadline; returns their errors."""
         with self.ctx.read() as db:
             late = releases.overdue(db, now(), self.release_limit)
-        return [error for error in map(self._expire, late) if error]
-
-    def _expire(self, release_id: int) -> str | None:
-        def work(db, events) -> str | None:  # type: ignore[no-untyped-def]
-            return releases.expire(db, release_id, now(), self.release_limit,
-                                   self.release_limit_why, events)
-
-        try:
-            error = self.ctx.write(work)
-        except (PaasError, redis.RedisError) as failure:
-            log.warning("reaper: could not fail release %s: %s", release_id, failure)
-            return None
-        if error:
-            log.warning("reaper: release %s failed: %s", release_id, error)
-        return error
+        return self._fail_releases(late, lambda db, release_id, events: releases.expire(
+            db, release_id, now(), self.release_limit, self.release_limit_why, events))
 
     def sweep_release_phases(self) -> list[str]:
         """Fails the pending releases whose release phase ran too long; returns their errors."""
         with self.ctx.read() as db:
             late = releases.phase_overdue(db, now(), self.phase_limit)
-        return [error for error in map(self._expire_phase, late) if error]
+        return self._fail_releases(late, lambda db, release_id, events: releases.expire_phase(
+            db, release_id, now(), self.phase_limit, events))
 
-    def _expire_phase(self, release_id: int) -> str | None:
-        def work(db, events) -> str | None:  # type: ignore[no-untyped-def]
-            return releases.expire_phase(db, release_id, now(), self.phase_limit, events)
-
-        try:
-            error = self.ctx.write(work)
-        except (PaasError, redis.RedisError) as failure:
-            log.warning("reaper: could not fail release %s: %s", release_id, failure)
-            return None
-        if error:
-            log.warning("reaper: release %s failed: %s", release_id, error)
-        return error
+    def _fail_releases(self, release_ids: list[int],
+                       expire: Callable[[Session, int, Events], str | None]) -> list[str]:
+        """Each release failed by `expire` in a transaction of its own; their errors."""
+        errors = []
+        for release_id in release_ids:
+            try:
+                error = self.ctx.write(lambda db, events, rid=release_id: expire(db, rid, events))
+            except (PaasError, redis.RedisError) as failure:
+                log.warning("reaper: could not fail release %s: %s", release_id, failure)
+                continue
+            if error:
+                log.warning("reaper: release %s failed: %s", release_id, error)
+                errors.append(error)
+        return errors
 
     async def run(self) -> None:
         while True:
