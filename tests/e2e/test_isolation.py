@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.test_escapes import dyno_port
 from tests.platform import APPS, Platform, app_repo, git
 
 pytestmark = pytest.mark.e2e
-PORT = 5000  # PAAS_DYNO_PORT's default
 
 
 def deploy_probe(platform: Platform, tmp_path: Path, app: str, secrets: str) -> None:
@@ -72,9 +72,9 @@ def test_a_dyno_sees_only_itself_while_the_host_sees_everything(platform: Platfo
 
 def test_a_dyno_reaches_its_own_app_but_not_another_app(platform: Platform) -> None:
     # Runs after the test above, on its two apps.
-    own = [f"{d['ip']}:{PORT}" for d in dynos(platform, "probe") if d["state"] == "up"]
+    own = [f"{d['ip']}:{dyno_port(platform)}" for d in dynos(platform, "probe") if d["state"] == "up"]
     other = dynos(platform, "probe-other")[0]
-    stranger = f"{other['ip']}:{PORT}"
+    stranger = f"{other['ip']}:{dyno_port(platform)}"
     stranger_bridge = other["ip"].rsplit(".", 1)[0] + ".1"
 
     def from_dyno(target: str) -> str:
