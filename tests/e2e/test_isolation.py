@@ -72,9 +72,10 @@ def test_a_dyno_sees_only_itself_while_the_host_sees_everything(platform: Platfo
 
 def test_a_dyno_reaches_its_own_app_but_not_another_app(platform: Platform) -> None:
     # Runs after the test above, on its two apps.
-    own = [f"{d['ip']}:{dyno_port(platform)}" for d in dynos(platform, "probe") if d["state"] == "up"]
+    port = dyno_port(platform)
+    own = [f"{d['ip']}:{port}" for d in dynos(platform, "probe") if d["state"] == "up"]
     other = dynos(platform, "probe-other")[0]
-    stranger = f"{other['ip']}:{dyno_port(platform)}"
+    stranger = f"{other['ip']}:{port}"
     stranger_bridge = other["ip"].rsplit(".", 1)[0] + ".1"
 
     def from_dyno(target: str) -> str:
