@@ -1,7 +1,7 @@
 """The reaper: fails builds whose worker died or that no worker took, and releases that never
 went live.
 
-A building build's worker refreshes the build's lease in Redis (`paas/build/lease.py`); the
+A building build's worker refreshes the build's lease in Redis (`paas/builder/lease.py`); the
 broker would redeliver a dead worker's task only after its visibility timeout (longer than the
 build time limit), so the API watches the leases and fails a build whose lease stayed gone for
 a whole lease lifetime. The pusher hears it as a rejected push, and the app keeps serving its
@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from paas import builds, releases
 from paas.api.context import Context
-from paas.build import lease
+from paas.builder import lease
 from paas.errors import PaasError
 from paas.events import Events
 from paas.models import Build, BuildStatus, now

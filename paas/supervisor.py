@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from paas.build.procfile import parse_procfile
+from paas.builder.procfile import parse_procfile
 from paas.errors import PaasError
 from paas.runtime import network
 from paas.service_cgroups import ServiceCgroups

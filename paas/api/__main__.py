@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uvicorn
 
-from paas.api.app import create_app
+from paas.api.server import api_server
 from paas.settings import load
 
 
 def main() -> None:
     settings = load()
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
+    uvicorn.run(api_server(settings), host=settings.api_host, port=settings.api_port,
                 log_level="warning", access_log=False)
 
 

@@ -9,7 +9,7 @@ from starlette.routing import Route
 from paas import apps, auth, builds, domains, dynos, formation, metrics, releases
 from paas.api.context import Context
 from paas.api.handlers import Call, endpoint
-from paas.build import disk
+from paas.builder import disk
 from paas.errors import Invalid
 from paas.models import App, User
 from paas.slugs.layers import LayerStore
@@ -31,7 +31,7 @@ def list_apps(call: Call) -> list[dict[str, Any]]:
     return [_app_dict(call, app) for app in apps.visible(call.db, call.user)]
 
 
-def create_app(call: Call) -> dict[str, Any]:
+def create(call: Call) -> dict[str, Any]:
     name = (call.body or {}).get("name")
     if not isinstance(name, str):
         raise Invalid('give the app a name: {"name": "my-app"}')
@@ -108,7 +108,7 @@ def route(ctx: Context, path: str, handler: Any, methods: list[str], **kw: Any) 
 def routes(ctx: Context) -> list[Route]:
     return [
         route(ctx, "/v1/apps", list_apps, ["GET"]),
-        route(ctx, "/v1/apps", create_app, ["POST"], write=True, status=201),
+        route(ctx, "/v1/apps", create, ["POST"], write=True, status=201),
         route(ctx, "/v1/apps/{app}", show_app, ["GET"]),
         route(ctx, "/v1/apps/{app}", destroy_app, ["DELETE"], write=True),
         route(ctx, "/v1/apps/{app}/builds", list_builds, ["GET"]),

@@ -28,7 +28,7 @@ def routes(ctx: Context) -> list[BaseRoute]:
         Route("/login", v(views.login, anonymous=True), methods=["POST"]),
         Route("/logout", v(views.logout), methods=["POST"]),
         Route("/", v(views.apps_page), methods=["GET"]),
-        Route("/apps", v(views.create_app), methods=["POST"]),
+        Route("/apps", v(views.new_app), methods=["POST"]),
         Route(app, v(views.overview), methods=["GET"]),
         Route(f"{app}/destroy", v(views.destroy_app), methods=["POST"]),
         Route(f"{app}/formation", v(views.update_formation), methods=["POST"]),

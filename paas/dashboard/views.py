@@ -122,9 +122,9 @@ async def apps_page(page: Page) -> Response:
     return page.render("apps.html", apps=rows)
 
 
-async def create_app(page: Page) -> Response:
+async def new_app(page: Page) -> Response:
     name = page.form.get("name", "").strip()
-    made = await call(page.ctx, page.session, apps_api.create_app, body={"name": name},
+    made = await call(page.ctx, page.session, apps_api.create, body={"name": name},
                       write=True)
     return page.redirect(app_url(made["name"]), "ok",
                          f"Created {made['name']}. Push code to it to deploy.")

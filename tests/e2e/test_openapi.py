@@ -10,7 +10,7 @@ import httpx
 import pytest
 from starlette.routing import Route
 
-from paas.api.app import create_app
+from paas.api.server import api_server
 from paas.settings import Settings
 from tests.platform import Platform
 
@@ -22,7 +22,7 @@ SAMPLE_PARAMS = {"app": "oapi-target", "version": "1", "id": "0", "email": "nobo
 
 def served_routes(tmp_path: Path) -> set[tuple[str, str]]:
     """What the API app serves, read from its Starlette routes (not from the document)."""
-    app = create_app(Settings(home=tmp_path / "home"))
+    app = api_server(Settings(home=tmp_path / "home"))
     return {(method, re.sub(r"{(\w+):\w+}", r"{\1}", route.path))
             for route in app.routes if isinstance(route, Route)
             and (route.path.startswith(("/v1/", "/git/")) or route.path == "/healthz")

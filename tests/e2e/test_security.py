@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Mount, WebSocketRoute
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from paas.api.app import create_app
+from paas.api.server import api_server
 from paas.dashboard.sessions import COOKIE, SALT, DashboardSession
 from paas.settings import Settings
 from tests.platform import Platform
@@ -63,7 +63,7 @@ def flatten(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, st
 
 
 def all_routes(tmp_path: Path) -> list[tuple[str, str]]:
-    app = create_app(Settings(home=tmp_path / "enumerate"))
+    app = api_server(Settings(home=tmp_path / "enumerate"))
     return sorted(set(flatten(app.routes)))
 
 

@@ -1,4 +1,4 @@
-"""Build disks (paas/build/disk.py) with real loop devices, mkfs.ext4 and mount."""
+"""Build disks (paas/builder/disk.py) with real loop devices, mkfs.ext4 and mount."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from paas.build import disk, orphans
+from paas.builder import disk, orphans
 from paas.runtime import host
 from paas.settings import Settings
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from paas.build import disk
-from paas.build.buildpacks import BuildFailed, BuildResult, build_app
+from paas.builder import disk
+from paas.builder.buildpacks import BuildFailed, BuildResult, build_app
 from paas.runtime import Runtime
 from paas.settings import Settings
 from paas.slugs.layers import LayerStore
@@ -224,7 +224,7 @@ def test_slow_build_waits_for_the_gate(env: Env) -> None:
 def test_stack_change_rebuilds_the_venv(
     env: Env, flask_first: tuple[BuildResult, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("paas.build.buildpacks.stack_id", lambda: "upgraded-stack")
+    monkeypatch.setattr("paas.builder.buildpacks.stack_id", lambda: "upgraded-stack")
     result, log = env.build(env.app("flask-3", "flask-hello"), "flask")
     assert "-----> Creating virtualenv" in log
     assert by_name(result)["python/venv"] != by_name(flask_first[0])["python/venv"]

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from paas import sourcetree
-from paas.build.buildpacks import BuildFailed
-from paas.build.source import extract
+from paas.builder.buildpacks import BuildFailed
+from paas.builder.source import extract
 from paas.git.objects import git_env
 from paas.repos import Repos
 from paas.sourcetree import MB, SourceLimits, SourceTooLarge

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from paas.build.buildpacks import BuildFailed
-from paas.build.source import extract
+from paas.builder.buildpacks import BuildFailed
+from paas.builder.source import extract
 from paas.sourcetree import MB, SourceLimits
 
 LIMITS = SourceLimits(max_bytes=8 * MB, max_file_bytes=4 * MB, max_files=100)

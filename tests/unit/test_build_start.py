@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from paas.build.tasks import fail_if_unstarted
+from paas.builder.tasks import fail_if_unstarted
 from paas.errors import Unavailable
 
 

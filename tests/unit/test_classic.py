@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from paas.build import classic
-from paas.build.cnb import BuildpackError, Kind, read_inside
+from paas.builder import classic
+from paas.builder.cnb import BuildpackError, Kind, read_inside
 
 
 def test_default_process_types_from_release_yaml() -> None:

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from paas import appjson, apps, certs, config_vars, domains
-from paas.build import classic, cnb
-from paas.build.procfile import parse_procfile
+from paas.builder import classic, cnb
+from paas.builder.procfile import parse_procfile
 from paas.errors import Invalid
 
 # Hypothesis's caches go to a directory of this module's own, not into the checkout.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from paas import safefs
-from paas.build import layerenv
+from paas.builder import layerenv
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from paas.build.procfile import parse_procfile
+from paas.builder.procfile import parse_procfile
 from paas.errors import Invalid
 
 

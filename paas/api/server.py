@@ -12,7 +12,7 @@ from paas.api import access, apps, certs, config, domains, dynos, internal, keys
 from paas.api import slugs as slug_routes
 from paas.api.context import Context
 from paas.api.pushes import PushBackend
-from paas.build.celery_app import make_celery
+from paas.builder.celery_app import make_celery
 from paas.git import git_routes
 from paas.git.ssh import ssh_lifespan
 from paas.reaper import chain, reaper_lifespan
@@ -40,7 +40,7 @@ async def server_error(_request: Request, _exc: Exception) -> JSONResponse:
                          "its API log says why"}, status_code=500)
 
 
-def create_app(settings: Settings) -> Starlette:
+def api_server(settings: Settings) -> Starlette:
     settings.home.mkdir(parents=True, exist_ok=True)
     ctx = Context.create(settings, make_celery(settings))
     with ctx.sessions() as db:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from paas.build.buildpacks import BuildFailed
+from paas.builder.buildpacks import BuildFailed
 from paas.client import ApiClient
 from paas.sourcetree import SourceLimits, SourceTooLarge, Tally
 

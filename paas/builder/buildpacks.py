@@ -28,8 +28,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from paas import safefs
-from paas.build import classic, disk, layerenv
-from paas.build.cnb import (
+from paas.builder import classic, disk, layerenv
+from paas.builder.cnb import (
     WHAT_THEY_DETECT,
     Buildpack,
     BuildpackError,
@@ -38,8 +38,8 @@ from paas.build.cnb import (
     project_buildpacks,
     read_inside,
 )
-from paas.build.procfile import parse_procfile
-from paas.build.stack import stack_id
+from paas.builder.procfile import parse_procfile
+from paas.builder.stack import stack_id
 from paas.errors import Invalid
 from paas.runtime import BuildContainerSpec, Runtime
 from paas.runtime.buildnet import BuildNetwork

@@ -25,7 +25,7 @@ def make_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         broker_transport_options={"visibility_timeout": int(settings.build_timeout + 300)},
-        imports=["paas.build.tasks"],
+        imports=["paas.builder.tasks"],
     )
     return app
 

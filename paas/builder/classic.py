@@ -16,7 +16,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from paas.build.cnb import (
+from paas.builder.cnb import (
     BUILTIN_DIR,
     Buildpack,
     BuildpackError,

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
-from paas.build import disk
+from paas.builder import disk
 from paas.runtime import Runtime
 from paas.runtime.buildnet import remove_stale_build_networks
 from paas.settings import Settings

@@ -14,11 +14,11 @@ import redis
 from celery.signals import worker_ready
 
 from paas import appjson, redis_clients
-from paas.build import disk, lease
-from paas.build import source as source_
-from paas.build.buildpacks import BuildFailed, BuildResult, build_app
-from paas.build.celery_app import app as celery_app
-from paas.build.orphans import remove_orphans
+from paas.builder import disk, lease
+from paas.builder import source as source_
+from paas.builder.buildpacks import BuildFailed, BuildResult, build_app
+from paas.builder.celery_app import app as celery_app
+from paas.builder.orphans import remove_orphans
 from paas.client import ApiClient
 from paas.errors import Conflict, PaasError, Unavailable
 from paas.formation import SIZES
