@@ -19,6 +19,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
+from paas.wire import DynoState
+
 
 class Base(DeclarativeBase):
     pass
@@ -58,16 +60,6 @@ RELEASE_TRANSITIONS: dict[ReleaseStatus, set[ReleaseStatus]] = {
     ReleaseStatus.SUCCEEDED: set(),
     ReleaseStatus.FAILED: set(),
 }
-
-
-class DynoState(enum.StrEnum):
-    """One dyno (one container, one id) as the agent reports it: starting → up → down |
-    crashed. A restart after a crash is a new dyno (a new id) that starts over."""
-
-    STARTING = "starting"
-    UP = "up"
-    CRASHED = "crashed"
-    DOWN = "down"
 
 
 # What one dyno may become from one agent report to the next (`paas/runtime/agent.py`

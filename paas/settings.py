@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,14 @@ def _disk_mb(name: str, default: int) -> int:
 @dataclass(frozen=True)
 class Settings:
     home: Path = field(default_factory=lambda: Path(_env("PAAS_HOME", "/var/lib/paas")))
+    # Where this host's agent keeps its dynos and runc state; empty: PAAS_HOME. Two agents on
+    # one machine (two nodes, as the tests run them) need one each.
+    runtime_home_override: str = field(default_factory=lambda: _env("PAAS_RUNTIME_HOME", ""))
+    # This agent's node: its name, and the memory its dynos may use in all (0: the host's).
+    node_name: str = field(default_factory=lambda: _env("PAAS_NODE_NAME", socket.gethostname()))
+    node_memory_mb: int = field(default_factory=lambda: _int("PAAS_NODE_MEMORY_MB", 0))
+    # A node not heard from for this long is lost: its dynos are assigned to other nodes.
+    node_grace: float = field(default_factory=lambda: _seconds("PAAS_NODE_GRACE", 30))
     api_host: str = field(default_factory=lambda: _env("PAAS_API_HOST", "127.0.0.1"))
     api_port: int = field(default_factory=lambda: _int("PAAS_API_PORT", 8400))
     api_url_override: str = field(default_factory=lambda: _env("PAAS_API_URL", ""))
@@ -170,8 +179,12 @@ class Settings:
         return self.home / "builds"
 
     @property
+    def runtime_home(self) -> Path:
+        return Path(self.runtime_home_override) if self.runtime_home_override else self.home
+
+    @property
     def dynos_dir(self) -> Path:
-        return self.home / "dynos"
+        return self.runtime_home / "dynos"
 
     @property
     def router_dir(self) -> Path:
@@ -179,13 +192,14 @@ class Settings:
 
     @property
     def runc_root(self) -> Path:
-        return self.home / "runc"
+        return self.runtime_home / "runc"
 
     @property
     def install_id(self) -> str:
         """Four hex digits naming this installation in host-global namespaces
-        (network interfaces, netns names, cgroups), so two PAAS_HOMEs never collide."""
-        return hashlib.sha256(str(self.home.resolve()).encode()).hexdigest()[:4]
+        (network interfaces, netns names, cgroups), so two PAAS_HOMEs (or two agents' runtime
+        homes) never collide."""
+        return hashlib.sha256(str(self.runtime_home.resolve()).encode()).hexdigest()[:4]
 
 
 def load() -> Settings:

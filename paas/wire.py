@@ -1,0 +1,244 @@
+"""The contracts between the platform's processes: what the API, the build worker, the agents
+(the schedulers) and the router send each other as JSON. Frozen dataclasses, each field
+documented; `from_json` validates what arrives (a `WireError` names the bad field) and
+`to_json` gives what to send. This module imports nothing of the platform: the worker, the
+agent and the router use it without the ORM."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Self, Union, get_args, get_origin, get_type_hints
+
+
+class WireError(ValueError):
+    """A message that does not match its contract."""
+
+
+class DynoState(enum.StrEnum):
+    """One dyno (one container, one id) as its node reports it: starting → up → down |
+    crashed. A restart after a crash is a new dyno (a new id) that starts over."""
+
+    STARTING = "starting"
+    UP = "up"
+    CRASHED = "crashed"
+    DOWN = "down"
+
+
+class Wire:
+    """Mixin of the wire types: JSON in (validated) and out."""
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Self:
+        return typing.cast(Self, _decode(cls, raw, cls.__name__))
+
+    def to_json(self) -> dict[str, Any]:
+        return typing.cast(dict[str, Any], _encode(self))
+
+
+# ---- the scheduler contract: desired dynos in, reports out -------------------------------
+
+
+@dataclass(frozen=True)
+class HealthCheck(Wire):
+    """One of app.json's `healthchecks.<type>` entries, tried in order before a web dyno is up."""
+
+    path: str  # the URL path asked for over HTTP on the dyno's port
+    attempts: int = 3  # failures in a row before the dyno crashed
+    initialDelay: float = 0  # seconds after the start before the first try
+    wait: float = 5  # seconds between tries
+    timeout: float = 5  # seconds one try may take
+    content: str = ""  # text the response must contain; empty: any 2xx/3xx
+    type: str = "startup"  # Dokku's check type; only startup checks exist
+
+
+@dataclass(frozen=True)
+class DesiredDyno(Wire):
+    """One dyno the API wants to run on a node: a formation dyno (web.1) or a one-off
+    (run.3, release.1, postdeploy.1)."""
+
+    app: str
+    slot: int  # the app's index on the host: its dyno network is the slot-th /24
+    uid: int  # the app's own unprivileged uid that its processes run as
+    release: int  # the release version whose slug and config this dyno runs
+    type: str  # the process type (web, worker, run, release, postdeploy)
+    index: int  # web.<index>; a one-off's number
+    command: tuple[str, ...]  # argv, e.g. ("/bin/sh", "-c", "gunicorn app:app")
+    env: dict[str, str]  # the whole environment: slug env, config vars, PORT, DYNO...
+    layers: tuple[str, ...]  # the slug's layer digests, bottom layer first
+    memory_mb: int
+    cpu_shares: int
+    pids: int
+    disk_mb: int  # the dyno's writable disk; 0: no limit of its own
+    port: int  # the port $PORT says; a web dyno must listen on it
+    size: str  # the dyno size's name (basic, standard-1x...)
+    # A running dyno whose generation differs (a resize, a ps:restart) is replaced.
+    generation: str
+    node: str  # the node the API assigned it to: only that node's agent runs it
+    healthchecks: tuple[HealthCheck, ...] = ()
+    oneoff: bool = False  # never restarted; its exit code is reported
+    attach: bool = False  # a one-off whose output goes to its run stream, not the app log
+    tty: bool = False  # ... with a terminal relayed through Redis
+    build_id: str | None = None  # a release phase: its output also goes to this build's stream
+
+    @property
+    def name(self) -> str:
+        return f"{self.type}.{self.index}"
+
+
+@dataclass(frozen=True)
+class AppPolicy(Wire):
+    """How a node treats every dyno of one app."""
+
+    stop_grace: float | None = None  # seconds between SIGTERM and SIGKILL; None: the default
+
+
+@dataclass(frozen=True)
+class DesiredState(Wire):
+    """What one node should run (`GET /v1/internal/nodes/{node}/desired`)."""
+
+    dynos: tuple[DesiredDyno, ...]
+    apps: dict[str, AppPolicy]
+
+
+@dataclass(frozen=True)
+class DynoReport(Wire):
+    """One dyno as its node sees it now."""
+
+    id: str  # the container's id, unique on the platform
+    app: str
+    release: int
+    type: str
+    index: int
+    state: DynoState
+    ip: str = ""  # where the router reaches it
+    port: int = 0
+    started_at: float = 0.0  # unix time
+    exit_code: int | None = None  # set once it exited
+    restarts: int = 0  # crashes since its release or its last restart
+    memory_mb: float = 0.0
+    cpu_percent: float | None = None
+    reason: str = ""  # why it crashed, when the node knows (R10, a failed health check)
+    oneoff: bool = False
+    output_tail: str = ""  # the last lines of a crashed dyno's or a one-off's output
+
+
+@dataclass(frozen=True)
+class FailedOneOff(Wire):
+    """A one-off its node could not start: it exits 127 with `error` as its output."""
+
+    app: str
+    type: str
+    index: int
+    error: str
+
+
+@dataclass(frozen=True)
+class FailedStart(Wire):
+    """A formation dyno its node could not start (a platform error, not the app's)."""
+
+    app: str
+    release: int
+    type: str
+    index: int
+    error: str
+    permanent: bool = False  # trying again cannot help: its release fails at once
+
+
+@dataclass(frozen=True)
+class NodeReport(Wire):
+    """Everything a node runs, replacing what it reported before
+    (`PUT /v1/internal/nodes/{node}/dynos`)."""
+
+    dynos: tuple[DynoReport, ...]
+    failed_oneoffs: tuple[FailedOneOff, ...] = ()
+    failed_starts: tuple[FailedStart, ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeInfo(Wire):
+    """A node registering itself, and each heartbeat after (`PUT /v1/internal/nodes/{node}`)."""
+
+    memory_mb: int  # what its dynos may use in all: the API assigns no more than this
+    backend: str = "runc"  # the scheduler backend running on it
+    dyno_subnet: str = ""  # where its dynos' addresses come from (for operators)
+
+
+# ---- decoding ------------------------------------------------------------------------------
+
+_NONE = type(None)
+
+
+def _decode(hint: Any, raw: Any, where: str) -> Any:
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return _decode_union(get_args(hint), raw, where)
+    if origin is tuple:
+        return tuple(_decode(get_args(hint)[0], item, f"{where}[{i}]")
+                     for i, item in enumerate(_expect(raw, list, where)))
+    if origin is dict:
+        key_type, value_type = get_args(hint)
+        return {_decode(key_type, k, f"{where} key"): _decode(value_type, v, f"{where}.{k}")
+                for k, v in _expect(raw, dict, where).items()}
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _decode_dataclass(hint, raw, where)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(raw)
+        except ValueError:
+            raise WireError(f"{where}: {raw!r} is not one of "
+                            f"{', '.join(str(m.value) for m in hint)}") from None
+    return _decode_scalar(hint, raw, where)
+
+
+def _decode_union(options: tuple[Any, ...], raw: Any, where: str) -> Any:
+    if raw is None and _NONE in options:
+        return None
+    (inner,) = [o for o in options if o is not _NONE]
+    return _decode(inner, raw, where)
+
+
+def _decode_scalar(hint: Any, raw: Any, where: str) -> Any:
+    if hint is Any:
+        return raw
+    if hint is float and isinstance(raw, int) and not isinstance(raw, bool):
+        return float(raw)
+    if hint in (int, float) and isinstance(raw, bool):
+        raise WireError(f"{where}: expected {hint.__name__}, got {raw!r}")
+    return _expect(raw, hint, where)
+
+
+def _expect(raw: Any, kind: type, where: str) -> Any:
+    if not isinstance(raw, kind):
+        raise WireError(f"{where}: expected {kind.__name__}, got {type(raw).__name__}")
+    return raw
+
+
+def _decode_dataclass(cls: type, raw: Any, where: str) -> Any:
+    fields = _expect(raw, dict, where)
+    hints = get_type_hints(cls)
+    values = {}
+    for spec in dataclasses.fields(cls):
+        if spec.name in fields:
+            values[spec.name] = _decode(hints[spec.name], fields[spec.name],
+                                        f"{where}.{spec.name}")
+        elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+            raise WireError(f"{where}: {spec.name} is missing")
+    return cls(**values)
+
+
+def _encode(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {spec.name: _encode(getattr(value, spec.name))
+                for spec in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple | list):
+        return [_encode(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _encode(item) for key, item in value.items()}
+    return value
+
