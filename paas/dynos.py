@@ -14,15 +14,14 @@ from sqlalchemy.orm import Session
 from paas import formation, releases
 from paas.errors import Invalid, NotFound
 from paas.models import (
-    DYNO_TRANSITIONS,
     ONEOFF_TRANSITIONS,
     App,
     Dyno,
-    DynoState,
     OneOff,
     OneOffState,
     Release,
 )
+from paas.wire import DYNO_TRANSITIONS, DynoState
 
 ONEOFF_TYPES = ("run", "release", "postdeploy")
 LIVE_ONEOFF = (OneOffState.REQUESTED, OneOffState.RUNNING)

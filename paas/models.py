@@ -19,8 +19,6 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
-from paas.wire import DynoState
-
 
 class Base(DeclarativeBase):
     pass
@@ -59,21 +57,6 @@ RELEASE_TRANSITIONS: dict[ReleaseStatus, set[ReleaseStatus]] = {
     ReleaseStatus.PENDING: {ReleaseStatus.SUCCEEDED, ReleaseStatus.FAILED},
     ReleaseStatus.SUCCEEDED: set(),
     ReleaseStatus.FAILED: set(),
-}
-
-
-# What one dyno may become from one agent report to the next (`paas/runtime/agent.py`
-# `reported_state`). A report the API missed skips states, so each set also holds where the
-# skipped ones lead. A dyno is first seen in any state: usually starting, a one-off up.
-# down: the platform is taking it out (old release, scale-down, replaced by ps:restart or
-# ps:resize, ps:stop), or a one-off exited 0; wanted again before it was stopped, it is back
-# to what it was. crashed: it exited on its own or failed to boot (R10, health checks); its
-# container never runs again, the formation starts a new dyno instead.
-DYNO_TRANSITIONS: dict[DynoState, set[DynoState]] = {
-    DynoState.STARTING: {DynoState.UP, DynoState.CRASHED, DynoState.DOWN},
-    DynoState.UP: {DynoState.CRASHED, DynoState.DOWN},
-    DynoState.DOWN: {DynoState.STARTING, DynoState.UP, DynoState.CRASHED},
-    DynoState.CRASHED: set(),
 }
 
 

@@ -16,7 +16,6 @@ from paas.models import (
     App,
     Build,
     Dyno,
-    DynoState,
     OneOff,
     OneOffState,
     Release,
@@ -26,6 +25,7 @@ from paas.redact import redact
 from paas.repos import Repos
 from paas.slugs import gc as slugs_gc
 from paas.slugs.layers import LayerStore
+from paas.wire import DynoState
 
 
 def _next_version(db: Session, app: App) -> int:

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from paas import certs, domains, dynos, releases
-from paas.models import App, DynoState
+from paas.models import App
+from paas.wire import DynoState
 
 # What the router does with a request for an app's hostname.
 UP = "up"  # route to the peers

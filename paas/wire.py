@@ -28,6 +28,21 @@ class DynoState(enum.StrEnum):
     DOWN = "down"
 
 
+# What one dyno may become from one agent report to the next (`paas/runtime/agent.py`
+# `reported_state`). A report the API missed skips states, so each set also holds where the
+# skipped ones lead. A dyno is first seen in any state: usually starting, a one-off up.
+# down: the platform is taking it out (old release, scale-down, replaced by ps:restart or
+# ps:resize, ps:stop), or a one-off exited 0; wanted again before it was stopped, it is back
+# to what it was. crashed: it exited on its own or failed to boot (R10, health checks); its
+# container never runs again, the formation starts a new dyno instead.
+DYNO_TRANSITIONS: dict[DynoState, set[DynoState]] = {
+    DynoState.STARTING: {DynoState.UP, DynoState.CRASHED, DynoState.DOWN},
+    DynoState.UP: {DynoState.CRASHED, DynoState.DOWN},
+    DynoState.DOWN: {DynoState.STARTING, DynoState.UP, DynoState.CRASHED},
+    DynoState.CRASHED: set(),
+}
+
+
 class Wire:
     """Mixin of the wire types: JSON in (validated) and out."""
 

@@ -30,12 +30,12 @@ from paas import redis_clients, safefs, terminals
 from paas.client import ApiClient
 from paas.errors import PaasError, Permanent
 from paas.logs import RedisEvents, run_stream
-from paas.models import DynoState
 from paas.runtime import DynoSpec, DynoStatus, Runtime, network, outputlines
 from paas.runtime.dynolog import DynoLog, dropped_count
 from paas.runtime.health import accepts, http_check
 from paas.settings import Settings, load
 from paas.slugs.layers import LayerStore
+from paas.wire import DynoState
 
 Key = tuple[str, int, str, int]  # app, release, process type, index
 MAX_SHIP_BYTES = 256 * 1024

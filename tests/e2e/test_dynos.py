@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from paas.models import DYNO_TRANSITIONS, DynoState
+from paas.wire import DYNO_TRANSITIONS, DynoState
 from tests.platform import PAAS, Platform, app_repo, commit_all, git
 
 pytestmark = pytest.mark.e2e

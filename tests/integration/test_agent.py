@@ -18,12 +18,12 @@ import pytest
 import redis
 
 from paas.logs import RedisEvents
-from paas.models import DYNO_TRANSITIONS, DynoState
 from paas.runtime import Runtime
 from paas.runtime.agent import Agent, Crash
 from paas.runtime.network import bridge_name, link_exists
 from paas.settings import Settings
 from paas.slugs.layers import LayerStore
+from paas.wire import DYNO_TRANSITIONS, DynoState
 from tests.platform import free_subnet
 
 SLOT = 241  # far above the slots the session's test platform gives its apps

@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 
 from paas import dynos
 from paas.errors import Invalid
-from paas.models import DYNO_TRANSITIONS, App, DynoState, make_sessionmaker
+from paas.models import App, make_sessionmaker
 from paas.runtime.agent import reported_state
+from paas.wire import DYNO_TRANSITIONS, DynoState
 
 
 def reachable(start: DynoState) -> set[DynoState]:
