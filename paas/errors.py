@@ -1,6 +1,7 @@
 """The one exception tree of the platform.
 
     PaasError            500  something the platform could not do
+    ├── Malformed        400  a service's message does not match its contract (paas/wire.py)
     ├── Invalid          422  the input is wrong; the message says how to fix it
     │   ├── TooLarge     413  the request body is over the API's limit
     │   └── Permanent    422  a platform setup that retrying cannot fix (a dyno network taken)
@@ -27,6 +28,11 @@ class PaasError(Exception):
         message = redact(message)  # what an error says reaches users: no URL credentials
         super().__init__(message)
         self.message = message
+
+
+class Malformed(PaasError):
+    status = 400
+    id = "malformed"
 
 
 class Invalid(PaasError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -11,29 +10,9 @@ from sqlalchemy.orm import Session
 
 from paas.errors import Invalid
 from paas.models import App, Formation
+from paas.sizes import size_of
 
 MAX_QUANTITY = 100
-
-
-@dataclass(frozen=True)
-class Size:
-    name: str
-    memory_mb: int
-    cpu_shares: int
-    pids: int
-    # What /app's writable layer (and /tmp) may hold: tmpfs, so files count as memory.
-    disk_mb: int
-
-
-SIZES = {
-    size.name: size
-    for size in (
-        Size("eco", 256, 256, 128, 128),
-        Size("basic", 512, 512, 256, 256),
-        Size("standard", 1024, 1024, 512, 512),
-        Size("performance", 2048, 2048, 1024, 1024),
-    )
-}
 
 
 def ensure_types(db: Session, app: App, types: list[str],
@@ -95,14 +74,6 @@ def _row(db: Session, app: App, declared: list[str], process_type: str) -> Forma
         row = Formation(app_id=app.id, type=process_type, quantity=0)
         db.add(row)
     return row
-
-
-def size_of(name: str) -> Size:
-    try:
-        return SIZES[name.lower()]
-    except KeyError:
-        raise Invalid(f"no dyno size {name!r}; the sizes are: "
-                      + ", ".join(f"{s.name} ({s.memory_mb} MB)" for s in SIZES.values())) from None
 
 
 def resize(db: Session, app: App, declared: list[str], changes: dict[str, str]) -> None:

@@ -204,8 +204,38 @@ class Formation(Base):
     restart_marks: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
 
 
+class Node(Base):
+    """A host running a scheduler backend (an agent): it registers itself, then its every
+    request for its desired state is a heartbeat."""
+
+    __tablename__ = "nodes"
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    memory_mb: Mapped[int] = mapped_column(Integer)  # what its dynos may use in all
+    backend: Mapped[str] = mapped_column(String(32), default="runc")
+    dyno_subnet: Mapped[str] = mapped_column(String(43), default="")
+    registered_at: Mapped[float] = mapped_column(default=now)
+    heartbeat_at: Mapped[float] = mapped_column(default=now)
+
+
+class Assignment(Base):
+    """Which node runs a desired dyno: a formation dyno's key (app, type, index: the same
+    across releases, so a deploy's web.1 lands where the last one ran) or a live one-off
+    (oneoff, index = its number). node None: it fits on no node, `reason` says why."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (UniqueConstraint("app_id", "type", "index", "oneoff"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(63))
+    index: Mapped[int] = mapped_column(Integer)
+    oneoff: Mapped[bool] = mapped_column(default=False)
+    node: Mapped[str | None] = mapped_column(String(63), default=None)
+    memory_mb: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
 class Dyno(Base):
-    """A dyno as the agent last reported it."""
+    """A dyno as its node last reported it."""
 
     __tablename__ = "dynos"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -224,6 +254,9 @@ class Dyno(Base):
     cpu_percent: Mapped[float | None] = mapped_column(default=None)  # of one core
     # Why the platform stopped or failed it (R10, a failed health check, R15), if it did.
     reason: Mapped[str] = mapped_column(Text, default="")
+    # The node that reports it; None: reported before nodes existed (the next report of any
+    # node replaces those rows).
+    node: Mapped[str | None] = mapped_column(String(63), default=None)
 
 
 class OneOff(Base):

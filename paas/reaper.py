@@ -12,7 +12,10 @@ PAAS_BOOT_TIMEOUT + PAAS_RELEASE_MARGIN ago and that is still not live fails as 
 error: an agent that could not start its dynos, or none running, never leaves a push waiting.
 Nor does a build still pending (no worker took it) PAAS_BUILD_QUEUE_TIMEOUT after it was queued,
 nor a release phase still running PAAS_RELEASE_PHASE_TIMEOUT after its release was created
-(its one-off is stopped)."""
+(its one-off is stopped).
+
+It also watches the nodes (`paas/scheduling.py:sweep`): a node lost for PAAS_NODE_GRACE has
+its dynos assigned to live nodes, and its rows that no longer serve are dropped."""
 
 from __future__ import annotations
 
@@ -20,23 +23,33 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, TypeVar
 
 import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
-from paas import builds, releases
-from paas.api.context import Context
+from paas import builds, releases, scheduling
 from paas.builder import lease
 from paas.errors import PaasError
 from paas.events import Events
 from paas.models import Build, BuildStatus, now
+from paas.settings import Settings
 
 log = logging.getLogger("paas.reaper")
 
 Lifespan = Callable[[Any], contextlib.AbstractAsyncContextManager[None]]
+T = TypeVar("T")
+
+
+class Database(Protocol):
+    """Reads, and writes that are serial and send their events once committed (the API's
+    `Context` is one)."""
+
+    def read(self) -> AbstractContextManager[Session]: ...
+
+    def write(self, work: Callable[[Session, Events], T]) -> T: ...
 
 
 def unclaimed_message(seconds: float) -> str:
@@ -50,13 +63,14 @@ def lost_message(seconds: float) -> str:
 
 
 class Reaper:
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.interval = ctx.settings.build_heartbeat
+    def __init__(self, database: Database, client: redis.Redis, settings: Settings) -> None:
+        self.database = database
+        self.redis = client
+        self.settings = settings
+        self.interval = settings.build_heartbeat
         self.ttl = lease.ttl(self.interval)
         # build id -> when its lease was first seen gone
         self.suspects: dict[str, float] = {}
-        settings = ctx.settings
         self.queue_timeout = settings.build_queue_timeout
         self.release_limit = settings.boot_timeout + settings.release_margin
         self.phase_limit = settings.release_phase_timeout
@@ -65,14 +79,14 @@ class Reaper:
 
     def sweep(self) -> list[str]:
         """One look at the building builds; returns the ids it failed."""
-        with self.ctx.read() as db:
+        with self.database.read() as db:
             query = select(Build.id, Build.started_at).where(
                 Build.status == BuildStatus.BUILDING)
             building = list(db.execute(query))
         try:
             gone = {build_id for build_id, started in building
                     if now() - (started or 0) > self.ttl
-                    and not self.ctx.redis.exists(lease.lease_key(build_id))}
+                    and not self.redis.exists(lease.lease_key(build_id))}
         except redis.RedisError:
             return []  # without the leases, nothing can be judged: wait for Redis
         moment = now()
@@ -82,7 +96,7 @@ class Reaper:
 
     def sweep_queue(self) -> list[str]:
         """Fails the builds that no worker took in time; returns their ids."""
-        with self.ctx.read() as db:
+        with self.database.read() as db:
             waiting = builds.waiting_since_before(db, now() - self.queue_timeout)
         message = unclaimed_message(self.queue_timeout)
         return [b for b in waiting if self._fail(b, BuildStatus.PENDING, message)]
@@ -99,7 +113,7 @@ class Reaper:
             return True
 
         try:
-            failed = self.ctx.write(work)
+            failed = self.database.write(work)
         except (PaasError, redis.RedisError) as error:
             log.warning("reaper: could not fail build %s: %s", build_id, error)
             return False
@@ -110,14 +124,14 @@ class Reaper:
 
     def sweep_releases(self) -> list[str]:
         """Fails the pending releases past their deadline; returns their errors."""
-        with self.ctx.read() as db:
+        with self.database.read() as db:
             late = releases.overdue(db, now(), self.release_limit)
         return self._fail_releases(late, lambda db, release_id, events: releases.expire(
             db, release_id, now(), self.release_limit, self.release_limit_why, events))
 
     def sweep_release_phases(self) -> list[str]:
         """Fails the pending releases whose release phase ran too long; returns their errors."""
-        with self.ctx.read() as db:
+        with self.database.read() as db:
             late = releases.phase_overdue(db, now(), self.phase_limit)
         return self._fail_releases(late, lambda db, release_id, events: releases.expire_phase(
             db, release_id, now(), self.phase_limit, events))
@@ -128,7 +142,8 @@ class Reaper:
         errors = []
         for release_id in release_ids:
             try:
-                error = self.ctx.write(lambda db, events, rid=release_id: expire(db, rid, events))
+                error = self.database.write(
+                    lambda db, events, rid=release_id: expire(db, rid, events))
             except (PaasError, redis.RedisError) as failure:
                 log.warning("reaper: could not fail release %s: %s", release_id, failure)
                 continue
@@ -137,21 +152,33 @@ class Reaper:
                 errors.append(error)
         return errors
 
+    def sweep_nodes(self) -> set[int]:
+        """Moves the dynos of lost nodes; returns the ids of apps whose dyno rows changed."""
+        settings = self.settings
+
+        def work(db: Session, events: Events) -> set[int]:
+            changed = scheduling.sweep(db, now(), settings.node_grace, settings.dyno_port)
+            if changed:
+                events.routes_changed()
+            return changed
+
+        return self.database.write(work)
+
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
             for sweep in (self.sweep, self.sweep_queue, self.sweep_releases,
-                          self.sweep_release_phases):
+                          self.sweep_release_phases, self.sweep_nodes):
                 try:
-                    await run_in_threadpool(sweep)
+                    await asyncio.to_thread(sweep)
                 except Exception:  # the reaper must outlive any one bad sweep
                     log.exception("reaper: sweep failed")
 
 
-def reaper_lifespan(ctx: Context) -> Lifespan:
+def reaper_lifespan(reaper: Reaper) -> Lifespan:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
-        task = asyncio.create_task(Reaper(ctx).run())
+        task = asyncio.create_task(reaper.run())
         try:
             yield
         finally:

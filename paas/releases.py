@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from paas import config_vars, formation
+from paas import config_vars, formation, oneoffs
 from paas.errors import Conflict, NotFound, PaasError
 from paas.events import Events
 from paas.models import (
@@ -25,7 +25,7 @@ from paas.redact import redact
 from paas.repos import Repos
 from paas.slugs import gc as slugs_gc
 from paas.slugs.layers import LayerStore
-from paas.wire import DynoState
+from paas.wire import DynoState, Slug
 
 
 def _next_version(db: Session, app: App) -> int:
@@ -52,9 +52,9 @@ def create(db: Session, app: App, *, slug: dict[str, Any], description: str, com
             _move(superseded, ReleaseStatus.FAILED)
             superseded.error = f"superseded by v{release.version}"
     app.pending_release_id = release.id
-    manifest = slug.get("app_json") or {}
-    formation.ensure_types(db, app, list(slug.get("process_types", {})),
-                           manifest.get("formation"))
+    built = Slug.of(slug)
+    formation.ensure_types(db, app, list(built.process_types),
+                           {t: d.to_json() for t, d in built.app_json.formation.items()})
     _start_release_phase(db, app, release)
     return release
 
@@ -151,7 +151,7 @@ def evaluate(db: Session, app: App, repos: Repos, events: Events) -> None:
 
 
 def _types(release: Release) -> dict[str, str]:
-    return (release.slug or {}).get("process_types", {})
+    return Slug.of(release.slug).process_types
 
 
 def _crash_message(dyno: Dyno) -> str:
@@ -297,25 +297,21 @@ def phase_passed(db: Session, release: Release) -> bool:
 def _start_release_phase(db: Session, app: App, release: Release) -> None:
     """The `release:` process (after app.json's predeploy script) runs as a one-off dyno
     before the release's dynos start."""
-    from paas import dynos  # dynos reads releases: imported here, not at the top
-
-    scripts = ((release.slug or {}).get("app_json") or {}).get("scripts", {})
+    scripts = Slug.of(release.slug).app_json.scripts
     commands = [c for c in (scripts.get("predeploy"), _types(release).get("release")) if c]
     if commands:
         command = commands[0] if len(commands) == 1 else " && ".join(
             f"( {c}\n)" for c in commands)
-        dynos.create_oneoff(db, app, release, command, process_type="release")
+        oneoffs.create(db, app, release, command, process_type="release")
 
 
 def _start_postdeploy(db: Session, app: App, release: Release) -> None:
-    from paas import dynos  # dynos reads releases: imported here, not at the top
-
-    command = ((release.slug or {}).get("app_json") or {}).get("scripts", {}).get("postdeploy")
+    command = Slug.of(release.slug).app_json.scripts.get("postdeploy")
     if command:
-        dynos.create_oneoff(db, app, release, command, process_type="postdeploy")
+        oneoffs.create(db, app, release, command, process_type="postdeploy")
 
 
-# How the agent's report of a one-off it could not start begins (`dynos.start_failed`).
+# How the agent's report of a one-off it could not start begins (`oneoffs.start_failed`).
 _ONEOFF_NOT_STARTED = "the dyno could not start: "
 
 
@@ -368,5 +364,5 @@ def to_dict(release: Release, app: App) -> dict[str, Any]:
         "created_at": release.created_at,
         "error": redact(release.error) if release.error else release.error,
         "process_types": _types(release),
-        "layers": (release.slug or {}).get("layers", []),
+        "layers": [layer.to_json() for layer in Slug.of(release.slug).layers],
     }

@@ -3,14 +3,12 @@ the TLS certificates to terminate. Computed from the database; the router pushes
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from paas import certs, domains, dynos, releases
 from paas.models import App
-from paas.wire import DynoState
+from paas.wire import Certificate, DynoState, Peer, Route
 
 # What the router does with a request for an app's hostname.
 UP = "up"  # route to the peers
@@ -19,13 +17,14 @@ CRASHED = "crashed"  # web dynos exist but all crashed: H10
 MAINTENANCE = "maintenance"  # H80
 
 
-def _app_route(db: Session, app: App) -> dict[str, Any]:
+def _app_route(db: Session, app: App) -> Route:
     current = releases.current(db, app)
     web = [d for d in dynos.for_app(db, app)
            if current and d.release_version == current.version and d.type == "web"]
-    peers = sorted(({"addr": f"{d.ip}:{d.port}", "dyno": f"{d.type}.{d.index}"}
-                    for d in web if d.state == DynoState.UP and d.ip),
-                   key=lambda p: p["dyno"])
+    # A lost node's web.1 and its replacement may both be up for a moment: both serve.
+    peers = tuple(sorted({Peer(f"{d.ip}:{d.port}", f"{d.type}.{d.index}")
+                          for d in web if d.state == DynoState.UP and d.ip},
+                         key=lambda p: (p.dyno, p.addr)))
     if app.maintenance:
         mode = MAINTENANCE
     elif peers:
@@ -34,11 +33,11 @@ def _app_route(db: Session, app: App) -> dict[str, Any]:
         mode = CRASHED
     else:
         mode = IDLE
-    return {"app": app.name, "mode": mode, "peers": peers}
+    return Route(app.name, mode, peers)
 
 
-def table(db: Session, platform_domain: str) -> dict[str, dict[str, Any]]:
-    """hostname → {"app", "mode", "peers": [{"addr": "ip:port", "dyno": "web.1"}]}."""
+def table(db: Session, platform_domain: str) -> dict[str, Route]:
+    """hostname → its route: its app, mode and peers."""
     apps = {app.id: app for app in db.scalars(select(App))}
     by_app = {app_id: _app_route(db, app) for app_id, app in apps.items()}
     result = {f"{app.name}.{platform_domain}": by_app[app.id] for app in apps.values()}
@@ -48,12 +47,11 @@ def table(db: Session, platform_domain: str) -> dict[str, dict[str, Any]]:
     return result
 
 
-def certificates(db: Session, platform_domain: str) -> list[dict[str, Any]]:
+def certificates(db: Session, platform_domain: str) -> tuple[Certificate, ...]:
     """The certificates to serve by SNI, each with the hostnames it serves (its app's)."""
     served = []
     for cert in certs.all_certificates(db):
         hostnames = certs.served_hostnames(db, cert, platform_domain)
         if hostnames:
-            served.append({"name": cert.name, "hostnames": hostnames, "cert": cert.cert_pem,
-                           "key": cert.key_pem})
-    return served
+            served.append(Certificate(cert.name, tuple(hostnames), cert.cert_pem, cert.key_pem))
+    return tuple(served)

@@ -182,6 +182,125 @@ class NodeInfo(Wire):
     dyno_subnet: str = ""  # where its dynos' addresses come from (for operators)
 
 
+# ---- slugs and builds: the API and the build worker ---------------------------------------
+
+
+@dataclass(frozen=True)
+class SlugLayer(Wire):
+    """One layer of a slug, a tar in the layer store."""
+
+    digest: str  # "sha256:..." of the tar: its name in the layer store
+    name: str = ""  # the buildpack's layer name, or "app"
+    reused: bool = False  # the build found it unchanged from the app's last build
+    size: int = 0  # bytes
+
+
+@dataclass(frozen=True)
+class FormationDefault(Wire):
+    """app.json's `formation.<type>`: what a new process type starts with."""
+
+    quantity: int = 1
+    size: str = "basic"
+
+
+@dataclass(frozen=True)
+class AppJson(Wire):
+    """What the platform reads of app.json (`paas/appjson.py` parses and checks it)."""
+
+    formation: dict[str, FormationDefault] = dataclasses.field(default_factory=dict)
+    scripts: dict[str, str] = dataclasses.field(default_factory=dict)  # predeploy, postdeploy
+    healthchecks: dict[str, tuple[HealthCheck, ...]] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Slug(Wire):
+    """A build's output: its layers and how to run it. Stored with the build and each
+    release that runs it."""
+
+    layers: tuple[SlugLayer, ...] = ()  # bottom layer first
+    process_types: dict[str, str] = dataclasses.field(default_factory=dict)  # type → command
+    env: dict[str, str] = dataclasses.field(default_factory=dict)  # the buildpacks' launch env
+    buildpacks: tuple[str, ...] = ()  # the ids of the buildpacks that built it
+    manifest: str | None = None  # the digest of its OCI-style manifest blob, if any
+    app_json: AppJson = dataclasses.field(default_factory=AppJson)
+
+    @classmethod
+    def of(cls, stored: dict[str, Any] | None) -> Slug:
+        """A slug as a database row holds it (None: no slug; a null field: its default)."""
+        return cls.from_json({k: v for k, v in (stored or {}).items() if v is not None})
+
+    @property
+    def digests(self) -> tuple[str, ...]:
+        return tuple(layer.digest for layer in self.layers)
+
+
+@dataclass(frozen=True)
+class BuildInfo(Wire):
+    """A build as the worker needs it (`GET /v1/internal/builds/{id}`)."""
+
+    id: str
+    app: str
+    uid: int  # the app's uid: the build runs as it
+    commit: str
+    status: str  # pending, building, succeeded, failed
+    config: dict[str, str]  # the app's config vars (buildpacks export them to their tools)
+    previous_layers: tuple[str, ...] = ()  # digests of the app's last slug (layers to reuse)
+
+
+@dataclass(frozen=True)
+class BuildResult(Wire):
+    """A build's outcome, from the worker (`POST /v1/internal/builds/{id}/result`)."""
+
+    status: str  # "succeeded" (with its slug) or "failed" (with its error)
+    slug: Slug | None = None
+    error: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in ("succeeded", "failed") or (
+                self.status == "succeeded" and self.slug is None):
+            raise WireError('send {"status": "succeeded", "slug": {...}} or '
+                            '{"status": "failed", "error": "..."}')
+
+
+# ---- the route table: the API and the router ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Peer(Wire):
+    """One dyno a hostname's requests go to."""
+
+    addr: str  # "ip:port"
+    dyno: str  # its name, web.1: in the router's log lines
+
+
+@dataclass(frozen=True)
+class Route(Wire):
+    """What the router does with one hostname."""
+
+    app: str
+    mode: str = "up"  # up (to the peers), idle (H14), crashed (H10), maintenance (H80)
+    peers: tuple[Peer, ...] = ()
+
+
+@dataclass(frozen=True)
+class Certificate(Wire):
+    """A TLS certificate the router serves by SNI for its hostnames (its app's)."""
+
+    name: str
+    hostnames: tuple[str, ...]
+    cert: str  # PEM
+    key: str  # PEM
+
+
+@dataclass(frozen=True)
+class RouteTable(Wire):
+    """Every hostname's route and the certificates (`GET /v1/internal/routes`)."""
+
+    routes: dict[str, Route]
+    generation: int = 0  # how many route changes it includes (the router acknowledges it)
+    certificates: tuple[Certificate, ...] = ()
+
+
 # ---- decoding ------------------------------------------------------------------------------
 
 _NONE = type(None)

@@ -45,7 +45,7 @@ def show_app(call: Call) -> dict[str, Any]:
     info = _app_dict(call, app)
     info["git_url"] = f"{call.ctx.settings.api_url}/git/{app.name}.git"
     info["formation"] = {row.type: row.quantity for row in formation.for_app(call.db, app)}
-    info["dynos"] = [dynos.to_dict(d) for d in dynos.for_app(call.db, app)]
+    info["dynos"] = dynos.listing(call.db, app)
     pending = releases.pending(call.db, app)
     info["pending_release"] = pending.version if pending else None
     info["domains"] = [d.hostname for d in domains.for_app(call.db, app)]

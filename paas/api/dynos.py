@@ -16,7 +16,7 @@ from starlette.responses import StreamingResponse
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from paas import apps, auth, dynos, formation, logs, releases, terminals
+from paas import apps, auth, dynos, formation, logs, oneoffs, releases, terminals
 from paas.api.apps import app_of, route
 from paas.api.context import Context
 from paas.api.handlers import Call
@@ -61,7 +61,7 @@ def update_formation(call: Call) -> list[dict[str, Any]]:
 
 
 def list_dynos(call: Call) -> list[dict[str, Any]]:
-    return [dynos.to_dict(d) for d in dynos.for_app(call.db, app_of(call))]
+    return dynos.listing(call.db, app_of(call))
 
 
 def run_oneoff(call: Call) -> dict[str, Any]:
@@ -72,15 +72,16 @@ def run_oneoff(call: Call) -> dict[str, Any]:
         raise Invalid('send {"command": "python manage.py migrate"}')
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
         raise Invalid('"env" must map names to strings')
-    oneoff = dynos.run(call.db, app, command, attach=bool(body.get("attach")),
-                       tty=bool(body.get("tty")), size=str(body.get("size") or "basic"), env=env)
+    oneoff = oneoffs.run(call.db, app, releases.current(call.db, app), command,
+                         attach=bool(body.get("attach")), tty=bool(body.get("tty")),
+                         size=str(body.get("size") or "basic"), env=env)
     call.events.app_log(app.name, "paas[api]", f"Starting process with command `{command}` "
                         f"by user {call.user.email} as {oneoff.type}.{oneoff.number}")
-    return dynos.oneoff_to_dict(oneoff)
+    return oneoffs.to_dict(oneoff)
 
 
 def show_oneoff(call: Call) -> dict[str, Any]:
-    return dynos.oneoff_to_dict(dynos.get_oneoff(call.db, app_of(call), call.params["name"]))
+    return oneoffs.to_dict(oneoffs.get(call.db, app_of(call), call.params["name"]))
 
 
 def attach(call: Call) -> StreamingResponse:
@@ -88,7 +89,7 @@ def attach(call: Call) -> StreamingResponse:
     ?stdin=1: the caller sends the one-off's stdin (POST .../input); otherwise its stdin
     ends here."""
     app = app_of(call)
-    oneoff = dynos.get_oneoff(call.db, app, call.params["name"])
+    oneoff = oneoffs.get(call.db, app, call.params["name"])
     name = f"{oneoff.type}.{oneoff.number}"
     ctx, app_name = call.ctx, app.name
     if call.query.get("stdin") != "1" and not oneoff.tty:
@@ -120,7 +121,7 @@ def send_input(call: Call) -> dict[str, Any]:
     """{"data": BASE64} or {"eof": true}: the stdin of an attached one-off without a terminal
     (`echo hi | paas run -- cat`), to its input stream (the monitor in paas/runtime/piped.py)."""
     app = app_of(call)
-    oneoff = dynos.get_oneoff(call.db, app, call.params["name"])
+    oneoff = oneoffs.get(call.db, app, call.params["name"])
     name, body = f"{oneoff.type}.{oneoff.number}", call.body
     if not oneoff.attach or oneoff.tty:
         raise Invalid(f"{name} takes no input this way: it is detached or has a terminal")
@@ -149,14 +150,14 @@ def _input_entry(body: Any) -> dict[str, str]:
 def _exited(ctx: Context, app_name: str, name: str) -> dict[str, Any] | None:
     """The one-off as the database knows it, once it has exited."""
     with ctx.read() as db:
-        found = dynos.get_oneoff(db, apps.by_name(db, app_name), name)
-        return dynos.oneoff_to_dict(found) if found.state == OneOffState.EXITED else None
+        found = oneoffs.get(db, apps.by_name(db, app_name), name)
+        return oneoffs.to_dict(found) if found.state == OneOffState.EXITED else None
 
 
 def _terminal_oneoff(ctx: Context, token: str | None, app_name: str, name: str) -> None:
     with ctx.read() as db:
         app = apps.get(db, app_name, auth.token_row(db, token).user)
-        if not dynos.get_oneoff(db, app, name).tty:
+        if not oneoffs.get(db, app, name).tty:
             raise Invalid(f"{name} has no terminal: read its output with GET (NDJSON)")
 
 

@@ -1,33 +1,45 @@
-"""Service endpoints under /v1/internal: the build worker, the agent and the router are
-clients of the API with the service token, never of the database."""
+"""Service endpoints under /v1/internal: the build worker, the agents (one per node) and the
+router are clients of the API with the service token, never of the database. Bodies and
+answers are the wire types of paas/wire.py."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from starlette.concurrency import iterate_in_threadpool
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from paas import builds, config_vars, dynos, releases, usage
+from paas import builds, config_vars, nodes, releases, scheduling, usage
+from paas import oneoffs as oneoffs_
 from paas import routes as routes_
 from paas.api.context import Context
 from paas.api.handlers import Call, endpoint
-from paas.errors import Invalid
-from paas.models import App
+from paas.errors import Malformed
+from paas.models import App, now
 from paas.redact import neutral
 from paas.sourcetree import SourceLimits
+from paas.wire import BuildInfo, BuildResult, NodeInfo, NodeReport, RouteTable, Wire, WireError
+
+W = TypeVar("W", bound=Wire)
+
+
+def body_as(call: Call, kind: type[W]) -> W:
+    """The request's body as a wire type; one that does not match it is a 400."""
+    try:
+        return kind.from_json(call.body)
+    except WireError as error:
+        raise Malformed(str(error)) from None
 
 
 def show_build(call: Call) -> dict[str, Any]:
     build = builds.get(call.db, call.params["id"])
     app = build.app
-    return {
-        "id": build.id, "app": app.name, "uid": app.uid, "commit": build.commit,
-        "status": build.status, "config": config_vars.current(call.db, app),
-        "previous_layers": builds.previous_layer_digests(call.db, app),
-    }
+    return BuildInfo(id=build.id, app=app.name, uid=app.uid, commit=build.commit,
+                     status=build.status, config=config_vars.current(call.db, app),
+                     previous_layers=tuple(builds.previous_layer_digests(call.db, app))
+                     ).to_json()
 
 
 def build_source(call: Call) -> StreamingResponse:
@@ -45,35 +57,39 @@ def start_build(call: Call) -> dict[str, Any]:
 
 def finish_build(call: Call) -> dict[str, Any]:
     build = builds.get(call.db, call.params["id"])
-    body = call.body or {}
-    if body.get("status") == "succeeded" and isinstance(body.get("slug"), dict):
-        builds.succeed(call.db, build, body["slug"], call.events)
+    result = body_as(call, BuildResult)
+    if result.slug is not None and result.status == "succeeded":
+        builds.succeed(call.db, build, result.slug.to_json(), call.events)
         _evaluate(call, build.app)
-    elif body.get("status") == "failed":
-        builds.fail(call.db, build, str(body.get("error", "build failed")), call.events)
     else:
-        raise Invalid('send {"status": "succeeded", "slug": {...}} or {"status": "failed"}')
+        builds.fail(call.db, build, result.error or "build failed", call.events)
     return builds.to_dict(build)
 
 
+def register_node(call: Call) -> dict[str, Any]:
+    node = nodes.register(call.db, call.params["node"], body_as(call, NodeInfo), now())
+    return {"name": node.name, "registered_at": node.registered_at}
+
+
 def desired(call: Call) -> dict[str, Any]:
-    return dynos.desired(call.db, call.ctx.settings.dyno_port)
+    settings = call.ctx.settings
+    return scheduling.desired(call.db, call.params["node"], now(), settings.node_grace,
+                              settings.dyno_port).to_json()
 
 
 def report_dynos(call: Call) -> dict[str, Any]:
-    reported = (call.body or {}).get("dynos")
-    if not isinstance(reported, list):
-        raise Invalid('send {"dynos": [...]}')
-    changed = dynos.report(call.db, reported)
-    usage.record(call.ctx.redis, reported)
-    home = call.ctx.settings.home
-    for failed in (call.body or {}).get("failed_oneoffs") or []:
-        changed.add(dynos.start_failed(call.db, failed["app"], failed["type"], failed["index"],
-                                       neutral(str(failed["error"]), home)) or 0)
-    for failed in (call.body or {}).get("failed_starts") or []:
-        releases.start_failed(call.db, failed["app"], failed["release"], failed["type"],
-                              failed["index"], neutral(str(failed["error"]), home), call.events,
-                              permanent=bool(failed.get("permanent")))
+    reported = body_as(call, NodeReport)
+    settings = call.ctx.settings
+    changed = scheduling.report(call.db, call.params["node"], reported, now(),
+                                settings.node_grace)
+    usage.record(call.ctx.redis, [dyno.to_json() for dyno in reported.dynos])
+    for failed in reported.failed_oneoffs:
+        changed.add(oneoffs_.start_failed(call.db, failed.app, failed.type, failed.index,
+                                          neutral(failed.error, settings.home)) or 0)
+    for unstarted in reported.failed_starts:
+        releases.start_failed(call.db, unstarted.app, unstarted.release, unstarted.type,
+                              unstarted.index, neutral(unstarted.error, settings.home),
+                              call.events, permanent=unstarted.permanent)
     changed.discard(0)
     for app in call.db.scalars(select(App).where(App.id.in_(changed))):
         _evaluate(call, app)
@@ -90,8 +106,8 @@ def show_routes(call: Call) -> dict[str, Any]:
     # Read before the table: a router that applies this table has at least this generation.
     generation = call.ctx.events.routes_generation()
     domain = call.ctx.settings.domain
-    return {"routes": routes_.table(call.db, domain), "generation": generation,
-            "certificates": routes_.certificates(call.db, domain)}
+    return RouteTable(routes=routes_.table(call.db, domain), generation=generation,
+                      certificates=routes_.certificates(call.db, domain)).to_json()
 
 
 def routes(ctx: Context) -> list[Route]:
@@ -103,7 +119,9 @@ def routes(ctx: Context) -> list[Route]:
         r("/v1/internal/builds/{id}/source", build_source, ["GET"]),
         r("/v1/internal/builds/{id}/start", start_build, ["POST"], write=True),
         r("/v1/internal/builds/{id}/result", finish_build, ["POST"], write=True),
-        r("/v1/internal/desired", desired, ["GET"]),
-        r("/v1/internal/dynos", report_dynos, ["PUT"], write=True),
+        r("/v1/internal/nodes/{node}", register_node, ["PUT"], write=True),
+        # A heartbeat, and it may assign dynos: a write.
+        r("/v1/internal/nodes/{node}/desired", desired, ["GET"], write=True),
+        r("/v1/internal/nodes/{node}/dynos", report_dynos, ["PUT"], write=True),
         r("/v1/internal/routes", show_routes, ["GET"]),
     ]

@@ -80,8 +80,12 @@ SUMMARIES: dict[tuple[str, str], str] = {
     ("GET", "/v1/internal/builds/{id}/source"): "A build's source as a tar (services)",
     ("POST", "/v1/internal/builds/{id}/start"): "Mark a build as building (services)",
     ("POST", "/v1/internal/builds/{id}/result"): "Report a build's slug or failure (services)",
-    ("GET", "/v1/internal/desired"): "Every dyno that should run (services)",
-    ("PUT", "/v1/internal/dynos"): "Report the dynos that run (services)",
+    ("PUT", "/v1/internal/nodes/{node}"): "Register a node, or its heartbeat: NodeInfo "
+                                          "(services)",
+    ("GET", "/v1/internal/nodes/{node}/desired"): "What one node should run: DesiredState; "
+                                                  "404 for an unregistered node (services)",
+    ("PUT", "/v1/internal/nodes/{node}/dynos"): "Report what one node runs: NodeReport "
+                                                "(services)",
     ("GET", "/v1/internal/routes"): "The route table (services)",
     ("GET", "/git/{app}.git/info/refs"): "git smart HTTP: ref advertisement",
     ("POST", "/git/{app}.git/git-receive-pack"): "git smart HTTP: push (builds and deploys)",

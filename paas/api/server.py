@@ -15,7 +15,7 @@ from paas.api.pushes import PushBackend
 from paas.builder.celery_app import make_celery
 from paas.git import git_routes
 from paas.git.ssh import ssh_lifespan
-from paas.reaper import chain, reaper_lifespan
+from paas.reaper import Reaper, chain, reaper_lifespan
 from paas.settings import Settings
 from paas.sourcetree import SourceLimits
 
@@ -62,7 +62,8 @@ def api_server(settings: Settings) -> Starlette:
         *git_routes(backend, settings.max_push_bytes, SourceLimits.of(settings)),
         *dashboard.routes(ctx),
     ]
-    lifespan = chain(ssh_lifespan(backend, settings), reaper_lifespan(ctx))
+    reaper = Reaper(ctx, ctx.redis, settings)
+    lifespan = chain(ssh_lifespan(backend, settings), reaper_lifespan(reaper))
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         404: not_found, 405: method_not_allowed, Exception: server_error})
     app.state.ctx = ctx

@@ -21,10 +21,10 @@ from paas.builder.celery_app import app as celery_app
 from paas.builder.orphans import remove_orphans
 from paas.client import ApiClient
 from paas.errors import Conflict, PaasError, Unavailable
-from paas.formation import SIZES
 from paas.logs import RedisEvents
 from paas.runtime import Runtime
 from paas.settings import Settings, load
+from paas.sizes import SIZES
 from paas.slugs.layers import LayerStore
 from paas.sourcetree import SourceLimits
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from paas import apps, auth, builds, dynos
+from paas import apps, auth, builds, dynos, oneoffs
 from paas.api import apps as apps_api
 from paas.api import config as config_api
 from paas.api import domains as domains_api
@@ -24,9 +24,9 @@ from paas.dashboard.sessions import SIGN_IN_DESCRIPTION, sign_in
 from paas.dashboard.web import PREFIX, Page, safe_next
 from paas.errors import Forbidden, Invalid, NotFound, PaasError
 from paas.events import Events
-from paas.formation import SIZES
 from paas.logs import BufferedEvents, build_key
 from paas.models import Build, Dyno, Release, Token
+from paas.sizes import SIZES
 
 TABS = (("", "Overview"), ("/builds", "Builds"), ("/releases", "Releases"),
         ("/config", "Config vars"), ("/logs", "Logs"), ("/metrics", "Metrics"))
@@ -159,7 +159,7 @@ async def overview(page: Page) -> Response:
     s = page.ctx.settings
     ssh_host = s.ssh_host or page.request.url.hostname or s.api_host
     return page.render("overview.html", app=info, tab="", tabs=TABS, sizes=list(SIZES.values()),
-                       oneoff_types=dynos.ONEOFF_TYPES,
+                       oneoff_types=oneoffs.TYPES,
                        ssh_url=present.ssh_remote(ssh_host, s.ssh_port, app),
                        git_url=_git_url(page, app))
 

@@ -28,14 +28,14 @@ import redis
 
 from paas import redis_clients, safefs, terminals
 from paas.client import ApiClient
-from paas.errors import PaasError, Permanent
+from paas.errors import NotFound, PaasError, Permanent
 from paas.logs import RedisEvents, run_stream
 from paas.runtime import DynoSpec, DynoStatus, Runtime, network, outputlines
 from paas.runtime.dynolog import DynoLog, dropped_count
 from paas.runtime.health import accepts, http_check
 from paas.settings import Settings, load
 from paas.slugs.layers import LayerStore
-from paas.wire import DynoState
+from paas.wire import DynoState, NodeInfo
 
 Key = tuple[str, int, str, int]  # app, release, process type, index
 MAX_SHIP_BYTES = 256 * 1024
@@ -123,6 +123,7 @@ class Agent:
     # Apps that had dynos at the last report (None: not known yet, after a start).
     apps_with_dynos: set[str] | None = None
     firewall_checked: float = 0.0  # time.monotonic() of the last check
+    registered: bool = False  # with the API, as node settings.node_name
 
     def __post_init__(self) -> None:
         self.crashes = load_crashes(self._crashes_path())
@@ -131,7 +132,13 @@ class Agent:
 
     def reconcile(self) -> None:
         self._check_firewall()
-        desired = self.api.get("/v1/internal/desired")
+        if not self.registered:
+            self.register()
+        try:
+            desired = self.api.get(f"{self._node_path()}/desired")
+        except NotFound:  # the API does not know this node (yet, or any more)
+            self.register()
+            desired = self.api.get(f"{self._node_path()}/desired")
         self.apps = desired.get("apps", {})
         wanted = {self._key(d): d for d in desired["dynos"]}
         self._forget_crashes(wanted)
@@ -454,6 +461,17 @@ class Agent:
 
         self.stopper.submit(stop)
 
+    # ---- the node -----------------------------------------------------------------------
+
+    def _node_path(self) -> str:
+        return f"/v1/internal/nodes/{self.settings.node_name}"
+
+    def register(self) -> None:
+        memory = self.settings.node_memory_mb or _host_memory_mb()
+        info = NodeInfo(memory_mb=memory, dyno_subnet=self.settings.dyno_subnet)
+        self.api.put(self._node_path(), info.to_json())
+        self.registered = True
+
     # ---- reporting ---------------------------------------------------------------------
 
     def _report(self) -> None:
@@ -489,8 +507,8 @@ class Agent:
         self._remove_idle_bridges({dyno.metadata["app"] for dyno in listed})
         failed, self.failed_oneoffs = self.failed_oneoffs, []
         unstarted, self.failed_starts = self.failed_starts, []
-        self.api.put("/v1/internal/dynos", {"dynos": reported, "failed_oneoffs": failed,
-                                            "failed_starts": unstarted})
+        self.api.put(f"{self._node_path()}/dynos", {"dynos": reported, "failed_oneoffs": failed,
+                                                    "failed_starts": unstarted})
         # Read after the report: it counts the route change that took these dynos out.
         generation = self.events.routes_generation()
         for dyno_id in retiring:
@@ -588,6 +606,14 @@ def reported_state(noted: DynoState, *, exited: bool, exit_code: int | None, one
     if leaving:
         return DynoState.DOWN
     return noted
+
+
+def _host_memory_mb() -> int:
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    raise OSError("/proc/meminfo has no MemTotal")
 
 
 def _console(key: Key) -> tuple[str, str]:

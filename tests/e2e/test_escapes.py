@@ -54,7 +54,7 @@ def targets(platform: Platform, victim: str, victim_ip: str,
                  str(home / "repos" / f"{victim}.git"), str(home / "dynos"),
                  str(home / "layers"), "/root"],
         "unix": [str(home / "redis" / "redis.sock")],
-        "http": [f"{api}/v1/internal/desired", f"{api}/v1/internal/routes",
+        "http": [f"{api}/v1/internal/nodes/probe/desired", f"{api}/v1/internal/routes",
                  f"{api}/v1/apps", f"{api}/v1/apps/{victim}/config", control,
                  f"http://{victim_ip}:{port}/"],
         # "gateway": the host's end of the prober's own bridge (tests/apps/escape-probe)

@@ -23,7 +23,16 @@ from paas.runtime.agent import Agent, Crash
 from paas.runtime.network import bridge_name, link_exists
 from paas.settings import Settings
 from paas.slugs.layers import LayerStore
-from paas.wire import DYNO_TRANSITIONS, DynoState
+from paas.wire import (
+    DYNO_TRANSITIONS,
+    AppPolicy,
+    DesiredDyno,
+    DesiredState,
+    DynoState,
+    HealthCheck,
+    NodeInfo,
+    NodeReport,
+)
 from tests.platform import free_subnet
 
 SLOT = 241  # far above the slots the session's test platform gives its apps
@@ -34,22 +43,30 @@ WEB = "exec /usr/bin/python3 -m http.server $PORT --bind 0.0.0.0"
 WORKER = ("exec /usr/bin/python3 -c 'import signal, time; "
           "signal.signal(signal.SIGTERM, lambda *a: exit(0)); time.sleep(600)'")
 STUBBORN = "exec sleep 600"  # PID 1 without a handler: SIGTERM does nothing
+NODE = "agent-test-node"
+NODE_PATH = f"/v1/internal/nodes/{NODE}"
 
 
 @dataclass
 class DesiredApi:
     """The API as the agent sees it: the desired dynos out, the reports in."""
 
-    dynos: list[dict[str, Any]] = field(default_factory=list)
+    dynos: list[DesiredDyno] = field(default_factory=list)
     reports: list[list[dict[str, Any]]] = field(default_factory=list)
     failed_starts: list[dict[str, Any]] = field(default_factory=list)
+    nodes: list[NodeInfo] = field(default_factory=list)
 
     def get(self, path: str) -> dict[str, Any]:
-        assert path == "/v1/internal/desired"
-        return {"dynos": list(self.dynos), "apps": {APP: {"stop_grace": None}}}
+        assert path == f"{NODE_PATH}/desired"
+        assert self.nodes, "the agent asked for its dynos before it registered"
+        return DesiredState(dynos=tuple(self.dynos), apps={APP: AppPolicy()}).to_json()
 
     def put(self, path: str, body: dict[str, Any]) -> None:
-        assert path == "/v1/internal/dynos"
+        if path == NODE_PATH:
+            self.nodes.append(NodeInfo.from_json(body))
+            return
+        assert path == f"{NODE_PATH}/dynos"
+        NodeReport.from_json(body)  # what the API would refuse, the test refuses
         self.reports.append(body["dynos"])
         self.failed_starts.extend(body.get("failed_starts") or [])
 
@@ -66,12 +83,13 @@ class Harness:
     layer: str
 
     def dyno(self, process_type: str, index: int, command: str,
-             checks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        return {"app": APP, "slot": SLOT, "uid": 20000 + SLOT, "release": 1,
-                "type": process_type, "index": index, "command": ["/bin/sh", "-c", command],
-                "env": {"PORT": str(PORT)}, "layers": [self.layer], "memory_mb": 128,
-                "cpu_shares": 0, "pids": 64, "port": PORT, "size": "basic",
-                "generation": "basic:0", "healthchecks": checks or [], "oneoff": False}
+             checks: list[dict[str, Any]] | None = None, oneoff: bool = False) -> DesiredDyno:
+        return DesiredDyno(
+            app=APP, slot=SLOT, uid=20000 + SLOT, release=1, type=process_type, index=index,
+            command=("/bin/sh", "-c", command), env={"PORT": str(PORT)}, layers=(self.layer,),
+            memory_mb=128, cpu_shares=0, pids=64, disk_mb=0, port=PORT, size="basic",
+            generation="basic:0", node=NODE, oneoff=oneoff,
+            healthchecks=tuple(HealthCheck.from_json(c) for c in checks or ()))
 
     def until(self, check: Callable[[], Any], timeout: float = 30) -> Any:
         """Reconciles until check() is true."""
@@ -95,7 +113,7 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
          "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
     base = Path(tempfile.mkdtemp(prefix="paas-agent-", dir="/tmp"))
     settings = Settings(home=base / "home", redis_url_override=f"unix://{sock}",
-                        dyno_subnet=free_subnet(),
+                        dyno_subnet=free_subnet(), node_name=NODE,
                         stop_grace=30, boot_timeout=60)
     source = base / "layer"
     source.mkdir()
@@ -247,13 +265,12 @@ def test_stops_waiting_out_their_grace_do_not_hold_back_health_checks(
 def test_every_dynos_reported_states_follow_the_dyno_state_table(harness: Harness) -> None:
     """A crash loop, one-offs that succeed and fail, a web dyno scaled down and stopped: each
     dyno's state, report after report, is the same or an allowed step (DYNO_TRANSITIONS)."""
-    oneoff = {"oneoff": True, "attach": False}
     polite_web = ("exec /usr/bin/python3 -c 'import http.server as h, os, signal; "
                   "signal.signal(signal.SIGTERM, lambda *a: exit(0)); h.HTTPServer((\"\", "
                   "int(os.environ[\"PORT\"])), h.SimpleHTTPRequestHandler).serve_forever()'")
     harness.api.dynos = [harness.dyno("web", 1, polite_web), harness.dyno("crashy", 1, "exit 1"),
-                         {**harness.dyno("run", 1, "exit 0"), **oneoff},
-                         {**harness.dyno("run", 2, "exit 3"), **oneoff}]
+                         harness.dyno("run", 1, "exit 0", oneoff=True),
+                         harness.dyno("run", 2, "exit 3", oneoff=True)]
     harness.until(lambda: harness.api.state("web.1") == ["up"]
                   and harness.agent.crashes.get((APP, 1, "crashy", 1), Crash()).count >= 3
                   and harness.api.state("run.1") == ["down"]
@@ -283,8 +300,7 @@ def test_a_one_off_that_ends_while_the_loop_runs_is_reported_by_its_exit_code(
         harness: Harness, monkeypatch: pytest.MonkeyPatch, code: int, end: str) -> None:
     """Its exit is first seen by the report, and then it is no longer wanted (the API has
     its exit code): crashed (or down for exit 0) from then on, until it is gone."""
-    harness.api.dynos = [{**harness.dyno("run", 1, f"sleep 2; exit {code}"), "oneoff": True,
-                          "attach": False}]
+    harness.api.dynos = [harness.dyno("run", 1, f"sleep 2; exit {code}", oneoff=True)]
     harness.until(lambda: harness.api.state("run.1") == ["up"])
     real = harness.agent.runtime.list_dynos
     calls = 0

@@ -12,11 +12,10 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from paas import dynos
-from paas.errors import Invalid
+from paas import dynos, nodes, scheduling
 from paas.models import App, make_sessionmaker
 from paas.runtime.agent import reported_state
-from paas.wire import DYNO_TRANSITIONS, DynoState
+from paas.wire import DYNO_TRANSITIONS, DynoState, NodeInfo, NodeReport, WireError
 
 
 def reachable(start: DynoState) -> set[DynoState]:
@@ -84,6 +83,7 @@ def test_reported_state(noted: DynoState, exited: bool, code: int | None, oneoff
 def db(tmp_path: Path) -> Iterator[Session]:
     with make_sessionmaker(f"sqlite:///{tmp_path / 'paas.db'}")() as session:
         session.add(App(name="demo", slot=1))
+        nodes.register(session, "node-a", NodeInfo(memory_mb=4096), 0.0)
         session.commit()
         yield session
 
@@ -91,7 +91,7 @@ def db(tmp_path: Path) -> Iterator[Session]:
 def report(db: Session, state: str, dyno_id: str = "demo-1") -> str:
     item: dict[str, Any] = {"id": dyno_id, "app": "demo", "release": 1, "type": "web",
                             "index": 1, "state": state}
-    dynos.report(db, [item])
+    scheduling.report(db, "node-a", NodeReport.from_json({"dynos": [item]}), 1.0, 30.0)
     (dyno,) = dynos.for_app(db, db.query(App).one())
     return dyno.state
 
@@ -126,9 +126,9 @@ def test_an_unexpected_step_from_a_live_state_is_recorded_and_logged(
 def test_an_unknown_state_is_refused_and_changes_nothing(db: Session) -> None:
     report(db, "up")
     db.commit()
-    with pytest.raises(Invalid) as caught:
+    with pytest.raises(WireError) as caught:  # the API answers 400 with its message
         report(db, "sleeping")
-    assert "unknown state 'sleeping'" in caught.value.message
-    assert "starting, up, crashed, down" in caught.value.message
+    assert "dynos[0].state: 'sleeping' is not one of starting, up, crashed, down" in str(
+        caught.value)
     db.rollback()  # what the API's handler does with an error
     assert [d.state for d in dynos.for_app(db, db.query(App).one())] == ["up"]

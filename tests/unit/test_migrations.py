@@ -62,6 +62,17 @@ def made_the_old_way(database: Path) -> None:
     engine.dispose()
 
 
+def made_before_migrations(database: Path) -> None:
+    """A database from the create_all days: the baseline's tables, no alembic_version."""
+    engine = schema.migration_engine(url(database))
+    try:
+        with engine.begin() as connection:
+            command.upgrade(schema.alembic_config(connection), schema.BASELINE)
+            connection.exec_driver_sql("DROP TABLE alembic_version")
+    finally:
+        engine.dispose()
+
+
 def versions(database: Path) -> list[str]:
     with sqlite3.connect(database) as db:
         return [row[0] for row in db.execute("SELECT version_num FROM alembic_version")]
@@ -77,7 +88,7 @@ def test_a_new_database_gets_exactly_the_models_schema(tmp_path: Path) -> None:
 
 def test_a_database_made_by_create_all_is_stamped_and_keeps_its_rows(tmp_path: Path) -> None:
     database = tmp_path / "paas.db"
-    made_the_old_way(database)
+    made_before_migrations(database)
     with sqlite3.connect(database) as db:
         db.execute("INSERT INTO users (email, is_admin, is_service, created_at) "
                    "VALUES ('ann@example.com', 1, 0, 1.0)")
