@@ -8,7 +8,19 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from paas import auth, dashboard
-from paas.api import access, apps, certs, config, domains, dynos, internal, keys, openapi, users
+from paas.api import (
+    access,
+    apps,
+    certs,
+    config,
+    domains,
+    dynos,
+    internal,
+    keys,
+    nodes,
+    openapi,
+    users,
+)
 from paas.api import slugs as slug_routes
 from paas.api.context import Context
 from paas.api.pushes import PushBackend
@@ -56,6 +68,7 @@ def api_server(settings: Settings) -> Starlette:
         *access.routes(ctx),
         *users.routes(ctx),
         *keys.routes(ctx),
+        *nodes.routes(ctx),
         *openapi.routes(),
         *internal.routes(ctx),
         *slug_routes.routes(ctx),

@@ -153,6 +153,7 @@ def main() -> None:
         git,
         keys,
         maintenance,
+        nodes,
         platform,
         ps,
         releases,

@@ -38,16 +38,26 @@ def uptime(started_at: float) -> str:
 @app_option
 @json_option
 def ps(app: str, as_json: bool) -> None:
-    """List an app's dynos: state, release, uptime, restarts, memory."""
+    """List an app's dynos: state, release, node, uptime, restarts, memory."""
     dynos = connection.client().get(f"/v1/apps/{app}/dynos")
     if as_json:
         return emit_json(dynos)
     if not dynos:
         click.echo(f"No dynos on {app}: push code, or scale up (paas ps:scale web=1)")
         return
-    table([(d["name"], d["state"], f"v{d['release']}", uptime(d["started_at"]),
-            d["restarts"], f"{d['memory_mb']:.0f} MB" if d["state"] == "up" else "")
-           for d in dynos], ["DYNO", "STATE", "RELEASE", "UPTIME", "RESTARTS", "MEMORY"])
+    table([_ps_row(d) for d in dynos],
+          ["DYNO", "STATE", "RELEASE", "NODE", "UPTIME", "RESTARTS", "MEMORY"])
+    for dyno in dynos:
+        if dyno["state"] == "waiting":  # no node has room for it
+            click.echo(f"{dyno['name']}: {dyno['reason']}")
+
+
+def _ps_row(dyno: dict[str, Any]) -> tuple[Any, ...]:
+    if dyno["state"] == "waiting":
+        return dyno["name"], "waiting", "", "", "", "", ""
+    return (dyno["name"], dyno["state"], f"v{dyno['release']}", dyno.get("node") or "",
+            uptime(dyno["started_at"]), dyno["restarts"],
+            f"{dyno['memory_mb']:.0f} MB" if dyno["state"] == "up" else "")
 
 
 def _pairs(changes: tuple[str, ...], pattern: re.Pattern[str], example: str) -> dict[str, str]:

@@ -36,6 +36,7 @@ class DashboardSession:
     user_id: int | None = None
     owns_token: bool = False
     email: str = ""
+    admin: bool = False  # shows the admin's pages in the nav (each page checks it again)
     flash: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -44,12 +45,13 @@ class DashboardSession:
 
     def to_dict(self) -> dict[str, Any]:
         return {"c": self.csrf, "t": self.token_id, "u": self.user_id, "o": self.owns_token,
-                "e": self.email, "f": self.flash}
+                "e": self.email, "a": self.admin, "f": self.flash}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DashboardSession:
         return cls(csrf=str(data["c"]), token_id=data.get("t"), user_id=data.get("u"),
                    owns_token=bool(data.get("o")), email=str(data.get("e", "")),
+                   admin=bool(data.get("a")),
                    flash=[(str(k), str(t)) for k, t in data.get("f", [])])
 
     def say(self, kind: str, text: str) -> None:
@@ -108,7 +110,7 @@ def sign_in(db: Session, session: DashboardSession, row: Token, *, owns_token: b
     older than a session are deleted on the way."""
     _forget_expired(db, row.user_id, row.id, max_age)
     fresh = DashboardSession(token_id=row.id, user_id=row.user_id, owns_token=owns_token,
-                             email=row.user.email)
+                             email=row.user.email, admin=row.user.is_admin)
     fresh.flash = session.flash
     return fresh
 

@@ -15,6 +15,7 @@ from paas.api import apps as apps_api
 from paas.api import config as config_api
 from paas.api import domains as domains_api
 from paas.api import dynos as dynos_api
+from paas.api import nodes as nodes_api
 from paas.api import slugs as slugs_api
 from paas.api import users as users_api
 from paas.api.handlers import Call
@@ -120,6 +121,12 @@ def _summaries(c: Call) -> list[dict[str, Any]]:
 async def apps_page(page: Page) -> Response:
     rows = await call(page.ctx, page.session, _summaries)
     return page.render("apps.html", apps=rows)
+
+
+async def nodes_page(page: Page) -> Response:
+    """The nodes that run dynos (admin: the API handler refuses anyone else)."""
+    rows = await call(page.ctx, page.session, nodes_api.list_nodes)
+    return page.render("nodes.html", nodes=rows)
 
 
 async def new_app(page: Page) -> Response:

@@ -87,16 +87,17 @@ def test_every_listing_speaks_json(platform: Platform, tmp_path: Path) -> None:
                    check=False).returncode == 0
         listings = [("apps",), ("apps:info",), ("builds",), ("releases",), ("releases:info", "v1"),
                     ("config",), ("ps",), ("logs",), ("access",), ("tokens",), ("users",),
-                    ("auth:whoami",)]
+                    ("auth:whoami",), ("nodes",)]
         parsed = {}
         for listing in listings:
             output = platform.paas(*listing, "--json", "-a", "cli-json").stdout \
-                if listing[0] not in ("apps", "tokens", "users", "auth:whoami") \
+                if listing[0] not in ("apps", "tokens", "users", "auth:whoami", "nodes") \
                 else platform.paas(*listing, "--json").stdout
             parsed[listing[0]] = json.loads(output)
         assert parsed["releases:info"]["version"] == 1
         assert parsed["access"] == [{"email": "admin@localhost", "role": "owner"}]
         assert parsed["auth:whoami"]["email"] == "admin@localhost"
+        assert [n["state"] for n in parsed["nodes"]] == ["ready"]
     finally:
         platform.paas("apps:destroy", "cli-json", "--confirm", "cli-json")
 

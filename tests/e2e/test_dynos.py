@@ -198,7 +198,7 @@ def test_scale_resize_restart_and_stop_drop_no_request(quick: Platform, tmp_path
 
     listing = quick.paas("ps", "-a", "formation").stdout
     # A restart or a resize replaces dynos: it is not a crash, so no restarts are counted.
-    assert re.search(r"web\.1\s+up\s+v1\s+\d+m\d\ds\s+0\s+\d+ MB", listing), (
+    assert re.search(r"web\.1\s+up\s+v1\s+\S+\s+\d+m\d\ds\s+0\s+\d+ MB", listing), (
         listing + logs(quick, "formation"))
     assert [d["restarts"] for d in ps(quick, "formation") if d["type"] == "web"] == [0, 0], (
         logs(quick, "formation"))
