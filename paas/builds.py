@@ -13,6 +13,7 @@ from paas.errors import Conflict, NotFound
 from paas.events import Events
 from paas.models import BUILD_TRANSITIONS, App, Build, BuildStatus, now
 from paas.redact import redact
+from paas.wire import Slug
 
 
 def create(db: Session, app: App, ref: str, old_commit: str, commit: str,
@@ -78,12 +79,13 @@ def previous_layer_digests(db: Session, app: App) -> list[str]:
     query = (select(Build).where(Build.app_id == app.id, Build.status == BuildStatus.SUCCEEDED)
              .order_by(Build.finished_at.desc()).limit(1))
     last = db.scalar(query)
-    return [layer["digest"] for layer in (last.slug or {}).get("layers", [])] if last else []
+    return list(Slug.of(last.slug).digests) if last else []
 
 
 def to_dict(build: Build) -> dict[str, Any]:
     duration = (build.finished_at - build.started_at
                 if build.finished_at and build.started_at else None)
+    slug = Slug.of(build.slug)
     return {
         "id": build.id,
         "status": build.status,
@@ -93,8 +95,8 @@ def to_dict(build: Build) -> dict[str, Any]:
         "created_by": build.created_by,
         "created_at": build.created_at,
         "duration": duration,
-        "layers": (build.slug or {}).get("layers", []),
-        "process_types": (build.slug or {}).get("process_types", {}),
-        "buildpacks": (build.slug or {}).get("buildpacks", []),
-        "manifest": (build.slug or {}).get("manifest"),
+        "layers": [layer.to_json() for layer in slug.layers],
+        "process_types": slug.process_types,
+        "buildpacks": list(slug.buildpacks),
+        "manifest": slug.manifest,
     }

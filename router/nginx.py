@@ -19,13 +19,16 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import jinja2
 
 from paas.errors import Invalid, PaasError, Unavailable
 from paas.settings import Settings
+from paas.wire import Certificate as Cert
+from paas.wire import Peer, Route
+
+__all__ = ["Cert", "ConfigRejected", "Peer", "Route", "Router"]  # the route table's types too
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 MODULES_DIR = Path("/usr/lib/nginx/modules")
@@ -43,39 +46,9 @@ class ConfigRejected(PaasError):
     """nginx -t refused the rendered config; the running config stays."""
 
 
-@dataclass(frozen=True)
-class Peer:
-    addr: str
-    dyno: str
-
-
-@dataclass(frozen=True)
-class Route:
-    app: str
-    mode: str = "up"
-    peers: tuple[Peer, ...] = ()
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Route:
-        peers = tuple(Peer(str(p["addr"]), str(p["dyno"])) for p in data.get("peers", []))
-        return cls(str(data["app"]), str(data.get("mode", "up")), peers)
-
-
-@dataclass(frozen=True)
-class Cert:
-    name: str
-    hostnames: tuple[str, ...]
-    cert: str
-    key: str
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Cert:
-        return cls(str(data["name"]), tuple(str(h) for h in data["hostnames"]),
-                   str(data["cert"]), str(data["key"]))
-
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256((self.cert + self.key).encode()).hexdigest()[:16]
+def cert_digest(cert: Cert) -> str:
+    """What a certificate's files are named by: they change when its content does."""
+    return hashlib.sha256((cert.cert + cert.key).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -197,7 +170,7 @@ class Router:
         )
 
     def _cert_path(self, cert: Cert, kind: str) -> Path:
-        return self.certs_dir / f"{cert.digest}.{kind}"
+        return self.certs_dir / f"{cert_digest(cert)}.{kind}"
 
     def _write_certs(self) -> None:
         """Certificate files are named by their content: a running config's files are never

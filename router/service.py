@@ -30,6 +30,7 @@ from paas import metrics, redis_clients
 from paas.errors import PaasError
 from paas.logs import app_key
 from paas.settings import Settings
+from paas.wire import RouteTable
 from router.nginx import Cert, ConfigRejected, Route, Router
 
 CHANNEL = "paas:routes"
@@ -77,10 +78,8 @@ def fetch(settings: Settings, client: httpx.Client) -> Wanted:
         headers={"Authorization": f"Bearer {token}"},
     )
     response.raise_for_status()
-    body = response.json()
-    routes = {str(host): Route.from_json(route) for host, route in body["routes"].items()}
-    certs = tuple(Cert.from_json(c) for c in body.get("certificates", []))
-    return Wanted(routes, certs, int(body.get("generation", 0)))
+    table = RouteTable.from_json(response.json())
+    return Wanted(table.routes, table.certificates, table.generation)
 
 
 def acknowledge(client: redis.Redis, generation: int) -> None:

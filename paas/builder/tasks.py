@@ -13,7 +13,7 @@ from pathlib import Path
 import redis
 from celery.signals import worker_ready
 
-from paas import appjson, redis_clients
+from paas import appjson, redis_clients, wire
 from paas.builder import disk, lease
 from paas.builder import source as source_
 from paas.builder.buildpacks import BuildFailed, BuildResult, build_app
@@ -37,15 +37,17 @@ def service_client(settings: Settings) -> ApiClient:
     return ApiClient(settings.api_url, settings.service_token_path.read_text().strip())
 
 
-def slug_of(result: BuildResult) -> dict:
-    return {
-        "layers": [{"name": layer.name, "digest": layer.digest, "reused": layer.reused,
-                    "size": layer.size} for layer in result.layers],
-        "process_types": result.process_types,
-        "env": result.env,
-        "buildpacks": result.buildpacks,
-        "manifest": result.manifest,
-    }
+def slug_of(result: BuildResult, app_json: wire.AppJson) -> wire.Slug:
+    return wire.Slug(
+        layers=tuple(wire.SlugLayer(digest=layer.digest, name=layer.name, reused=layer.reused,
+                                    size=layer.size) for layer in result.layers),
+        process_types=result.process_types, env=result.env,
+        buildpacks=tuple(result.buildpacks), manifest=result.manifest or None,
+        app_json=app_json)
+
+
+def build_info(api: ApiClient, build_id: str) -> wire.BuildInfo:
+    return wire.BuildInfo.from_json(api.get(f"/v1/internal/builds/{build_id}"))
 
 
 def run(build_id: str, settings: Settings) -> None:
@@ -55,7 +57,7 @@ def run(build_id: str, settings: Settings) -> None:
     build_lease = lease.make_lock(client, lease.lease_key(build_id), interval)
     try:
         _sweep_orphans(settings)
-        if api.get(f"/v1/internal/builds/{build_id}")["status"] in TERMINAL:
+        if build_info(api, build_id).status in TERMINAL:
             return
         # A redelivered task waits for the lease of an earlier delivery: a live worker keeps
         # refreshing it (this delivery is a duplicate: drop it), a dead one's expires (take
@@ -87,7 +89,7 @@ def fail_if_unstarted(api: ApiClient, log: Callable[[str], None], build_id: str,
     """Fails a build still pending after its task raised: nobody else will. A build another
     delivery is running (building) is left to it."""
     try:
-        if api.get(f"/v1/internal/builds/{build_id}")["status"] != "pending":
+        if build_info(api, build_id).status != "pending":
             return
         _fail(api, build_id, log, f"the build could not start ({type(error).__name__}: "
               f"{error}); push again, and tell the operator if it keeps happening")
@@ -98,14 +100,14 @@ def fail_if_unstarted(api: ApiClient, log: Callable[[str], None], build_id: str,
 def _run_leased(build_id: str, settings: Settings, api: ApiClient, client: redis.Redis,
                 beat: lease.Heartbeat) -> None:
     log = BuildLog(RedisEvents(client), build_id)
-    info = api.get(f"/v1/internal/builds/{build_id}")
-    if info["status"] in TERMINAL:  # the reaper failed it while this delivery waited
+    info = build_info(api, build_id)
+    if info.status in TERMINAL:  # the reaper failed it while this delivery waited
         return
-    if info["status"] == "building":
+    if info.status == "building":
         log("-----> Building again: the worker that started this build was lost")
     api.post(f"/v1/internal/builds/{build_id}/start")
     # One build of an app at a time: builds share the app's build cache.
-    cache_key = f"paas:build-cache:{info['app']}"
+    cache_key = f"paas:build-cache:{info.app}"
     cache_lock = lease.make_lock(client, cache_key, settings.build_heartbeat)
     if not lease.acquire(cache_lock, wait=0):
         log("-----> Waiting for the app's previous build to finish")
@@ -114,8 +116,8 @@ def _run_leased(build_id: str, settings: Settings, api: ApiClient, client: redis
             return
     beat.keep(cache_lock)
     try:
-        result, manifest = _build(build_id, info, settings, api, log)
-        slug = {**slug_of(result), "app_json": manifest}
+        result, app_json = _build(build_id, info, settings, api, log)
+        slug = slug_of(result, app_json)
     except BuildFailed as failure:
         _fail(api, build_id, log, str(failure))
         return
@@ -133,7 +135,7 @@ def _run_leased(build_id: str, settings: Settings, api: ApiClient, client: redis
     finally:
         lease.release(cache_lock)
     log("-----> Build succeeded")
-    _report(api, build_id, {"status": "succeeded", "slug": slug})
+    _report(api, build_id, wire.BuildResult(status="succeeded", slug=slug))
     _collect_garbage(api, log)
 
 
@@ -158,13 +160,13 @@ class BuildLog:
                 time.sleep(0.5)
 
 
-def _report(api: ApiClient, build_id: str, body: dict) -> None:
+def _report(api: ApiClient, build_id: str, outcome: wire.BuildResult) -> None:
     """Posts the build's outcome, waiting out an API restart. A Conflict means the build is
     already terminal (the reaper failed it, or an earlier post went through): nothing to do."""
     deadline = time.monotonic() + API_PATIENCE
     while True:
         try:
-            api.post(f"/v1/internal/builds/{build_id}/result", body)
+            api.post(f"/v1/internal/builds/{build_id}/result", outcome.to_json())
             return
         except Conflict:
             return
@@ -184,22 +186,23 @@ def _collect_garbage(api: ApiClient, log) -> None:  # type: ignore[no-untyped-de
 
 def _fail(api: ApiClient, build_id: str, log, message: str) -> None:  # type: ignore[no-untyped-def]
     log(f" !     {message}")
-    _report(api, build_id, {"status": "failed", "error": message})
+    _report(api, build_id, wire.BuildResult(status="failed", error=message))
 
 
-def read_app_json(source: Path) -> dict:
-    """The source's app.json as the platform reads it ({} without one)."""
+def read_app_json(source: Path) -> wire.AppJson:
+    """The source's app.json as the platform reads it (the defaults without one)."""
     path = source / "app.json"
     if path.is_symlink() or not path.is_file():
-        return {}
+        return wire.AppJson()
     try:
-        return appjson.parse(path.read_text(errors="replace"), set(SIZES))
+        return wire.AppJson.from_json(appjson.parse(path.read_text(errors="replace"),
+                                                    set(SIZES)))
     except PaasError as error:
         raise BuildFailed(error.message) from None
 
 
-def _build(build_id: str, info: dict, settings: Settings, api: ApiClient,  # type: ignore[no-untyped-def]
-           log) -> tuple[BuildResult, dict]:
+def _build(build_id: str, info: wire.BuildInfo, settings: Settings, api: ApiClient,  # type: ignore[no-untyped-def]
+           log) -> tuple[BuildResult, wire.AppJson]:
     settings.builds_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{build_id}-", dir=settings.builds_dir))
     with disk.held(work):
@@ -209,26 +212,26 @@ def _build(build_id: str, info: dict, settings: Settings, api: ApiClient,  # typ
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _build_from(work: Path, build_id: str, info: dict, settings: Settings,  # type: ignore[no-untyped-def]
-                api: ApiClient, log) -> tuple[BuildResult, dict]:
+def _build_from(work: Path, build_id: str, info: wire.BuildInfo, settings: Settings,  # type: ignore[no-untyped-def]
+                api: ApiClient, log) -> tuple[BuildResult, wire.AppJson]:
     source = work / "source"
     source.mkdir()
     source_.download(api, build_id, source, SourceLimits.of(settings))
-    log(f"-----> Building {info['app']} from {info['commit'][:7]}")
-    manifest = read_app_json(source)
+    log(f"-----> Building {info.app} from {info.commit[:7]}")
+    app_json = read_app_json(source)
     return build_app(
         source=source,
-        cache_dir=settings.home / "cache" / info["app"],
-        uid=info["uid"],
-        config_vars=info["config"],
+        cache_dir=settings.home / "cache" / info.app,
+        uid=info.uid,
+        config_vars=info.config,
         settings=settings,
         runtime=Runtime(settings),
         store=LayerStore(settings),
         log=log,
-        previous_digests=set(info["previous_layers"]),
-        labels={"io.paas.app": info["app"], "io.paas.commit": info["commit"],
+        previous_digests=set(info.previous_layers),
+        labels={"io.paas.app": info.app, "io.paas.commit": info.commit,
                 "io.paas.build": build_id},
-    ), manifest
+    ), app_json
 
 
 @worker_ready.connect

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from paas.errors import Conflict
 from paas.models import App, Build, BuildStatus, Release, ReleaseStatus
 from paas.slugs.layers import GcResult, LayerStore
+from paas.wire import Slug
 
 KEEP_RELEASES = 5
 # Extra safety for `paas slugs:gc --min-age`: blobs younger than this stay.
@@ -54,25 +55,24 @@ def referenced(db: Session, keep_releases: int = KEEP_RELEASES) -> set[str]:
     digests: set[str] = set()
     for app in db.scalars(select(App)):
         for release in kept_releases(db, app, keep_releases):
-            digests |= slug_digests(release.slug or {})
+            digests |= slug_digests(release.slug)
     return digests
 
 
-def slug_digests(slug: dict[str, Any]) -> set[str]:
-    found = {layer["digest"] for layer in slug.get("layers", []) if "digest" in layer}
-    if slug.get("manifest"):
-        found.add(slug["manifest"])
-    return found
+def slug_digests(stored: dict[str, Any] | None) -> set[str]:
+    """The blobs a stored slug names: its layers and its manifest."""
+    slug = Slug.of(stored)
+    return set(slug.digests) | ({slug.manifest} if slug.manifest else set())
 
 
-def missing_layers(store: LayerStore, slug: dict[str, Any]) -> list[str]:
-    """The layer digests of slug that are no longer in the store (garbage-collected)."""
-    return sorted(d for d in slug_digests(slug) - {slug.get("manifest")} if not store.has(d))
+def missing_layers(store: LayerStore, stored: dict[str, Any] | None) -> list[str]:
+    """The layer digests of a stored slug that are no longer in the store (garbage-collected)."""
+    return sorted(d for d in Slug.of(stored).digests if not store.has(d))
 
 
 def require_layers(store: LayerStore, release: Release) -> None:
     """Refuse to release again a slug whose layers were garbage-collected."""
-    gone = missing_layers(store, release.slug or {})
+    gone = missing_layers(store, release.slug)
     if gone:
         raise Conflict(
             f"v{release.version}'s slug is gone: its layers were garbage-collected (the "

@@ -9,6 +9,7 @@ import pytest
 
 from paas.builder.tasks import fail_if_unstarted
 from paas.errors import Unavailable
+from paas.wire import BuildInfo, BuildResult
 
 
 class RecordingApi:
@@ -16,10 +17,11 @@ class RecordingApi:
         self.status = status
         self.posts: list[tuple[str, Any]] = []
 
-    def get(self, path: str) -> dict[str, str]:
+    def get(self, path: str) -> dict[str, Any]:
         if self.status is None:
             raise Unavailable("the API is down")
-        return {"status": self.status}
+        return BuildInfo(id="b1", app="demo", uid=20001, commit="c0ffee", status=self.status,
+                         config={}).to_json()
 
     def post(self, path: str, body: Any = None) -> None:
         self.posts.append((path, body))
@@ -31,7 +33,7 @@ def test_a_pending_build_is_failed_with_the_reason_and_the_pusher_told() -> None
     message = ("the build could not start (ConnectionError: redis went away); push again, "
                "and tell the operator if it keeps happening")
     assert api.posts == [("/v1/internal/builds/b1/result",
-                          {"status": "failed", "error": message})]
+                          BuildResult(status="failed", error=message).to_json())]
     assert lines == [f" !     {message}"]
 
 
