@@ -85,6 +85,14 @@ def to_dict(dyno: Dyno) -> dict[str, Any]:
     }
 
 
+def usage_figures(db: Session) -> list[dict[str, Any]]:
+    """Every dyno's memory and CPU on every node, as `paas/usage.py` sums them per type."""
+    names = dict(db.execute(select(App.id, App.name)).tuples().all())
+    return [{"app": names[d.app_id], "type": d.type, "state": d.state, "memory_mb": d.memory_mb,
+             "cpu_percent": d.cpu_percent, "oneoff": d.type in oneoffs.TYPES}
+            for d in db.scalars(select(Dyno))]
+
+
 def waiting(db: Session, app: App) -> list[dict[str, Any]]:
     """The app's desired dynos that no node has room for, as `paas ps` lists them."""
     query = select(Assignment).where(Assignment.app_id == app.id, Assignment.node.is_(None))

@@ -11,7 +11,7 @@ from starlette.concurrency import iterate_in_threadpool
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from paas import builds, config_vars, nodes, releases, scheduling, usage
+from paas import builds, config_vars, dynos, nodes, releases, scheduling, usage
 from paas import oneoffs as oneoffs_
 from paas import routes as routes_
 from paas.api.context import Context
@@ -82,7 +82,8 @@ def report_dynos(call: Call) -> dict[str, Any]:
     settings = call.ctx.settings
     changed = scheduling.report(call.db, call.params["node"], reported, now(),
                                 settings.node_grace)
-    usage.record(call.ctx.redis, [dyno.to_json() for dyno in reported.dynos])
+    # Every node's dynos: a type's figure is its sum over the nodes.
+    usage.record(call.ctx.redis, dynos.usage_figures(call.db))
     for failed in reported.failed_oneoffs:
         changed.add(oneoffs_.start_failed(call.db, failed.app, failed.type, failed.index,
                                           neutral(failed.error, settings.home)) or 0)

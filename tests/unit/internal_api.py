@@ -38,6 +38,9 @@ class MemoryRedis:
     def get(self, key: str) -> str | None:
         return self.values.get(key)
 
+    def hgetall(self, key: str) -> dict[str, str]:
+        return dict(self.hashes.get(key, {}))
+
 
 @dataclass
 class MemoryPipeline:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from paas import dynos, oneoffs, releases, routes, scheduling
+from paas import dynos, oneoffs, releases, routes, scheduling, usage
 from paas.models import App, Node
 from paas.scheduling import DynoKey, Room, assign
 from paas.wire import DesiredState
@@ -301,3 +301,14 @@ def test_a_one_off_is_lost_only_when_its_own_node_stops_reporting_it(platform: A
     assert state() == "running"
     report(platform, runner)
     assert state() == "exited"
+
+
+def test_a_process_types_memory_figure_sums_every_nodes_dynos(platform: Api) -> None:
+    with platform.db() as db:
+        deployed(db, "shop", 3, "web", web=2)
+    register(platform, "node-a")
+    register(platform, "node-b")
+    report(platform, "node-a", {**dyno("a1", "web.1"), "memory_mb": 100.0})
+    report(platform, "node-b", {**dyno("b1", "web.2"), "memory_mb": 50.0})
+    (point,) = usage.history(platform.ctx.redis, "shop")["web"]  # type: ignore[arg-type]
+    assert point["memory_mb"] == 150.0
