@@ -30,6 +30,7 @@ from paas import metrics, redis_clients
 from paas.errors import PaasError
 from paas.logs import app_key
 from paas.settings import Settings
+from router.dataplane import DataPlane
 from router.nginx import Cert, ConfigRejected, Route, Router
 
 CHANNEL = "paas:routes"
@@ -114,7 +115,7 @@ def listen(url: str, wake: threading.Event, stop: threading.Event, complaints: _
 class Syncer:
     """One pass of the control loop, with what it must remember between passes."""
 
-    router: Router
+    router: DataPlane
     settings: Settings
     complaints: _Complaints
     redis: redis.Redis
@@ -127,7 +128,7 @@ class Syncer:
 
     def sync_once(self) -> None:
         wanted = self._fetch()
-        if not self._ensure_nginx(wanted):
+        if not self._ensure_running(wanted):
             return
         if wanted is None:
             return
@@ -157,7 +158,7 @@ class Syncer:
         self.complaints.ok("api")
         return wanted
 
-    def _ensure_nginx(self, wanted: Wanted | None) -> bool:
+    def _ensure_running(self, wanted: Wanted | None) -> bool:
         """nginx running with the wanted certificates (at most one reload per
         RELOAD_INTERVAL); a restarted nginx gets the last known routes even without the API."""
         certs = None
@@ -169,7 +170,7 @@ class Syncer:
             else:
                 self.pending_certs = True
         try:
-            started = self.router.ensure_nginx(certs)
+            started = self.router.ensure_running(certs)
             self.complaints.ok("nginx")
             self.complaints.ok("config")
         except ConfigRejected as exc:
