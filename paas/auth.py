@@ -86,8 +86,8 @@ def token_dict(row: Token, current_id: int | None = None) -> dict[str, Any]:
             "current": row.id == current_id}
 
 
-def require_service(user: User) -> None:
-    if not (user.is_service or user.is_admin):
+def require_service(user: User | None) -> None:
+    if user is None or not (user.is_service or user.is_admin):
         raise Forbidden("this endpoint is for the platform's own services")
 
 

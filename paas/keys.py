@@ -6,6 +6,7 @@ import base64
 from typing import Any
 
 import asyncssh
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -30,7 +31,8 @@ def parse(text: str) -> tuple[asyncssh.SSHKey, str]:
     except (asyncssh.KeyImportError, ValueError) as error:
         raise Invalid(f"not an SSH public key ({error}): add the `.pub` file made by "
                       "`ssh-keygen -t ed25519`") from None
-    if key.algorithm == b"ssh-rsa" and key.pyca_key.key_size < MIN_RSA_BITS:  # type: ignore[attr-defined]
+    pyca_key = key.pyca_key
+    if isinstance(pyca_key, rsa.RSAPublicKey) and pyca_key.key_size < MIN_RSA_BITS:
         raise Invalid(f"RSA keys need at least {MIN_RSA_BITS} bits: make an ed25519 key instead")
     parts = lines[0].split(None, 2)
     return key, (parts[2].strip() if len(parts) > 2 else "")[:200]

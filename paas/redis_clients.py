@@ -11,6 +11,8 @@ as "try again"."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 import redis.asyncio as aredis
 
@@ -19,16 +21,16 @@ CONNECT_TIMEOUT = 5.0
 HEALTH_CHECK_INTERVAL = 30
 
 
-def _options(block: float) -> dict[str, float]:
+def _options(block: float, decode_responses: bool) -> dict[str, Any]:
     return {"socket_timeout": COMMAND_TIMEOUT + block, "socket_connect_timeout": CONNECT_TIMEOUT,
-            "health_check_interval": HEALTH_CHECK_INTERVAL}
+            "health_check_interval": HEALTH_CHECK_INTERVAL, "decode_responses": decode_responses}
 
 
 def client(url: str, *, block: float = 0.0, decode_responses: bool = False) -> redis.Redis:
     """`block`: the longest blocking read (XREAD BLOCK) made with it, in seconds."""
-    return redis.Redis.from_url(url, decode_responses=decode_responses, **_options(block))
+    return redis.Redis.from_url(url, **_options(block, decode_responses))
 
 
 def async_client(url: str, *, block: float = 0.0,
                  decode_responses: bool = False) -> aredis.Redis:
-    return aredis.Redis.from_url(url, decode_responses=decode_responses, **_options(block))
+    return aredis.Redis.from_url(url, **_options(block, decode_responses))

@@ -6,6 +6,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from dulwich.objects import ObjectID
+from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from paas import sourcetree
@@ -35,25 +37,25 @@ class Repos:
     def head(self, app: str, ref: str) -> str:
         with Repo(str(self.path(app))) as repo:
             try:
-                return repo.refs[ref.encode()].decode()
+                return repo.refs[Ref(ref.encode())].decode()
             except KeyError:
                 return ZERO
 
     def move_ref(self, app: str, ref: str, old: str, new: str) -> None:
         """Compare-and-swap: the ref moves only if it still points at `old`."""
         with Repo(str(self.path(app))) as repo:
-            name = ref.encode()
+            name = Ref(ref.encode())
             moved = (
-                repo.refs.add_if_new(name, new.encode())
+                repo.refs.add_if_new(name, ObjectID(new.encode()))
                 if old == ZERO
-                else repo.refs.set_if_equals(name, old.encode(), new.encode())
+                else repo.refs.set_if_equals(name, ObjectID(old.encode()), ObjectID(new.encode()))
             )
             if not moved:
                 raise Conflict(
                     f"{ref} moved while this push was building; "
                     "fetch first (git pull), then push again"
                 )
-            repo.refs.set_symbolic_ref(b"HEAD", name)
+            repo.refs.set_symbolic_ref(Ref(b"HEAD"), name)
 
     def archive(self, app: str, commit: str, limits: SourceLimits) -> Iterator[bytes]:
         """A tar of the commit's tree (the build's source), in pieces: never whole in memory.

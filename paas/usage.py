@@ -58,8 +58,9 @@ def record(client: redis.Redis, reported: list[dict[str, Any]], now: float | Non
         pipe.hmget(key(app), sorted(found[app]))
     stored = pipe.execute()
     for app, values in zip(apps, stored, strict=True):
-        merged = {ptype: json.dumps(merge(_points(raw), found[app][ptype], minute))
-                  for ptype, raw in zip(sorted(found[app]), values, strict=True)}
+        merged: dict[str | bytes, str] = {
+            ptype: json.dumps(merge(_points(raw), found[app][ptype], minute))
+            for ptype, raw in zip(sorted(found[app]), values, strict=True)}
         pipe.hset(key(app), mapping=merged)
         pipe.expire(key(app), KEEP_SECONDS)
     pipe.execute()

@@ -76,7 +76,7 @@ class Router:
 
     # -- nginx process -------------------------------------------------------------------
 
-    def ensure_nginx(self, certificates: tuple[Cert, ...] | None = None) -> bool:
+    def ensure_running(self, certificates: tuple[Cert, ...] | None = None) -> bool:
         """Render the config (with `certificates` when given); start nginx, or adopt the
         running one, gracefully reloading it if the config changed. Returns True when nginx
         was (re)started: its route table is empty then. A config nginx rejects raises
@@ -116,7 +116,7 @@ class Router:
             raise rejected
         return started
 
-    def nginx_running(self) -> bool:
+    def running(self) -> bool:
         return self.pid() is not None
 
     def pid(self) -> int | None:
@@ -129,7 +129,7 @@ class Router:
             return pid
         return None
 
-    def stop_nginx(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float = 15.0) -> None:
         """Graceful quit (finish in-flight requests), wait; idempotent."""
         pid = self.pid()
         if pid is not None:

@@ -31,6 +31,7 @@ from paas.errors import PaasError
 from paas.logs import app_key
 from paas.settings import Settings
 from paas.wire import RouteTable
+from router.dataplane import DataPlane
 from router.nginx import Cert, ConfigRejected, Route, Router
 
 CHANNEL = "paas:routes"
@@ -113,7 +114,7 @@ def listen(url: str, wake: threading.Event, stop: threading.Event, complaints: _
 class Syncer:
     """One pass of the control loop, with what it must remember between passes."""
 
-    router: Router
+    router: DataPlane
     settings: Settings
     complaints: _Complaints
     redis: redis.Redis
@@ -126,7 +127,7 @@ class Syncer:
 
     def sync_once(self) -> None:
         wanted = self._fetch()
-        if not self._ensure_nginx(wanted):
+        if not self._ensure_running(wanted):
             return
         if wanted is None:
             return
@@ -156,7 +157,7 @@ class Syncer:
         self.complaints.ok("api")
         return wanted
 
-    def _ensure_nginx(self, wanted: Wanted | None) -> bool:
+    def _ensure_running(self, wanted: Wanted | None) -> bool:
         """nginx running with the wanted certificates (at most one reload per
         RELOAD_INTERVAL); a restarted nginx gets the last known routes even without the API."""
         certs = None
@@ -168,7 +169,7 @@ class Syncer:
             else:
                 self.pending_certs = True
         try:
-            started = self.router.ensure_nginx(certs)
+            started = self.router.ensure_running(certs)
             self.complaints.ok("nginx")
             self.complaints.ok("config")
         except ConfigRejected as exc:

@@ -64,6 +64,6 @@ def down() -> None:
     click.echo("Stopping dynos and removing their networks and mounts...")
     Runtime(settings).teardown()
     click.echo("Stopping the router...")
-    Router(settings).stop_nginx()
+    Router(settings).stop()
     remove_leftovers(settings)
     click.echo("paas is down")

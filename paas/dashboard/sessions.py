@@ -90,7 +90,7 @@ class SessionCodec:
         if not cookie:
             return None
         try:
-            data = self.serializer.loads(cookie, max_age=self.max_age)
+            data = self.serializer.loads(cookie, max_age=int(self.max_age))
             return DashboardSession.from_dict(data)
         except (BadSignature, KeyError, TypeError, ValueError):
             return None

@@ -175,7 +175,8 @@ def service_header(service: str) -> bytes:
 
 def receive_pack_advertisement(repo_path: Path) -> bytes:
     with Repo(str(repo_path)) as repo:
-        refs = sorted((n, s) for n, s in repo.get_refs().items() if n.startswith(b"refs/"))
+        refs: list[tuple[bytes, bytes]] = sorted(
+            (n, s) for n, s in repo.get_refs().items() if n.startswith(b"refs/"))
     if not refs:
         refs = [(b"capabilities^{}", ZERO_SHA.encode())]
     lines = [format_ref_line(refs[0][0], refs[0][1], list(RECEIVE_CAPABILITIES))]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -166,7 +166,7 @@ async def result(push: PreparedPush, events: Events | None) -> AsyncIterator[byt
     yield protocol.report_status(push, results)
 
 
-async def _with_keepalive(events: Events) -> AsyncIterator[tuple[str, Any]]:
+async def _with_keepalive(events: Events) -> AsyncGenerator[tuple[str, Any], None]:
     """The queue's items, with ("keepalive", None) after each quiet spell."""
     getter: asyncio.Task[tuple[str, Any]] | None = None
     try:

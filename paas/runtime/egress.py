@@ -245,10 +245,10 @@ class _Handler(socketserver.BaseRequestHandler):
             self.server.track(client, add=False)
 
     def _serve(self, client: socket.socket, proxy: EgressProxy) -> None:
-        head, rest = _read_head(client)
-        if head is None:
+        request_line, rest = _read_head(client)
+        if request_line is None:
             return _reply(client, 400, "the request head is malformed or too large")
-        method, target, head = head
+        method, target, head = request_line
         try:
             host, port, first = _upstream_request(method, target, head, rest)
         except ValueError as error:

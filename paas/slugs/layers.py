@@ -1,4 +1,5 @@
-"""The layer store: content-addressed, deterministic layers in an OCI image layout.
+"""The layer store: content-addressed, deterministic layers, kept as blobs of an OCI image
+layout (`paas/slugs/blobs.py`: the `Blobs` interface, this host's filesystem today).
 
     <layers_dir>/oci-layout, index.json    one manifest per slug, named "<app>:<build id>"
     <layers_dir>/blobs/sha256/<hex>       layers (gzip-compressed tars), image configs, manifests
@@ -13,12 +14,10 @@ into place, so a reader never sees half a blob or half an unpacked tree.
 
 from __future__ import annotations
 
-import fcntl
 import gzip
 import hashlib
 import json
 import os
-import re
 import shutil
 import stat
 import tarfile
@@ -32,11 +31,18 @@ from typing import Any, BinaryIO
 from paas import safefs
 from paas.errors import Invalid, PaasError
 from paas.settings import Settings
+from paas.slugs.blobs import (
+    MANIFEST_MEDIA_TYPE,
+    Blobs,
+    BlobUpload,
+    FilesystemBlobs,
+    digest_hex,
+    is_digest,
+    write_atomic,
+)
 
 LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
 CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
-MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
-_DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 _CHUNK = 1024 * 1024
 _GZIP_LEVEL = 6
 # A file may have this many bytes more than its blocks hold (tail, inline data) before it
@@ -46,17 +52,10 @@ _SPARSE_SLACK = 1024 * 1024
 Keep = Callable[[str, Path], bool]
 
 
-def digest_hex(digest: str) -> str:
-    match = _DIGEST.match(digest)
-    if not match:
-        raise Invalid(f"not a layer digest: {digest!r} (expected sha256:<64 hex digits>)")
-    return match.group(1)
-
-
 class _HashingWriter:
     """A write-only file object that hashes and counts what passes through it."""
 
-    def __init__(self, out: BinaryIO | gzip.GzipFile) -> None:
+    def __init__(self, out: BinaryIO | gzip.GzipFile | BlobUpload) -> None:
         self.out = out
         self.sha = hashlib.sha256()
         self.size = 0
@@ -86,31 +85,18 @@ class GcResult:
 
 
 class LayerStore:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, blobs: Blobs | None = None) -> None:
         self.root = settings.layers_dir
-        self.blobs = self.root / "blobs" / "sha256"
+        self.blobs: Blobs = blobs or FilesystemBlobs(self.root)
         self.memo_dir = self.root / "memo"
         # No layer can hold more than a build could write: its workspace and its cache.
         self.size_limit = (settings.build_disk_mb + settings.build_cache_mb) * 1024 * 1024
 
-    def _init_layout(self) -> None:
-        self.blobs.mkdir(parents=True, exist_ok=True)
-        for name, content in (
-            ("oci-layout", {"imageLayoutVersion": "1.0.0"}),
-            ("index.json", {"schemaVersion": 2, "manifests": []}),
-        ):
-            path = self.root / name
-            if not path.exists():
-                _write_atomic(path, json.dumps(content).encode())
-
-    def blob_path(self, digest: str) -> Path:
-        return self.blobs / digest_hex(digest)
-
     def has(self, digest: str) -> bool:
-        return self.blob_path(digest).is_file()
+        return self.blobs.has(digest)
 
     def size(self, digest: str) -> int:
-        return self.blob_path(digest).stat().st_size
+        return self.blobs.info(digest).size
 
     def add_dir(self, src: Path, prefix: str = "", exclude: frozenset[str] = frozenset()) -> str:
         """Store a deterministic tar of src with every entry under prefix; return its digest.
@@ -132,7 +118,6 @@ class LayerStore:
         With a memo key, an unchanged tree (same names, modes, sizes, mtimes and inodes as the
         last time under that key) is not tarred again: its recorded digest is returned.
         """
-        self._init_layout()
         parts = _prefix_parts(prefix)
         tree = _tree_signature(src, parts, exclude, keep) if memo else ""
         remembered = self._recall(memo, tree) if memo else None
@@ -146,37 +131,19 @@ class LayerStore:
     def _write_layer(
         self, src: Path, parts: list[str], exclude: frozenset[str], keep: Keep | None
     ) -> StoredLayer:
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=self.blobs)
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                compressed = _HashingWriter(out)
-                with gzip.GzipFile(filename="", mode="wb", fileobj=compressed,  # type: ignore[arg-type]
-                                   compresslevel=_GZIP_LEVEL, mtime=0) as gz:
-                    plain = _HashingWriter(gz)
-                    with tarfile.open(fileobj=plain, mode="w|",  # type: ignore[call-overload]
-                                      format=tarfile.PAX_FORMAT) as tar:
-                        _write_entries(tar, src, parts, exclude, keep,
-                                       _Budget(self.size_limit, "pack"))
-                out.flush()
-                os.fsync(out.fileno())
-            created = self._rename_blob(tmp, compressed.sha.hexdigest())
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return StoredLayer(digest=f"sha256:{compressed.sha.hexdigest()}",
-                           diff_id=f"sha256:{plain.sha.hexdigest()}", size=compressed.size,
-                           created=created)
-
-    def _rename_blob(self, tmp: Path, hexdigest: str) -> bool:
-        final = self.blobs / hexdigest
-        if final.exists():
-            tmp.unlink()
-            os.utime(final)  # young again: a concurrent gc leaves it alone
-            return False
-        tmp.chmod(0o644)
-        tmp.rename(final)
-        return True
+        with self.blobs.upload() as upload:
+            compressed = _HashingWriter(upload)
+            with gzip.GzipFile(filename="", mode="wb", fileobj=compressed,  # type: ignore[arg-type]
+                               compresslevel=_GZIP_LEVEL, mtime=0) as gz:
+                plain = _HashingWriter(gz)
+                with tarfile.open(fileobj=plain, mode="w|",  # type: ignore[call-overload]
+                                  format=tarfile.PAX_FORMAT) as tar:
+                    _write_entries(tar, src, parts, exclude, keep,
+                                   _Budget(self.size_limit, "pack"))
+            digest = f"sha256:{compressed.sha.hexdigest()}"
+            created = self.blobs.commit(upload, digest)
+        return StoredLayer(digest=digest, diff_id=f"sha256:{plain.sha.hexdigest()}",
+                           size=compressed.size, created=created)
 
     def _recall(self, memo: str, tree: str) -> StoredLayer | None:
         try:
@@ -185,29 +152,23 @@ class LayerStore:
             return None
         if record.get("tree") != tree or not self.has(record.get("digest", "")):
             return None
-        os.utime(self.blob_path(record["digest"]))
+        self.blobs.touch(record["digest"])
         return StoredLayer(record["digest"], record["diff_id"], record["size"], created=False)
 
     def _remember(self, memo: str, tree: str, stored: StoredLayer) -> None:
         self.memo_dir.mkdir(mode=0o700, exist_ok=True)
         record = {"tree": tree, "digest": stored.digest, "diff_id": stored.diff_id,
                   "size": stored.size}
-        _write_atomic(self.memo_dir / _memo_name(memo), json.dumps(record).encode())
+        write_atomic(self.memo_dir / _memo_name(memo), json.dumps(record).encode())
 
     def put_json(self, content: dict[str, Any]) -> tuple[str, int]:
         """A JSON blob (image config, manifest), canonical so equal content has one digest."""
-        self._init_layout()
         data = json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
-        hexdigest = hashlib.sha256(data).hexdigest()
-        final = self.blobs / hexdigest
-        if final.exists():
-            os.utime(final)
-        else:
-            _write_atomic(final, data)
-        return f"sha256:{hexdigest}", len(data)
+        return self.blobs.put(data), len(data)
 
     def read_json(self, digest: str) -> dict[str, Any]:
-        return json.loads(self.blob_path(digest).read_bytes())
+        with self.blobs.open(digest) as blob:
+            return json.loads(blob.read())
 
     def write_image(self, layers: list[StoredLayer], config: dict[str, Any],
                     labels: dict[str, str], ref_name: str) -> str:
@@ -229,24 +190,13 @@ class LayerStore:
             "annotations": {"org.opencontainers.image.ref.name": ref_name},
         }
         digest, size = self.put_json(manifest)
-        with self._index() as index:
-            index["manifests"] = [m for m in index["manifests"]
-                                  if m.get("annotations", {}).get(
-                                      "org.opencontainers.image.ref.name") != ref_name]
-            index["manifests"].append({
-                "mediaType": MANIFEST_MEDIA_TYPE, "digest": digest, "size": size,
-                "annotations": {"org.opencontainers.image.ref.name": ref_name}})
+        self.blobs.name_manifest(ref_name, digest, size)
         return digest
-
-    def _index(self) -> _IndexLock:
-        self._init_layout()
-        return _IndexLock(self.root)
 
     def unpacked(self, digest: str, uid: int) -> Path:
         """An extracted copy of the layer owned by uid (uid:uid), for an overlayfs lower dir."""
         hexdigest = digest_hex(digest)
-        blob = self.blobs / hexdigest
-        if not blob.is_file():
+        if not self.blobs.has(digest):
             raise PaasError(f"layer {digest} is not in the layer store at {self.root}")
         base = self.root / "unpacked" / str(uid)
         final = base / hexdigest
@@ -257,7 +207,7 @@ class LayerStore:
             parent.chmod(0o755)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=base))
         try:
-            with tarfile.open(blob, mode="r:*") as tar:
+            with self.blobs.open(digest) as blob, tarfile.open(fileobj=blob, mode="r:*") as tar:
                 _extract_all(tar, tmp, uid, _Budget(self.size_limit, "unpack"))
             tmp.chmod(0o755)
             os.chown(tmp, uid, uid)
@@ -280,26 +230,21 @@ class LayerStore:
         Blobs younger than min_age seconds stay: a build that is running has written (or
         touched) them but no release names them yet.
         """
-        if not self.blobs.is_dir():
-            return GcResult([], 0, 0)
         wanted = self._expand(keep)
         cutoff = time.time() - min_age
         removed, freed = [], 0
-        for path in sorted(self.blobs.iterdir()):
-            if path.name.startswith(".") or f"sha256:{path.name}" in wanted:
+        for blob in list(self.blobs.each()):
+            if blob.digest in wanted or blob.mtime > cutoff:
                 continue
-            st = path.stat()
-            if st.st_mtime > cutoff:
-                continue
-            path.unlink()
-            removed.append(f"sha256:{path.name}")
-            freed += st.st_size
+            self.blobs.remove(blob.digest)
+            removed.append(blob.digest)
+            freed += blob.size
         self._drop_unpacked({digest_hex(d) for d in removed})
-        self._drop_from_index(wanted)
+        self.blobs.prune_manifests(lambda digest: digest in wanted or self.has(digest))
         return GcResult(removed, freed, len(wanted))
 
     def _expand(self, keep: set[str]) -> set[str]:
-        wanted = {d for d in keep if _DIGEST.match(d)}
+        wanted = {d for d in keep if is_digest(d)}
         for digest in list(wanted):
             if not self.has(digest) or self.size(digest) > 1024 * 1024:
                 continue
@@ -322,35 +267,6 @@ class LayerStore:
                 (uid_dir / hexdigest).rename(doomed)
                 shutil.rmtree(doomed, ignore_errors=True)
 
-    def _drop_from_index(self, wanted: set[str]) -> None:
-        if not (self.root / "index.json").exists():
-            return
-        with self._index() as index:
-            index["manifests"] = [m for m in index["manifests"]
-                                  if m.get("digest") in wanted or self.has(m.get("digest", ""))]
-
-
-class _IndexLock:
-    """index.json, read and rewritten under an exclusive lock."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.index: dict[str, Any] = {}
-
-    def __enter__(self) -> dict[str, Any]:
-        self.handle = open(self.root / ".index.lock", "a")
-        fcntl.flock(self.handle, fcntl.LOCK_EX)
-        self.index = json.loads((self.root / "index.json").read_text())
-        return self.index
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            if exc[0] is None:
-                _write_atomic(self.root / "index.json", json.dumps(self.index).encode())
-        finally:
-            fcntl.flock(self.handle, fcntl.LOCK_UN)
-            self.handle.close()
-
 
 def _memo_name(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
@@ -367,17 +283,6 @@ def _tree_signature(src: Path, parts: list[str], exclude: frozenset[str],
         sha.update(f"{rel}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{link}\n"
                    .encode())
     return sha.hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}-{os.urandom(4).hex()}")
-    try:
-        tmp.write_bytes(data)
-        tmp.chmod(0o644)
-        tmp.rename(path)
-    except OSError:  # a full disk: no half-written file stays behind
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _prefix_parts(prefix: str) -> list[str]:

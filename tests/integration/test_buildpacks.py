@@ -105,12 +105,12 @@ def test_flask_app_builds_a_venv_layer_and_an_app_layer(
     assert "-----> Installing dependencies from requirements.txt with pip" in text
     assert "-----> Layers" in log
     assert any(line.startswith("       python/venv") and line.endswith("new") for line in log)
-    with tarfile.open(env.store.blob_path(by_name(result)["python/venv"])) as tar:
+    with tarfile.open(env.store.blobs.path(by_name(result)["python/venv"])) as tar:
         names = tar.getnames()
     assert any(
         name.startswith(".layers/python/venv/lib/python3") and "/flask/" in name for name in names
     )
-    with tarfile.open(env.store.blob_path(by_name(result)["app"])) as tar:
+    with tarfile.open(env.store.blobs.path(by_name(result)["app"])) as tar:
         assert sorted(tar.getnames()) == [
             "Procfile", "app.py", "requirements.txt", "runtime.txt", "worker.py"]
     assert env.in_cache("flask", "python/pip-cache")
@@ -288,6 +288,6 @@ def test_python_app_with_a_package_json_gets_node_first_for_its_assets(env: Env)
     assert log.index("-----> Running the build script: npm run build") < log.index(
         "-----> Python app detected")
     assert [layer.name for layer in result.layers] == ["nodejs/modules", "python/venv", "app"]
-    with tarfile.open(env.store.blob_path(by_name(result)["app"])) as tar:
+    with tarfile.open(env.store.blobs.path(by_name(result)["app"])) as tar:
         assert "built.css" in tar.getnames()
     assert result.process_types == {"web": "python -m http.server $PORT"}

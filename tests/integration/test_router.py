@@ -175,9 +175,9 @@ class LogLines:
 @pytest.fixture
 def router(settings: Settings) -> Iterator[Router]:
     router = Router(settings)
-    router.ensure_nginx()
+    router.ensure_running()
     yield router
-    router.stop_nginx()
+    router.stop()
 
 
 @pytest.fixture
@@ -436,7 +436,7 @@ def test_tls_by_sni_and_a_rejected_config_is_never_applied(
     cert_pem, key_pem = make_cert("secure.example.com")
     router.set_routes({"secure.example.com": up("secure", upstreams[0])})
     master = router.pid()
-    router.ensure_nginx((Cert("secure-cert-1", ("secure.example.com",), cert_pem, key_pem),))
+    router.ensure_running((Cert("secure-cert-1", ("secure.example.com",), cert_pem, key_pem),))
     assert router.pid() == master and router.reloads == 1
     port = settings.router_tls_port
     wait_for(lambda: tls_ok(port, "secure.example.com", cert_pem))
@@ -451,30 +451,30 @@ def test_tls_by_sni_and_a_rejected_config_is_never_applied(
     _, wrong_key = make_cert("secure.example.com")
     bad = Cert("secure-cert-2", ("secure.example.com",), cert_pem, wrong_key)
     with pytest.raises(ConfigRejected, match="nginx rejected"):
-        router.ensure_nginx((bad,))
+        router.ensure_running((bad,))
     assert router.reloads == 1
     assert "HTTP/1.1 200" in tls_get(port, "secure.example.com", cert_pem)
     # nginx killed while the bad config is wanted: it comes back with the last good one.
     os.kill(router.pid() or 0, signal.SIGKILL)
-    wait_for(lambda: not router.nginx_running())
+    wait_for(lambda: not router.running())
     with pytest.raises(ConfigRejected):
-        router.ensure_nginx()
-    assert router.nginx_running()
+        router.ensure_running()
+    assert router.running()
     router.set_routes({"secure.example.com": up("secure", upstreams[0])})
     assert "HTTP/1.1 200" in tls_get(port, "secure.example.com", cert_pem)
 
 
 def test_ensure_is_idempotent_and_stop_is_graceful(router: Router, settings: Settings) -> None:
     master = router.pid()
-    assert router.ensure_nginx() is False
+    assert router.ensure_running() is False
     assert router.pid() == master
-    assert router.nginx_running()
+    assert router.running()
     assert Router(settings).pid() == master  # a new control plane adopts it via the pid file
-    router.stop_nginx()
-    assert not router.nginx_running()
+    router.stop()
+    assert not router.running()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{settings.router_port}/")
-    router.stop_nginx()
+    router.stop()
 
 
 def test_ensure_restarts_a_killed_nginx(
@@ -485,9 +485,9 @@ def test_ensure_restarts_a_killed_nginx(
     assert master is not None
     workers = worker_pids(master)
     os.kill(master, signal.SIGKILL)
-    wait_for(lambda: not router.nginx_running())
-    assert router.ensure_nginx() is True
-    assert router.nginx_running()
+    wait_for(lambda: not router.running())
+    assert router.ensure_running() is True
+    assert router.running()
     assert router.pid() != master
     assert not any(alive(pid) for pid in workers)  # orphaned workers no longer hold the ports
     assert router.get_routes() == {}
@@ -566,7 +566,7 @@ def test_main_applies_the_api_route_table_and_ships_logs(
     router = Router(settings)
     publisher = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        wait_for(router.nginx_running, timeout=10)
+        wait_for(router.running, timeout=10)
         time.sleep(1.5)  # a few polls against a failing API: logged, not fatal
         assert proc.poll() is None
         api.failing = False  # type: ignore[attr-defined]
@@ -618,14 +618,14 @@ def test_main_applies_the_api_route_table_and_ships_logs(
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-        assert router.nginx_running()  # nginx outlives the control plane
+        assert router.running()  # nginx outlives the control plane
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         print(stderr_path.read_text())  # shown when the test fails
         publisher.close()
-        router.stop_nginx()
+        router.stop()
         api.shutdown()
         api.server_close()
     stderr = stderr_path.read_text()

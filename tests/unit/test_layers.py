@@ -41,7 +41,7 @@ def test_same_tree_same_digest_even_after_touching(store: LayerStore, tmp_path: 
     assert store.add_dir(src, "") == first
     assert first.startswith("sha256:") and store.has(first)
     assert (store.root / "oci-layout").is_file()
-    assert not [p for p in store.blobs.iterdir() if p.name.startswith(".tmp")]
+    assert not [p for p in store.blobs.dir.iterdir() if p.name.startswith(".tmp")]
 
 
 def test_changed_content_or_mode_changes_digest(store: LayerStore, tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_changed_content_or_mode_changes_digest(store: LayerStore, tmp_path: Pat
 def test_entries_are_normalized_and_prefixed(store: LayerStore, tmp_path: Path) -> None:
     src = make_tree(tmp_path / "src")
     digest = store.add_dir(src, ".layers/python/venv")
-    with tarfile.open(store.blob_path(digest)) as tar:
+    with tarfile.open(store.blobs.path(digest)) as tar:
         members = tar.getmembers()
     names = [m.name for m in members]
     assert names[:3] == [".layers", ".layers/python", ".layers/python/venv"]
@@ -78,7 +78,7 @@ def test_links_to_host_files_are_packed_as_links_never_read(store: LayerStore,
     (src / "file-link").symlink_to(canary)
     (src / "dir-link").symlink_to(canary.parent)
     (src / "dir" / "file").write_text("mine\n")
-    with tarfile.open(store.blob_path(store.add_dir(src, ""))) as tar:
+    with tarfile.open(store.blobs.path(store.add_dir(src, ""))) as tar:
         members = {m.name: m for m in tar.getmembers()}
         assert sorted(members) == ["dir", "dir-link", "dir/file", "file-link"]
         assert members["file-link"].issym() and members["file-link"].linkname == str(canary)
@@ -95,7 +95,7 @@ def test_excluded_top_level_names(store: LayerStore, tmp_path: Path) -> None:
     (src / ".git").mkdir()
     (src / ".git" / "HEAD").write_text("ref\n")
     digest = store.add_dir(src, "", exclude=frozenset({".git"}))
-    with tarfile.open(store.blob_path(digest)) as tar:
+    with tarfile.open(store.blobs.path(digest)) as tar:
         assert not [n for n in tar.getnames() if n.startswith(".git")]
 
 
@@ -125,8 +125,8 @@ def _evil_blob(store: LayerStore, members: list[tuple[tarfile.TarInfo, bytes]]) 
             tar.addfile(info, io.BytesIO(data) if data else None)
     raw = buf.getvalue()
     hexdigest = hashlib.sha256(raw).hexdigest()
-    store.blobs.mkdir(parents=True, exist_ok=True)
-    (store.blobs / hexdigest).write_bytes(raw)
+    store.blobs.dir.mkdir(parents=True, exist_ok=True)
+    (store.blobs.dir / hexdigest).write_bytes(raw)
     return f"sha256:{hexdigest}"
 
 
@@ -163,7 +163,7 @@ def test_unsafe_members_are_refused(store: LayerStore, members: list) -> None:
 
 def test_blobs_are_gzip_and_an_image_names_them(store: LayerStore, tmp_path: Path) -> None:
     layer = store.put_dir(make_tree(tmp_path / "src"), "")
-    assert store.blob_path(layer.digest).read_bytes()[:2] == b"\x1f\x8b"
+    assert store.blobs.path(layer.digest).read_bytes()[:2] == b"\x1f\x8b"
     assert layer.size == store.size(layer.digest) and layer.created
     manifest = store.write_image([layer], {"Env": []}, {"io.paas.app": "a"}, "a:b1")
     content = store.read_json(manifest)
@@ -189,7 +189,7 @@ def test_memo_skips_an_untouched_tree_and_notices_a_change(store: LayerStore,
 def test_keep_filters_entries(store: LayerStore, tmp_path: Path) -> None:
     src = make_tree(tmp_path / "src")
     digest = store.put_dir(src, "", keep=lambda rel, _: rel.startswith("pkg")).digest
-    with tarfile.open(store.blob_path(digest)) as tar:
+    with tarfile.open(store.blobs.path(digest)) as tar:
         assert tar.getnames() == ["pkg", "pkg/sub", "pkg/sub/data.txt"]
 
 
@@ -203,7 +203,7 @@ def test_gc_removes_only_old_unnamed_blobs_and_their_unpacked_copies(
     unpacked = store.unpacked(gone.digest, UID)
     old = 1_000_000_000
     for layer in (kept, gone):
-        os.utime(store.blob_path(layer.digest), (old, old))
+        os.utime(store.blobs.path(layer.digest), (old, old))
 
     result = store.gc({manifest}, min_age=3600)
 
@@ -218,7 +218,7 @@ def test_a_sparse_file_is_refused_not_packed_as_zeros(store: LayerStore, tmp_pat
         f.truncate(100 * 1024**3)
     with pytest.raises(PaasError, match=r"refusing to pack /app/x: a sparse file of 102400 MB"):
         store.add_dir(src, "")
-    assert not list(store.blobs.iterdir())
+    assert not list(store.blobs.dir.iterdir())
 
 
 def test_files_past_what_a_build_may_write_are_refused(store: LayerStore, tmp_path: Path) -> None:
@@ -229,7 +229,7 @@ def test_files_past_what_a_build_may_write_are_refused(store: LayerStore, tmp_pa
         (src / name).write_bytes(os.urandom(600 * 1024))
     with pytest.raises(PaasError, match=r"more than 1 MB \(reached at /app/b\)"):
         store.add_dir(src, "")
-    assert not list(store.blobs.iterdir())
+    assert not list(store.blobs.dir.iterdir())
 
 
 def test_unpacking_stops_at_what_a_build_may_write(store: LayerStore, tmp_path: Path) -> None:

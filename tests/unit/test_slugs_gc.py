@@ -39,7 +39,7 @@ def slug_with_layer(store: LayerStore, tmp_path: Path, text: str) -> dict:
     stored = store.put_dir(src)
     manifest = store.write_image([stored], {}, {}, f"app:{text}")
     for digest in (stored.digest, manifest):
-        os.utime(store.blob_path(digest), (OLD, OLD))
+        os.utime(store.blobs.path(digest), (OLD, OLD))
     return {"layers": [{"name": "app", "digest": stored.digest}], "manifest": manifest,
             "process_types": {"web": "python app.py"}}
 
@@ -89,7 +89,7 @@ def test_blobs_a_running_build_may_use_stay(db: Session, store: LayerStore, app:
     db.add(Build(id="b1", app_id=app.id, ref="refs/heads/main", old_commit="0" * 40,
                  commit="1" * 40, status=BuildStatus.BUILDING, created_at=time.time() - 60))
     db.flush()
-    os.utime(store.blob_path(digest))  # the running build reused it just now
+    os.utime(store.blobs.path(digest))  # the running build reused it just now
 
     assert digest not in gc.collect(db, store).removed
     assert store.has(digest)
