@@ -141,9 +141,11 @@ class Reaper:
         """Each release failed by `expire` in a transaction of its own; their errors."""
         errors = []
         for release_id in release_ids:
+            def work(db: Session, events: Events, rid: int = release_id) -> str | None:
+                return expire(db, rid, events)
+
             try:
-                error = self.database.write(
-                    lambda db, events, rid=release_id: expire(db, rid, events))
+                error = self.database.write(work)
             except (PaasError, redis.RedisError) as failure:
                 log.warning("reaper: could not fail release %s: %s", release_id, failure)
                 continue

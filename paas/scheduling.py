@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
@@ -24,7 +23,8 @@ from paas.sizes import Size, size_or_basic
 from paas.wire import AppPolicy, DesiredDyno, DesiredState, DynoState, NodeReport, Slug
 
 
-class DynoKey(NamedTuple):
+@dataclass(frozen=True, order=True)
+class DynoKey:
     """What an assignment is for: a formation dyno of any release, or one one-off."""
 
     app: str
@@ -181,8 +181,11 @@ def assign(memory: dict[DynoKey, int], rooms: list[Room], current: dict[DynoKey,
         if not candidates:
             waiting[key] = waiting_reason(memory[key], rooms)
             continue
-        put(key, min(candidates, key=lambda n, k=key: (spread[(n, k.app, k.type)],
-                                                       used[n] - capacity[n], n)))
+
+        def preference(node: str, key: DynoKey = key) -> tuple[int, int, str]:
+            return spread[(node, key.app, key.type)], used[node] - capacity[node], node
+
+        put(key, min(candidates, key=preference))
     return Placement(placed, waiting)
 
 
@@ -224,8 +227,9 @@ def _pinned(db: Session, rows: dict[DynoKey, Assignment],
     found = {}
     for oneoff in oneoffs.running(db):
         key = DynoKey(names[oneoff.app_id], oneoff.type, oneoff.number, True)
-        if key in rows and rows[key].node:
-            found[key] = rows[key].node
+        node = rows[key].node if key in rows else None
+        if node:
+            found[key] = node
     return found
 
 
