@@ -12,7 +12,7 @@ from dulwich.repo import Repo
 
 from paas import sourcetree
 from paas.errors import Conflict
-from paas.git.objects import git_env
+from paas.git_helpers import git_env
 from paas.sourcetree import SourceLimits
 
 ZERO = "0" * 40

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paas.git.protocol import ByteStream
-from paas.git_helpers import first_to_go
+from paas.git_helpers import first_to_go, git_env
 
 STDERR_LIMIT = 16 << 10
 CHUNK_SIZE = 1 << 16
@@ -37,17 +37,6 @@ class PackRejected(Exception):
 
 class PackTooLarge(PackRejected):
     pass
-
-
-def git_env(repo: Path, objects: Path | None = None) -> dict[str, str]:
-    """A git environment that reads no user or system configuration."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_DIR": str(repo),
-           "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "HOME": str(repo),
-           "LANG": "C", "LC_ALL": "C"}
-    if objects is not None:
-        env["GIT_OBJECT_DIRECTORY"] = str(objects)
-        env["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = str(repo / "objects")
-    return env
 
 
 @dataclass

@@ -26,9 +26,9 @@ import asyncssh
 
 from paas.errors import PaasError
 from paas.git import protocol, session
-from paas.git.objects import git_env
 from paas.git.protocol import ByteStream
 from paas.git.types import GitBackend
+from paas.git_helpers import git_env
 from paas.settings import Settings
 from paas.sourcetree import SourceLimits
 

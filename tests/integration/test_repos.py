@@ -12,7 +12,7 @@ import pytest
 from paas import sourcetree
 from paas.builder.buildpacks import BuildFailed
 from paas.builder.source import extract
-from paas.git.objects import git_env
+from paas.git_helpers import git_env
 from paas.repos import Repos
 from paas.sourcetree import MB, SourceLimits, SourceTooLarge
 from tests.gittrees import commit_file_at
