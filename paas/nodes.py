@@ -55,6 +55,14 @@ def heartbeat(db: Session, name: str, moment: float) -> Node:
     return node
 
 
+def api_started(db: Session, moment: float) -> None:
+    """Every node gets its grace afresh when the API starts: while the API was away no node
+    could be heard, and the first to ask again must not take the others' dynos."""
+    for node in everyone(db):
+        node.heartbeat_at = max(node.heartbeat_at, moment)
+    db.flush()
+
+
 def is_live(node: Node, moment: float, grace: float) -> bool:
     return moment - node.heartbeat_at <= grace
 

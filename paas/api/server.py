@@ -8,6 +8,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from paas import auth, dashboard
+from paas import nodes as nodes_
 from paas.api import (
     access,
     apps,
@@ -27,6 +28,7 @@ from paas.api.pushes import PushBackend
 from paas.builder.celery_app import make_celery
 from paas.git import git_routes
 from paas.git.ssh import ssh_lifespan
+from paas.models import now
 from paas.reaper import Reaper, chain, reaper_lifespan
 from paas.settings import Settings
 from paas.sourcetree import SourceLimits
@@ -57,6 +59,8 @@ def api_server(settings: Settings) -> Starlette:
     ctx = Context.create(settings, make_celery(settings))
     with ctx.sessions() as db:
         auth.bootstrap(db, settings.admin_token_path, settings.service_token_path)
+        nodes_.api_started(db, now())
+        db.commit()
     backend = PushBackend(ctx)
     routes = [
         Route("/healthz", healthz),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from paas import nodes
 from paas.api import internal
 from paas.api import nodes as nodes_api
 from paas.models import Node
@@ -91,3 +92,14 @@ def test_a_node_states_its_memory(platform: Api) -> None:
     answer = platform.http.put("/v1/internal/nodes/node-a", json={"memory_mb": 0},
                                headers=platform.service)
     assert answer.status_code == 422 and "memory_mb" in answer.json()["message"]
+
+
+def test_the_api_starting_again_gives_every_node_its_grace_afresh(platform: Api) -> None:
+    """After an API outage longer than the grace, the first node to ask again must not find
+    the others lost and take their dynos."""
+    register(platform, "node-a")
+    with platform.db() as db:
+        db.get(Node, "node-a").heartbeat_at = time.time() - GRACE - 60
+        nodes.api_started(db, time.time())
+        db.commit()
+    assert listed(platform)["node-a"]["state"] == "ready"
