@@ -48,6 +48,10 @@ class Scheduler(Protocol):
         """One pass: make `node` run `desired`; what it runs now."""
         ...
 
+    def reported(self, node: str, report: NodeReport) -> None:
+        """The API has `report` (what follows from it, a route change, has happened)."""
+        ...
+
 
 class ApiControlPlane:
     """`ControlPlane` over the API's `/v1/internal/nodes` routes, with the service token."""
@@ -79,7 +83,9 @@ def reconcile_all(scheduler: Scheduler, control: ControlPlane,
         except NotFound:
             registered.discard(node)
             continue
-        control.report(node, scheduler.reconcile(node, desired))
+        report = scheduler.reconcile(node, desired)
+        control.report(node, report)
+        scheduler.reported(node, report)
 
 
 def run(scheduler: Scheduler, control: ControlPlane, stop: threading.Event, interval: float,

@@ -8,9 +8,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from paas.runtime.containers import BuildContainerSpec, DynoSpec, DynoStatus, Runtime
+    from paas.runtime.containers import (
+        BuildContainerSpec,
+        DynoSpec,
+        DynoStatus,
+        RunState,
+        Runtime,
+    )
 
-__all__ = ["BuildContainerSpec", "DynoSpec", "DynoStatus", "Runtime"]
+__all__ = ["BuildContainerSpec", "DynoSpec", "DynoStatus", "RunState", "Runtime"]
 
 
 def __getattr__(name: str) -> Any:

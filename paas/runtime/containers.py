@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
@@ -64,10 +65,17 @@ class DynoSpec:
     stdin: str | None = None
 
 
+class RunState(StrEnum):
+    """A dyno's container as runc and its monitor see it."""
+
+    RUNNING = "running"  # created, running or paused under runc, or its monitor still alive
+    EXITED = "exited"  # its exit code is written (LOST_EXIT_CODE when nothing wrote it)
+
+
 @dataclass(frozen=True)
 class DynoStatus:
     id: str
-    state: str
+    state: RunState
     exit_code: int | None
     ip: str
     started_at: float
@@ -244,6 +252,12 @@ class Runtime:
                     removed.append(name)
         return removed
 
+    def repair_firewall(self) -> list[str]:
+        """The firewall table made whole if it is not (`network.repair_firewall`); under the
+        lock a dyno's start takes to make and isolate its bridge."""
+        with self._lock():
+            return network.repair_firewall(self.settings)
+
     def memory_mb(self, dyno_id: str) -> float:
         """The dyno's memory, in MB: its cgroup's RSS and its files (tmpfs: its disk, /tmp,
         /dev/shm), which count against the same limit."""
@@ -331,17 +345,31 @@ class Runtime:
         for container_id in self.runc.states():
             self.runc.kill_all(container_id, "KILL")
             self.runc.delete(container_id)
-        if self.settings.dynos_dir.is_dir():
-            for path in self.settings.dynos_dir.iterdir():
-                if path.is_dir() and ID_RE.match(path.name):
-                    self.remove_dyno(path.name)
         if self.build_root.is_dir():
             for path in self.build_root.iterdir():
                 self._remove_build(path.name)
+        self.teardown_node()
         home = self.settings.home.resolve()
         for point in host.mounts_under(home):
             if point != home:
                 host.unmount(point)
+
+    def teardown_node(self) -> None:
+        """Everything of this runtime home (a node's dynos, network, cgroups, runc state),
+        and nothing of the installation's shared home: a second agent's runtime goes while
+        the platform serves on."""
+        for container_id in self.runc.states():
+            self.runc.kill_all(container_id, "KILL")
+            self.runc.delete(container_id)
+        if self.settings.dynos_dir.is_dir():
+            for path in self.settings.dynos_dir.iterdir():
+                if path.is_dir() and ID_RE.match(path.name):
+                    self.remove_dyno(path.name)
+        runtime_home = self.settings.runtime_home.resolve()
+        if runtime_home != self.settings.home.resolve():
+            for point in host.mounts_under(runtime_home):
+                if point != runtime_home:
+                    host.unmount(point)
         # The agent's crash counts: dynos started after this start from none.
         (self.settings.dynos_dir / "crashes.json").unlink(missing_ok=True)
         network.teardown_network(self.install_id)
@@ -454,14 +482,14 @@ class Runtime:
             return None
         code = dyno.exit_code()
         if code is None and (states.get(dyno.id) in LIVE_STATES or dyno.monitor_alive()):
-            state = "running"
+            state = RunState.RUNNING
         else:
-            state = "exited"
+            state = RunState.EXITED
             code = LOST_EXIT_CODE if code is None else code
         return DynoStatus(
             id=dyno.id,
             state=state,
-            exit_code=code if state == "exited" else None,
+            exit_code=code if state == RunState.EXITED else None,
             ip=record["ip"],
             started_at=record["started_at"],
             metadata=record.get("metadata", {}),
@@ -477,7 +505,7 @@ class Runtime:
 
     def _is_running(self, dyno: DynoDir) -> bool:
         status = self._status(dyno, {dyno.id: self.runc.state(dyno.id) or ""})
-        return status is not None and status.state == "running"
+        return status is not None and status.state == RunState.RUNNING
 
     def _wait_exited(self, dyno: DynoDir, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import http.client
 import socket
-from typing import Any
+
+from paas.wire import HealthCheck
 
 MAX_BODY = 1024 * 1024
 
@@ -17,11 +18,11 @@ def accepts(ip: str, port: int, timeout: float = 2.0) -> bool:
         return False
 
 
-def http_check(ip: str, port: int, check: dict[str, Any]) -> str:
+def http_check(ip: str, port: int, check: HealthCheck) -> str:
     """GET the check's path on the dyno: "" when it passed, else what went wrong."""
-    connection = http.client.HTTPConnection(ip, port, timeout=float(check.get("timeout", 5)))
+    connection = http.client.HTTPConnection(ip, port, timeout=check.timeout)
     try:
-        connection.request("GET", check["path"], headers={"Host": "localhost",
+        connection.request("GET", check.path, headers={"Host": "localhost",
                                                           "User-Agent": "paas-healthcheck"})
         response = connection.getresponse()
         body = response.read(MAX_BODY).decode(errors="replace")
@@ -31,7 +32,6 @@ def http_check(ip: str, port: int, check: dict[str, Any]) -> str:
         connection.close()
     if not 200 <= response.status < 400:
         return f"status {response.status}"
-    content = check.get("content") or ""
-    if content and content not in body:
-        return f"the response does not contain {content!r}"
+    if check.content and check.content not in body:
+        return f"the response does not contain {check.content!r}"
     return ""

@@ -19,8 +19,9 @@ import redis
 
 from paas.logs import RedisEvents
 from paas.runtime import Runtime
-from paas.runtime.agent import Agent, Crash
+from paas.runtime.agent import Agent, DynoKey
 from paas.runtime.network import bridge_name, link_exists
+from paas.scheduler import ApiControlPlane, reconcile_all
 from paas.settings import Settings
 from paas.slugs.layers import LayerStore
 from paas.wire import (
@@ -81,6 +82,11 @@ class Harness:
     api: DesiredApi
     redis: redis.Redis
     layer: str
+    registered: set[str] = field(default_factory=set)
+
+    def reconcile(self) -> None:
+        """One pass of the scheduler loop, against the fake API."""
+        reconcile_all(self.agent, ApiControlPlane(self.api), self.registered)  # type: ignore[arg-type]
 
     def dyno(self, process_type: str, index: int, command: str,
              checks: list[dict[str, Any]] | None = None, oneoff: bool = False) -> DesiredDyno:
@@ -95,7 +101,7 @@ class Harness:
         """Reconciles until check() is true."""
         deadline = time.monotonic() + timeout
         while True:
-            self.agent.reconcile()
+            self.reconcile()
             if result := check():
                 return result
             assert time.monotonic() < deadline, f"never happened: {self.api.reports[-1]}"
@@ -125,13 +131,12 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
         assert time.monotonic() < deadline, "redis did not start"
         time.sleep(0.02)
     client = redis.Redis.from_url(f"unix://{sock}", decode_responses=True)
-    agent = Agent(settings, runtime, store, DesiredApi(), RedisEvents(client))
+    agent = Agent(settings, runtime, store, RedisEvents(client))
     try:
-        yield Harness(agent, agent.api, client, store.add_dir(source))  # type: ignore[arg-type]
+        yield Harness(agent, DesiredApi(), client, store.add_dir(source))
     finally:
         runtime.teardown()
-        agent.pool.shutdown(wait=True, cancel_futures=True)
-        agent.stopper.shutdown(wait=True, cancel_futures=True)
+        agent.shutdown(cancel=True)
         server.terminate()
         server.wait(10)
         shutil.rmtree(base)
@@ -145,11 +150,11 @@ def test_a_web_dyno_scaled_down_then_up_before_it_stopped_serves_on(harness: Har
     ids = {d["id"] for d in harness.api.reports[-1]}
 
     harness.api.dynos = [web1]  # scaled down: web.2 leaves the routes first...
-    harness.agent.reconcile()
+    harness.reconcile()
     assert harness.api.state("web.2") == ["down"]
     harness.api.dynos = [web1, web2]  # ...and is wanted again before it was stopped
-    harness.agent.reconcile()
-    harness.agent.reconcile()
+    harness.reconcile()
+    harness.reconcile()
 
     assert harness.api.state("web.2") == ["up"]
     assert {d["id"] for d in harness.api.reports[-1]} == ids
@@ -160,8 +165,8 @@ def test_a_stop_that_ends_while_the_loop_runs_is_not_stopped_again(
     harness.api.dynos = [harness.dyno("worker", 1, WORKER)]
     harness.until(lambda: harness.api.state("worker.1") == ["up"])
     harness.api.dynos = []
-    harness.agent.reconcile()  # worker.1 is no longer wanted: its stop begins
-    assert harness.agent.stopping
+    harness.reconcile()  # worker.1 is no longer wanted: its stop begins
+    assert harness.agent.stops.under_way()
 
     real = harness.agent.runtime.list_dynos
     calls = 0
@@ -173,20 +178,20 @@ def test_a_stop_that_ends_while_the_loop_runs_is_not_stopped_again(
         listed = real()
         if calls == 1:
             deadline = time.monotonic() + 30
-            while harness.agent.stopping:
+            while harness.agent.stops.under_way():
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
         return listed
 
     monkeypatch.setattr(harness.agent.runtime, "list_dynos", listing_then_stop_ends)
-    harness.agent.reconcile()
-    harness.agent.stopper.submit(lambda: None).result()  # any second stop has begun
+    harness.reconcile()
+    harness.agent.stops.pool.submit(lambda: None).result()  # any second stop has begun
     time.sleep(0.5)
     lines = harness.log_lines()
     assert lines.count("Stopping all processes with SIGTERM") == 1, lines
     monkeypatch.undo()
-    harness.until(lambda: harness.api.reports[-1] == [] and not harness.agent.stopping)
-    assert harness.agent.notes == {}
+    harness.until(lambda: harness.api.reports[-1] == [] and not harness.agent.stops.under_way())
+    assert harness.agent.notes.ids() == set()
 
 
 def test_the_notes_of_a_dyno_removed_behind_the_agents_back_are_forgotten(
@@ -210,8 +215,8 @@ def test_the_bridge_goes_with_the_apps_last_dyno(harness: Harness) -> None:
     assert link_exists(bridge)
 
     harness.api.dynos = []  # the app was destroyed
-    harness.until(lambda: harness.api.reports[-1] == [] and not harness.agent.stopping)
-    harness.agent.reconcile()
+    harness.until(lambda: harness.api.reports[-1] == [] and not harness.agent.stops.under_way())
+    harness.reconcile()
     assert not link_exists(bridge)
 
     harness.api.dynos = [harness.dyno("worker", 1, WORKER)]  # a new app on the slot
@@ -230,7 +235,7 @@ def test_a_dyno_whose_bridge_is_refused_leaves_nothing_behind(harness: Harness) 
                         "dev", other], check=True)
         spec = harness.dyno("worker", 1, WORKER)
         harness.api.dynos = [spec]
-        harness.agent.reconcile()
+        harness.reconcile()
         assert harness.api.reports[-1] == []
         assert "already used by" in harness.log_lines()[-1]
         # A taken network is no passing trouble: the API fails the release at once.
@@ -259,7 +264,7 @@ def test_stops_waiting_out_their_grace_do_not_hold_back_health_checks(
     # The eight stops wait out the 30 s grace (SIGTERM does nothing to `sleep`)...
     harness.until(web_up, timeout=25)
     # ...and the web dyno's HTTP health check passed meanwhile.
-    assert len(harness.agent.stopping) == 8
+    assert len(harness.agent.stops.under_way()) == 8
 
 
 def test_every_dynos_reported_states_follow_the_dyno_state_table(harness: Harness) -> None:
@@ -272,13 +277,13 @@ def test_every_dynos_reported_states_follow_the_dyno_state_table(harness: Harnes
                          harness.dyno("run", 1, "exit 0", oneoff=True),
                          harness.dyno("run", 2, "exit 3", oneoff=True)]
     harness.until(lambda: harness.api.state("web.1") == ["up"]
-                  and harness.agent.crashes.get((APP, 1, "crashy", 1), Crash()).count >= 3
+                  and harness.agent.crashes.get(DynoKey(APP, 1, "crashy", 1)).count >= 3
                   and harness.api.state("run.1") == ["down"]
                   and harness.api.state("run.2") == ["crashed"])
     harness.api.dynos = harness.api.dynos[1:]  # web scaled down: down, then stopped
     harness.until(lambda: harness.api.state("web.1") == [])
     harness.api.dynos = []
-    harness.until(lambda: harness.api.reports[-1] == [] and not harness.agent.stopping)
+    harness.until(lambda: harness.api.reports[-1] == [] and not harness.agent.stops.under_way())
 
     lives: dict[tuple[str, str], list[str]] = {}  # (name, id) -> reported states
     for report in harness.api.reports:
@@ -313,11 +318,11 @@ def test_a_one_off_that_ends_while_the_loop_runs_is_reported_by_its_exit_code(
         return real()
 
     monkeypatch.setattr(harness.agent.runtime, "list_dynos", exits_between_the_loop_and_the_report)
-    harness.agent.reconcile()
+    harness.reconcile()
     monkeypatch.undo()
     assert calls == 2 and harness.api.state("run.1") == [end]
     harness.api.dynos = []  # what the API does once it has a one-off's exit code
-    harness.until(lambda: harness.api.reports[-1] == [] and not harness.agent.stopping)
+    harness.until(lambda: harness.api.reports[-1] == [] and not harness.agent.stops.under_way())
     states = [d["state"] for report in harness.api.reports for d in report]
     assert states[states.index(end):] == [end] * (len(states) - states.index(end)), states
 
@@ -330,4 +335,4 @@ def test_a_dyno_line_longer_than_a_log_entry_arrives_cut(harness: Harness) -> No
     (long,) = [line for line in lines if line.startswith("x")]
     assert long == "x" * 10240 + f" [line cut: {100000 - 10240} more bytes]"
     harness.api.dynos = []
-    harness.until(lambda: harness.api.reports[-1] == [] and not harness.agent.stopping)
+    harness.until(lambda: harness.api.reports[-1] == [] and not harness.agent.stops.under_way())

@@ -1,5 +1,6 @@
-"""Who loads what: the build worker and the router run without the ORM, and the reaper (domain
-code) without Starlette or the API. Each module is imported in a fresh interpreter."""
+"""Who loads what: the build worker, the agent and the router run without the ORM, and the
+reaper (domain code) without Starlette or the API. Each module is imported in a fresh
+interpreter."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ def loaded(module: str) -> set[str]:
     return set(json.loads(done.stdout))
 
 
-@pytest.mark.parametrize("module", ["paas.builder.tasks", "router.service", "paas.wire"])
-def test_the_worker_and_the_router_do_not_load_the_orm(module: str) -> None:
+@pytest.mark.parametrize("module", ["paas.builder.tasks", "router.service", "paas.wire",
+                                    "paas.runtime.agent", "paas.runtime.agent.__main__",
+                                    "paas.scheduler"])
+def test_the_worker_the_agent_and_the_router_do_not_load_the_orm(module: str) -> None:
     modules = loaded(module)
     assert "paas.models" not in modules and "sqlalchemy" not in modules
 

@@ -1,0 +1,52 @@
+"""`python -m paas.runtime.agent`: the agent of this host's node, until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import traceback
+
+import redis
+
+from paas import redis_clients, scheduler
+from paas.client import ApiClient
+from paas.errors import PaasError
+from paas.logs import RedisEvents
+from paas.runtime import Runtime
+from paas.runtime.agent.node import watch_firewall
+from paas.runtime.agent.reconcile import Agent
+from paas.settings import load
+from paas.slugs.layers import LayerStore
+
+
+def main() -> None:
+    settings = load()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    runtime = Runtime(settings)
+    events = RedisEvents(redis_clients.client(settings.redis_url, decode_responses=True),
+                         settings.log_lines)
+    agent = Agent(settings, runtime, LayerStore(settings), events)
+    api = ApiClient(settings.api_url, settings.service_token_path.read_text().strip())
+    firewall = threading.Thread(target=watch_firewall, args=(runtime, stop), name="firewall",
+                                daemon=True)
+    firewall.start()
+    try:
+        scheduler.run(agent, scheduler.ApiControlPlane(api), stop, settings.agent_interval,
+                      on_error=print_error)
+    finally:
+        agent.shutdown()
+        firewall.join(5)
+
+
+def print_error(error: BaseException) -> None:
+    if isinstance(error, PaasError | redis.RedisError | OSError):
+        print(f"agent: {error}", file=sys.stderr, flush=True)
+    else:  # e.g. a runc call timing out on a loaded machine: the whole story, and try again
+        traceback.print_exception(error)
+
+
+if __name__ == "__main__":
+    main()

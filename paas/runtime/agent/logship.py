@@ -1,0 +1,75 @@
+"""Dyno output and the platform's lines about dynos, into the Redis streams: the app's log
+(`app[web.1]`, `paas[web.1]`), an attached one-off's run stream, a release phase's build
+stream.
+
+A dyno's log is shipped by whoever owns the dyno at the time: the reconcile thread, or the
+dyno's stop once it has begun (`stops.py`), never both, so its offset needs no lock."""
+
+from __future__ import annotations
+
+from paas import terminals
+from paas.logs import RedisEvents, run_stream
+from paas.runtime import DynoStatus, outputlines
+from paas.runtime.agent.keys import DynoKey
+from paas.runtime.dynolog import DynoLog, dropped_count
+
+MAX_SHIP_BYTES = 256 * 1024  # of one dyno's output a pass
+RUN_STREAM_TTL = 3600  # an attached one-off's streams outlive it this long
+RUN_STREAM_ENTRIES = 20000
+
+
+class LogShipper:
+    def __init__(self, events: RedisEvents, log_max_bytes: int) -> None:
+        self.events = events
+        self.log_max_bytes = log_max_bytes
+
+    def ship(self, dyno: DynoStatus, final: bool = False) -> None:
+        """The dyno's complete new lines (`final`: the last one too, complete or not)."""
+        log = DynoLog(dyno.log_path)
+        try:
+            offset, complete = log.read(final, MAX_SHIP_BYTES)
+        except FileNotFoundError:
+            return
+        if not complete:
+            return
+        for line in complete.decode(errors="replace").splitlines():
+            self._ship_line(dyno.metadata, line)
+        log.set_offset(offset + len(complete))
+        if not final:
+            log.bound(self.log_max_bytes)
+
+    def platform(self, key: DynoKey, line: str) -> None:
+        self.events.app_log(key.app, f"paas[{key.name}]", line)
+
+    def release_phase(self, build_id: str, line: str) -> None:
+        self.events.deploy_line(build_id, line)
+
+    def end_oneoff(self, dyno: DynoStatus, code: int | None) -> None:
+        """An attached one-off's run stream ends with its exit code; a release phase that
+        succeeded says so in its build's stream."""
+        meta = dyno.metadata
+        key = DynoKey.of(meta)
+        if meta.get("attach"):
+            stream = run_stream(key.app, key.name)
+            self.events.client.xadd(stream, {"end": str(code)})
+            self.events.client.expire(stream, RUN_STREAM_TTL)
+            self.events.client.expire(terminals.input_stream(key.app, key.name), RUN_STREAM_TTL)
+        if meta.get("build_id") and code == 0:
+            self.release_phase(meta["build_id"], "-----> Release command succeeded")
+
+    def _ship_line(self, meta: dict[str, str], line: str) -> None:
+        key = DynoKey.of(meta)
+        dropped = dropped_count(line)
+        if dropped is not None:  # the dyno's monitor dropped output (paas/runtime/dynolog.py)
+            line = f"Error L10 (Log truncated): {dropped} bytes of output dropped"
+            self.platform(key, line)  # Heroku's L10: in the app's log and where output goes
+        else:
+            line = outputlines.cut(line)
+        if meta.get("attach"):
+            self.events.client.xadd(run_stream(key.app, key.name), {"line": line},
+                                    maxlen=RUN_STREAM_ENTRIES, approximate=True)
+            return
+        if meta.get("build_id"):
+            self.release_phase(meta["build_id"], f"       {line}")
+        if dropped is None:
+            self.events.app_log(key.app, f"app[{key.name}]", line)
