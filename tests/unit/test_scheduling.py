@@ -312,3 +312,20 @@ def test_a_process_types_memory_figure_sums_every_nodes_dynos(platform: Api) -> 
     report(platform, "node-b", {**dyno("b1", "web.2"), "memory_mb": 50.0})
     (point,) = usage.history(platform.ctx.redis, "shop")["web"]  # type: ignore[arg-type]
     assert point["memory_mb"] == 150.0
+
+
+def test_a_release_no_node_has_room_for_fails_saying_so(platform: Api) -> None:
+    with platform.db() as db:
+        app = App(name="shop", slot=3)
+        db.add(app)
+        db.flush()
+        release = releases.create(db, app, slug=slug("web"), description="Deploy",
+                                  commit="c0ffee")
+        db.commit()
+        release_id = release.id
+    register(platform, "node-a", memory_mb=256)  # a basic dyno needs 512 MB
+    assert desired(platform, "node-a").dynos == ()
+    error = platform.ctx.write(lambda db, events: releases.expire(
+        db, release_id, time.time() + 100, 60, "PAAS_BOOT_TIMEOUT", events))
+    assert error is not None
+    assert "web.1 is waiting: no node has 512 MB free" in error
