@@ -14,6 +14,7 @@ from paas.events import Events
 from paas.models import (
     RELEASE_TRANSITIONS,
     App,
+    Assignment,
     Build,
     Dyno,
     OneOff,
@@ -274,6 +275,11 @@ def _not_live_because(db: Session, app: App, release: Release) -> str:
     starting = [d for d in _web_dynos(db, app, release) if d.state == DynoState.STARTING]
     if starting:
         return f"web.{starting[0].index} was still starting"
+    waiting = db.scalar(select(Assignment).where(
+        Assignment.app_id == app.id, Assignment.type == "web", Assignment.node.is_(None),
+        Assignment.oneoff.is_(False)).order_by(Assignment.index))
+    if waiting is not None:  # no node has room for it (`scheduling.assign`)
+        return f"web.{waiting.index} is {waiting.reason}"
     return "no web dyno of it was started (is the dyno agent running?)"
 
 

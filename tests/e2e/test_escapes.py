@@ -48,13 +48,14 @@ def targets(platform: Platform, victim: str, victim_ip: str,
             host_port: int) -> dict[str, list[str]]:
     home, api, port = platform.home, platform.api_url, dyno_port(platform)
     control = f"http://127.0.0.1:{platform.env['PAAS_ROUTER_CONTROL_PORT']}/routes"
+    node = platform.env.get("PAAS_NODE_NAME") or socket.gethostname()  # the agent's node
     return {
         "read": [str(home), str(home / "paas.db"), str(home / "admin-token"),
                  str(home / "service-token"), str(home / "dashboard-secret"),
                  str(home / "repos" / f"{victim}.git"), str(home / "dynos"),
                  str(home / "layers"), "/root"],
         "unix": [str(home / "redis" / "redis.sock")],
-        "http": [f"{api}/v1/internal/nodes/probe/desired", f"{api}/v1/internal/routes",
+        "http": [f"{api}/v1/internal/nodes/{node}/desired", f"{api}/v1/internal/routes",
                  f"{api}/v1/apps", f"{api}/v1/apps/{victim}/config", control,
                  f"http://{victim_ip}:{port}/"],
         # "gateway": the host's end of the prober's own bridge (tests/apps/escape-probe)
