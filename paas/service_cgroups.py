@@ -147,6 +147,7 @@ class ServiceCgroups:
         self.say = say
         self.session = os.getsid(0)
         self.groups: dict[str, ServiceCgroup] = {}
+        self.home: Path | None = None  # where detached processes go; None: no cgroups
         if not available():
             say("memory cgroups for the services skipped: no cgroup v1 memory hierarchy")
             return
@@ -159,6 +160,8 @@ class ServiceCgroups:
                 say(f"{service}: no memory cgroup ({error}); it runs without a limit")
                 continue
             self.groups[service] = group
+        if self.groups:
+            self.home = home
 
     def preexec(self, service: str) -> Callable[[], None]:
         group = self.groups.get(service)

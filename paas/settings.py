@@ -133,9 +133,13 @@ class Settings:
     # 0: no limit. A service over its limit is OOM-killed and `paas up` restarts it.
     api_memory_mb: int = field(default_factory=lambda: _int("PAAS_API_MEMORY_MB", 1536))
     worker_memory_mb: int = field(default_factory=lambda: _int("PAAS_WORKER_MEMORY_MB", 1536))
-    agent_memory_mb: int = field(default_factory=lambda: _int("PAAS_AGENT_MEMORY_MB", 2048))
+    agent_memory_mb: int = field(default_factory=lambda: _int("PAAS_AGENT_MEMORY_MB", 512))
     router_memory_mb: int = field(default_factory=lambda: _int("PAAS_ROUTER_MEMORY_MB", 512))
     redis_memory_mb: int = field(default_factory=lambda: _int("PAAS_REDIS_MEMORY_MB", 1024))
+    # Set by `paas up` for its services: the memory cgroup (its own) that what they start in
+    # a session of their own joins before it allocates (the agent's dyno monitors); empty:
+    # where the starter is.
+    detached_cgroup: str = field(default_factory=lambda: _env("PAAS_DETACHED_CGROUP", ""))
     # git over SSH, served by the API process; host empty: the API's host
     ssh_host: str = field(default_factory=lambda: _env("PAAS_SSH_HOST", ""))
     ssh_port: int = field(default_factory=lambda: _int("PAAS_SSH_PORT", 2222))

@@ -114,6 +114,10 @@ class Supervisor:
             write_redis_config(self.settings)
         self.cgroups = ServiceCgroups(self.settings, [s.name for s in self.services],
                                       lambda line: self.say("paas", line))
+        if self.cgroups.home is not None:
+            # Moved after they started, the dyno monitors' memory would stay charged to the
+            # agent (cgroup v1 does not move charges): they start in `paas up`'s cgroup.
+            self.env["PAAS_DETACHED_CGROUP"] = str(self.cgroups.home)
         try:
             return self._run()
         finally:

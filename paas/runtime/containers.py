@@ -439,9 +439,15 @@ class Runtime:
     def _launch(self, dyno: DynoDir, module: str, args: list[str], env: dict[str, str]) -> None:
         """A dyno's monitor, detached in a session of its own; its own errors go to the log."""
         log = safefs.open_append(dyno.path, dyno.log.name)
+        command = ["setsid", "-f", sys.executable, "-m", module, *args]
+        if self.settings.detached_cgroup:
+            # The shell joins the cgroup, then becomes setsid, whose child is the monitor: it
+            # allocates nothing where its starter is (no preexec_fn: the agent has threads).
+            command = ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" 2>/dev/null; exec "$@"',
+                       self.settings.detached_cgroup, *command]
         try:
             subprocess.run(
-                ["setsid", "-f", sys.executable, "-m", module, *args],
+                command,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=log,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import os
@@ -452,3 +453,21 @@ def test_a_dyno_disk_is_its_own_memory_and_its_mounts_name_nothing(env: Env) -> 
     assert disk in mounts_under(env.base)
     env.runtime.remove_dyno("disk")
     assert mounts_under(env.settings.dynos_dir) == []
+
+
+def test_a_dynos_monitor_starts_in_the_detached_cgroup(env: Env) -> None:
+    """`paas up` passes its own cgroup (PAAS_DETACHED_CGROUP): a monitor that started in the
+    agent's and was moved later would leave its memory charged there (cgroup v1)."""
+    group = Path(f"/sys/fs/cgroup/memory/paas-test-detached-{os.getpid()}")
+    group.mkdir()
+    try:
+        runtime = Runtime(dataclasses.replace(env.settings, detached_cgroup=str(group)))
+        runtime.start_dyno(dyno_spec(env, "detached-1", ["/bin/sleep", "60"]))
+        monitor = int((env.settings.dynos_dir / "detached-1" / "monitor.pid").read_text())
+        memory = [line.split(":", 2)[2] for line in
+                  Path(f"/proc/{monitor}/cgroup").read_text().splitlines()
+                  if "memory" in line.split(":", 2)[1].split(",")]
+        assert memory == [f"/{group.name}"]
+        runtime.remove_dyno("detached-1")
+    finally:
+        group.rmdir()
