@@ -83,7 +83,8 @@ class Agent:
     def reconcile(self, node: str, desired: DesiredState) -> NodeReport:
         assert node == self.settings.node_name, node
         self.apps = dict(desired.apps)
-        wanted = {DynoKey.wanted(dyno): dyno for dyno in desired.dynos}
+        # Only what the API assigned to this node, even from a control plane that sends more.
+        wanted = {DynoKey.wanted(dyno): dyno for dyno in desired.dynos if dyno.node == node}
         self.crashes.forget_stale(wanted)
         # Before listing: a stop that ends while this pass runs removes its dyno from disk and
         # from `under_way`, and must not make it look like a dyno to act on.
