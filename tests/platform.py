@@ -60,6 +60,16 @@ def second_subnet() -> str:
     return free_subnet()
 
 
+def hold_subnet(subnet: str) -> None:
+    """A subnet a test uses without a platform of its own (a second agent's): no platform
+    gets it until `release_subnet`."""
+    _live_subnets.add(_second_octet(subnet))
+
+
+def release_subnet(subnet: str) -> None:
+    _live_subnets.discard(_second_octet(subnet))
+
+
 # A loopback address that test fixtures serve on for builds (a buildpack's git repository):
 # test platforms open it to builds' egress proxies (PAAS_EGRESS_ALLOW). Not 127.0.0.1, which
 # a build reaches directly, on its own loopback (no_proxy).

@@ -21,7 +21,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.platform import ROOT, Platform, app_repo, git, second_subnet
+from tests.platform import (
+    ROOT,
+    Platform,
+    app_repo,
+    git,
+    hold_subnet,
+    release_subnet,
+    second_subnet,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +47,9 @@ class SecondAgent:
     def __init__(self, platform: Platform, name: str) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="paas-e2e-node-"))
         self.base.chmod(0o711)
-        self.env = {**platform.env, "PAAS_NODE_NAME": name, "PAAS_DYNO_SUBNET": second_subnet(),
+        self.subnet = second_subnet()
+        hold_subnet(self.subnet)
+        self.env = {**platform.env, "PAAS_NODE_NAME": name, "PAAS_DYNO_SUBNET": self.subnet,
                     "PAAS_RUNTIME_HOME": str(self.base / "runtime")}
         self.log_path = self.base / "agent.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -68,6 +78,7 @@ class SecondAgent:
         subprocess.run([sys.executable, "-c", script], env=self.env, cwd=ROOT, check=False,
                        timeout=120)
         shutil.rmtree(self.base, ignore_errors=True)
+        release_subnet(self.subnet)
 
 
 class Load:

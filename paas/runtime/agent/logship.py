@@ -16,6 +16,7 @@ from paas.runtime.dynolog import DynoLog, dropped_count
 MAX_SHIP_BYTES = 256 * 1024  # of one dyno's output a pass
 RUN_STREAM_TTL = 3600  # an attached one-off's streams outlive it this long
 RUN_STREAM_ENTRIES = 20000
+DRAIN_ROUNDS = 16  # of MAX_SHIP_BYTES, for the rest of a stopped dyno's output
 
 
 class LogShipper:
@@ -23,20 +24,29 @@ class LogShipper:
         self.events = events
         self.log_max_bytes = log_max_bytes
 
-    def ship(self, dyno: DynoStatus, final: bool = False) -> None:
-        """The dyno's complete new lines (`final`: the last one too, complete or not)."""
+    def ship(self, dyno: DynoStatus, final: bool = False) -> int:
+        """The dyno's complete new lines (`final`: the last one too, complete or not), at most
+        MAX_SHIP_BYTES of them; how many bytes were shipped."""
         log = DynoLog(dyno.log_path)
         try:
             offset, complete = log.read(final, MAX_SHIP_BYTES)
         except FileNotFoundError:
-            return
+            return 0
         if not complete:
-            return
+            return 0
         for line in complete.decode(errors="replace").splitlines():
             self._ship_line(dyno.metadata, line)
         log.set_offset(offset + len(complete))
         if not final:
             log.bound(self.log_max_bytes)
+        return len(complete)
+
+    def drain(self, dyno: DynoStatus) -> None:
+        """All the rest of a dyno that has exited (what it printed during its grace too)."""
+        for _ in range(DRAIN_ROUNDS):
+            if not self.ship(dyno):  # whole lines: a line is not cut where a read ends
+                break
+        self.ship(dyno, final=True)  # and its last line, ended or not
 
     def platform(self, key: DynoKey, line: str) -> None:
         self.events.app_log(key.app, f"paas[{key.name}]", line)

@@ -70,7 +70,7 @@ class Stops:
             self.log.platform(key, "Error R12 (Exit timeout) -> At least one process "
                               f"failed to exit within {grace:g} seconds of SIGTERM")
             self.log.platform(key, "Stopping remaining processes with SIGKILL")
-        self.log.ship(dyno, final=True)
+        self.log.drain(dyno)
         code = exit_code_of(dyno.log_path)
         if order.end_oneoff:
             if self.runtime.oom_kills(dyno.id) > order.logged_oom_kills:
