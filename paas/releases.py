@@ -175,7 +175,7 @@ def start_failed(db: Session, app_name: str, version: int, process_type: str, in
     start error while the agent retries, for `expire` to tell. True when it failed a release."""
     app = db.scalar(select(App).where(App.name == app_name))
     release = pending(db, app) if app is not None else None
-    if release is None or release.version != version or process_type != "web":
+    if app is None or release is None or release.version != version or process_type != "web":
         return False
     reason = f"{process_type}.{index} of v{version} could not start: {error}"
     if not permanent:
