@@ -27,7 +27,11 @@ MAX_SECONDS = 600
 
 def parse(text: str, sizes: set[str]) -> dict[str, Any]:
     """The platform's view of an app.json document."""
-    if len(text.encode()) > MAX_BYTES:
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:  # a lone surrogate: bytes that were never UTF-8
+        raise Invalid("app.json is not UTF-8 text") from None
+    if size > MAX_BYTES:
         raise Invalid("app.json is over 64 KiB")
     try:
         document = json.loads(text)

@@ -35,3 +35,8 @@ def test_defaults_are_filled_in_and_a_single_check_becomes_a_list() -> None:
 def test_bad_documents_are_refused_with_what_to_fix(document: str, message: str) -> None:
     with pytest.raises(Invalid, match=message):
         parse(document, SIZES)
+
+
+def test_text_that_was_never_utf8_is_refused_clearly() -> None:
+    with pytest.raises(Invalid, match="not UTF-8"):
+        parse('{"name": "\udcff"}', SIZES)
