@@ -1,53 +1,38 @@
-"""Log streams in Redis: a build's output (`build:<id>`, followed by the pusher) and each
-app's log (`logs:<app>`, bounded like Heroku's 1,500 lines)."""
+"""The domain's side of the Redis streams (paas/streams.py): RedisEvents writes a build's
+output (`build:<id>`, followed by the pusher) and each app's log (`logs:<app>`, bounded like
+Heroku's 1,500 lines), redacted and cut; `paas logs` reads the app's log."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-import redis.asyncio as aredis
 
+from paas import outputlines, streams
 from paas.redact import redact
-from paas.runtime import outputlines
+from paas.streams import LogLine
 
 ROUTES_CHANNEL = "paas:routes"
 ROUTES_GENERATION = "paas:routes:generation"
 ROUTES_APPLIED = "paas:routes:applied"
-BUILD_STREAM_TTL = 24 * 3600
 MAX_WAIT = 30.0  # seconds: the longest long poll of `after` (`paas logs --tail`)
-FOLLOW_BLOCK_MS = 1000  # the XREAD BLOCK of `follow` and the dashboard's live streams
 MAX_LINE_BYTES = outputlines.LINE_LIMIT  # the longest line a stream keeps: 20000 lines, ~200 MB
-
-
-def build_key(build_id: str) -> str:
-    return f"build:{build_id}"
-
-
-def app_key(app: str) -> str:
-    return f"logs:{app}"
 
 
 class RedisEvents:
     """paas.events.Events over Redis."""
 
-    def __init__(self, client: redis.Redis, log_lines: int = 1500) -> None:
+    def __init__(self, client: redis.Redis, log_lines: int = streams.LOG_LINES) -> None:
         self.client = client
         self.log_lines = log_lines
 
     def deploy_line(self, build_id: str, line: str) -> None:
-        self.client.xadd(build_key(build_id), {"line": capped(line)}, maxlen=20000,
-                         approximate=True)
+        streams.write_build_line(self.client, build_id, capped(line))
 
     def deploy_end(self, build_id: str, ok: bool, message: str) -> None:
-        key = build_key(build_id)
-        self.client.xadd(key, {"end": "ok" if ok else "failed",
-                                "message": capped(message)})
-        self.client.expire(key, BUILD_STREAM_TTL)
+        streams.end_build(self.client, build_id, ok, capped(message))
 
     def routes_changed(self) -> None:
         generation = self.client.incr(ROUTES_GENERATION)
@@ -60,8 +45,7 @@ class RedisEvents:
         return int(self.client.get(ROUTES_APPLIED) or 0)
 
     def app_log(self, app: str, source: str, line: str) -> None:
-        self.client.xadd(app_key(app), {"source": source, "line": capped(line)},
-                         maxlen=self.log_lines, approximate=True)
+        streams.write_log_line(self.client, app, source, capped(line), self.log_lines)
 
 
 def capped(line: str) -> str:
@@ -94,40 +78,9 @@ class BufferedEvents:
         self.calls.clear()
 
 
-@dataclass(frozen=True)
-class StreamEntry:
-    line: str | None = None
-    end: str | None = None
-    message: str = ""
-
-
-async def follow(client: aredis.Redis, key: str, block_ms: int = FOLLOW_BLOCK_MS,
-                 after: str = "0") -> AsyncIterator[StreamEntry | None]:
-    """Entries of a stream as they arrive; None each time `block_ms` passed without one."""
-    last = after
-    while True:
-        try:
-            batch = await client.xread({key: last}, block=block_ms, count=200)
-        except redis.RedisError:  # Redis restarting: the caller asks the database meanwhile
-            await asyncio.sleep(block_ms / 1000)
-            batch = None
-        if not batch:
-            yield None
-            continue
-        for entry_id, fields in batch[0][1]:
-            last = entry_id
-            yield StreamEntry(line=fields.get("line"), end=fields.get("end"),
-                              message=fields.get("message", ""))
-
-
-def recent(client: redis.Redis, app: str, count: int) -> list[dict[str, str]]:
-    entries = client.xrevrange(app_key(app), count=count)
-    return [fields for _, fields in reversed(entries)]
-
-
 def run_stream(app: str, name: str) -> str:
-    """The stream an attached one-off's output goes to (not the app's log)."""
-    return f"run:{app}:{name}"
+    """The run stream's key: for paas/runtime/agent.py until it uses paas.streams."""
+    return streams.run_stream(app, name).key
 
 
 @dataclass(frozen=True)
@@ -137,19 +90,20 @@ class LogFilter:
     dyno: str | None = None
     source: str | None = None
 
-    def matches(self, fields: dict[str, str]) -> bool:
-        source = fields.get("source", "")
-        kind, _, rest = source.partition("[")
+    def matches(self, line: LogLine) -> bool:
+        kind, _, rest = line.source.partition("[")
         dyno = rest.rstrip("]")
         if self.source and kind != self.source:
             return False
         return not self.dyno or dyno == self.dyno or dyno.split(".")[0] == self.dyno
 
 
-def _entry(entry_id: str, fields: dict[str, str]) -> dict[str, str]:
+def _row(entry_id: str, line: LogLine) -> dict[str, str]:
+    """A log line as `GET /v1/apps/{app}/logs` gives it."""
     millis = int(entry_id.split("-")[0])
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(millis / 1000))
-    return {**fields, "id": entry_id, "time": f"{stamp}.{millis % 1000:03d}+00:00"}
+    return {"source": line.source, "line": line.text, "id": entry_id,
+            "time": f"{stamp}.{millis % 1000:03d}+00:00"}
 
 
 def recent_filtered(client: redis.Redis, app: str, count: int, wanted: LogFilter,
@@ -157,9 +111,9 @@ def recent_filtered(client: redis.Redis, app: str, count: int, wanted: LogFilter
     """The last `count` lines that match among the newest `window` (the log's bound: the
     stream is trimmed approximately, so it may still hold a few older ones), oldest first."""
     found: list[dict[str, str]] = []
-    for entry_id, fields in client.xrevrange(app_key(app), count=window):
-        if wanted.matches(fields):
-            found.append(_entry(entry_id, fields))
+    for entry_id, line in streams.newest(client, streams.app_log(app), window):
+        if wanted.matches(line):
+            found.append(_row(entry_id, line))
             if len(found) >= count:
                 break
     return list(reversed(found))
@@ -169,12 +123,11 @@ def after(client: redis.Redis, app: str, last: str, wanted: LogFilter,
           wait: float) -> list[dict[str, str]]:
     """Lines after stream id `last` ("$" for only new ones), waiting up to `wait` seconds for
     the first: what `paas logs --tail` polls."""
+    log = streams.app_log(app)
     if last == "$":
-        newest = client.xrevrange(app_key(app), count=1)
-        last = newest[0][0] if newest else "0-0"
-    batch = client.xread({app_key(app): last}, count=500, block=int(wait * 1000) or None)
-    entries = batch[0][1] if batch else []
-    matched = [_entry(i, f) for i, f in entries if wanted.matches(f)]
-    if entries and not matched:  # nothing for this filter: still move the cursor on
-        matched = [{"id": entries[-1][0], "skip": "1"}]
+        last = streams.last_id(client, log)
+    batch = streams.read(client, log, last, count=500, block_ms=int(wait * 1000) or None)
+    matched = [_row(i, line) for i, line in batch.entries if wanted.matches(line)]
+    if batch.last and not matched:  # nothing for this filter: still move the cursor on
+        matched = [{"id": batch.last, "skip": "1"}]
     return matched

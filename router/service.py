@@ -26,9 +26,8 @@ from types import FrameType
 import httpx
 import redis
 
-from paas import metrics, redis_clients
+from paas import metrics, redis_clients, streams
 from paas.errors import PaasError
-from paas.logs import app_key
 from paas.settings import Settings
 from paas.wire import RouteTable
 from router.dataplane import DataPlane
@@ -230,8 +229,7 @@ class LogShipper:
         if self.lines:
             pipe = self.client.pipeline(transaction=False)
             for app, line in self.lines:
-                pipe.xadd(app_key(app), {"source": LOG_SOURCE, "line": line},
-                          maxlen=self.log_lines, approximate=True)
+                streams.write_log_line(pipe, app, LOG_SOURCE, line, self.log_lines)
             pipe.execute()
             self.lines.clear()
         self.aggregator.flush(self.client)

@@ -13,7 +13,7 @@ import redis.asyncio as aredis
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from paas import logs, redis_clients
+from paas import logs, redis_clients, streams
 from paas.logs import BufferedEvents, RedisEvents
 from paas.models import make_sessionmaker
 from paas.repos import Repos
@@ -44,7 +44,7 @@ class Context:
             sessions=make_sessionmaker(settings.database_url),
             redis=client,
             aredis=redis_clients.async_client(settings.redis_url,
-                                              block=logs.FOLLOW_BLOCK_MS / 1000,
+                                              block=streams.FOLLOW_BLOCK_MS / 1000,
                                               decode_responses=True),
             events=RedisEvents(client, settings.log_lines),
             repos=Repos(settings.repos_dir),

@@ -10,13 +10,12 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import redis
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from paas import apps, auth, dynos, formation, logs, oneoffs, releases, terminals
+from paas import apps, auth, dynos, formation, logs, oneoffs, releases, streams, terminals
 from paas.api.apps import app_of, route
 from paas.api.context import Context
 from paas.api.handlers import Call
@@ -93,19 +92,19 @@ def attach(call: Call) -> StreamingResponse:
     name = f"{oneoff.type}.{oneoff.number}"
     ctx, app_name = call.ctx, app.name
     if call.query.get("stdin") != "1" and not oneoff.tty:
-        keys = terminals.input_stream(app_name, name)
-        ctx.redis.xadd(keys, terminals.HANGUP_ENTRY)
-        ctx.redis.expire(keys, terminals.INPUT_TTL)
+        streams.send_input(ctx.redis, app_name, name, streams.Hangup())
     async def stream() -> AsyncIterator[bytes]:
         quiet = 0
-        async for entry in logs.follow(ctx.aredis, logs.run_stream(app_name, name)):
-            if entry is not None and entry.line is not None:
-                yield (json.dumps({"line": entry.line}) + "\n").encode()
+        async for item in streams.follow(ctx.aredis, streams.run_stream(app_name, name)):
+            entry = item[1] if item else None
+            if isinstance(entry, streams.OutputLine):
+                yield (json.dumps({"line": entry.text}) + "\n").encode()
                 continue
-            if entry is not None:
-                code = int(entry.end) if entry.end not in (None, "None") else None
-                yield (json.dumps({"exit_code": code}) + "\n").encode()
+            if isinstance(entry, streams.RunEnd):
+                yield (json.dumps({"exit_code": entry.exit_code}) + "\n").encode()
                 return
+            if entry is not None:  # a terminal's bytes: this one-off has none
+                continue
             yield b"\n"  # a heartbeat: the client's connection stays open
             done = await run_in_threadpool(_exited, ctx, app_name, name)
             quiet = quiet + 1 if done else 0
@@ -127,21 +126,18 @@ def send_input(call: Call) -> dict[str, Any]:
         raise Invalid(f"{name} takes no input this way: it is detached or has a terminal")
     if oneoff.state == OneOffState.EXITED:
         raise Conflict(f"{name} has exited")
-    entry = _input_entry(body)
-    keys = terminals.input_stream(app.name, name)
-    call.ctx.redis.xadd(keys, entry, maxlen=10000, approximate=True)
-    call.ctx.redis.expire(keys, terminals.INPUT_TTL)
+    streams.send_input(call.ctx.redis, app.name, name, _input_entry(body))
     return {"dyno": name}
 
 
-def _input_entry(body: Any) -> dict[str, str]:
+def _input_entry(body: Any) -> streams.Keys | streams.Hangup:
     if isinstance(body, dict) and body.get("eof") is True:
-        return terminals.HANGUP_ENTRY
+        return streams.Hangup()
     data = body.get("data") if isinstance(body, dict) else None
     try:
         if not isinstance(data, str):
             raise ValueError
-        return terminals.keys_entry(base64.b64decode(data, validate=True))
+        return streams.Keys(base64.b64decode(data, validate=True))
     except (ValueError, binascii.Error):
         raise Invalid('send {"data": "BASE64"} (the next bytes of stdin) or {"eof": true} '
                       "(its end)") from None
@@ -174,30 +170,23 @@ async def terminal(websocket: WebSocket) -> None:
         await websocket.send_json({"error": error.message})
         await websocket.close(4000 + error.status)
         return
-    keys = terminals.input_stream(app_name, name)
-    await ctx.aredis.xadd(keys, terminals.ATTACHED_ENTRY)
+    await streams.send_input_async(ctx.aredis, app_name, name, streams.Attached())
     output = asyncio.create_task(_relay_output(websocket, ctx, app_name, name))
-    typing = asyncio.create_task(_relay_input(websocket, ctx, keys))
+    typing = asyncio.create_task(_relay_input(websocket, ctx, app_name, name))
     done, pending = await asyncio.wait({output, typing}, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
     if typing in done:  # the user went away first: the terminal hangs up
-        await ctx.aredis.xadd(keys, terminals.HANGUP_ENTRY)
+        await streams.send_input_async(ctx.aredis, app_name, name, streams.Hangup())
         return
     with contextlib.suppress(RuntimeError, WebSocketDisconnect):
         await websocket.close()
 
 
 async def _relay_output(websocket: WebSocket, ctx: Context, app_name: str, name: str) -> None:
-    stream, last, quiet = logs.run_stream(app_name, name), "0", 0
-    while True:
-        try:
-            batch = await ctx.aredis.xread({stream: last}, block=logs.FOLLOW_BLOCK_MS,
-                                           count=200)
-        except redis.RedisError:  # Redis restarting
-            await asyncio.sleep(1)
-            continue
-        if not batch:
+    quiet = 0
+    async for item in streams.follow(ctx.aredis, streams.run_stream(app_name, name)):
+        if item is None:
             done = await run_in_threadpool(_exited, ctx, app_name, name)
             quiet = quiet + 1 if done else 0
             if done and quiet > 2:  # exited, and the agent wrote no end marker: it failed
@@ -205,29 +194,26 @@ async def _relay_output(websocket: WebSocket, ctx: Context, app_name: str, name:
                 await websocket.send_json({"exit_code": done["exit_code"]})
                 return
             continue
-        for entry_id, fields in batch[0][1]:
-            last = entry_id
-            ended, code = terminals.entry_end(fields)
-            if ended:
-                await websocket.send_json({"exit_code": code})
-                return
-            data = terminals.entry_bytes(fields)
-            if data:
-                await websocket.send_bytes(data)
+        entry = item[1]
+        if isinstance(entry, streams.RunEnd):
+            await websocket.send_json({"exit_code": entry.exit_code})
+            return
+        if data := terminals.screen_bytes(entry):
+            await websocket.send_bytes(data)
 
 
-async def _relay_input(websocket: WebSocket, ctx: Context, keys: str) -> None:
+async def _relay_input(websocket: WebSocket, ctx: Context, app_name: str, name: str) -> None:
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
+        entry: streams.Keys | streams.WindowSize | None
         if message.get("bytes"):
-            entry = terminals.keys_entry(message["bytes"])
+            entry = streams.Keys(message["bytes"])
         else:
-            entry = terminals.resize_entry(message.get("text") or "")
+            entry = terminals.window_size(message.get("text") or "")
         if entry:
-            await ctx.aredis.xadd(keys, entry, maxlen=10000, approximate=True)
-            await ctx.aredis.expire(keys, terminals.INPUT_TTL)
+            await streams.send_input_async(ctx.aredis, app_name, name, entry)
 
 
 def restart(call: Call) -> dict[str, Any]:

@@ -9,11 +9,10 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from paas import apps, auth, builds, keys
+from paas import apps, auth, builds, keys, streams
 from paas.api.context import Context
 from paas.errors import Unauthorized
 from paas.git import PushRejected, RefUpdate
-from paas.logs import build_key, follow
 from paas.models import BuildStatus, Release, ReleaseStatus, User
 from paas.repos import ZERO
 
@@ -49,17 +48,17 @@ class PushBackend:
             raise PushRejected("deleting the deployed branch is not allowed")
         build_id = await run_in_threadpool(self._create_build, app, update)
         yield f"-----> Build {build_id} queued"
-        async for entry in follow(self.ctx.aredis, build_key(build_id)):
-            if entry is None:
+        async for item in streams.follow(self.ctx.aredis, streams.build_stream(build_id)):
+            if item is None:
                 outcome = await run_in_threadpool(self._outcome, build_id)
                 if outcome is None:
                     continue
                 ok, message = outcome
-            elif entry.line is not None:
-                yield entry.line
+            elif isinstance(entry := item[1], streams.OutputLine):
+                yield entry.text
                 continue
             else:
-                ok, message = entry.end == "ok", entry.message
+                ok, message = entry.ok, entry.message
             if not ok:
                 raise PushRejected(message.splitlines()[0] if message else "deploy failed")
             yield f"-----> {message}"

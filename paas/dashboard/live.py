@@ -13,14 +13,13 @@ import redis.asyncio as aredis
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
-from paas import logs
+from paas import logs, streams
 from paas.api import apps as apps_api
 from paas.api import slugs as slugs_api
 from paas.dashboard.calls import call
 from paas.dashboard.web import Site
 from paas.errors import PaasError
 
-BLOCK_MS = logs.FOLLOW_BLOCK_MS
 # A comment line every few seconds keeps proxies from closing a quiet stream.
 KEEPALIVE_EVERY = 10
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
@@ -36,50 +35,35 @@ def log_time(entry_id: str) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(millis / 1000)) + f".{millis % 1000:03d}"
 
 
-async def entries(client: aredis.Redis, key: str, after: str
-                  ) -> AsyncIterator[tuple[str, dict[str, str]] | None]:
-    """Stream entries after `after`; None for each quiet second."""
-    last = after
-    while True:
-        batch = await client.xread({key: last}, block=BLOCK_MS, count=200)
-        if not batch:
-            yield None
-            continue
-        for entry_id, fields in batch[0][1]:
-            last = entry_id
-            yield entry_id, fields
-
-
 async def build_events(client: aredis.Redis, build_id: str, after: str) -> AsyncIterator[str]:
     quiet = 0
-    async for item in entries(client, logs.build_key(build_id), after):
+    async for item in streams.follow(client, streams.build_stream(build_id), after):
         if item is None:
             quiet += 1
             if quiet % KEEPALIVE_EVERY == 0:
                 yield ": keepalive\n\n"
             continue
-        entry_id, fields = item
-        if "line" in fields:
-            yield event(fields["line"], entry_id)
-        elif "end" in fields:
-            yield event({"ok": fields["end"] == "ok", "message": fields.get("message", "")},
-                        entry_id, "end")
+        entry_id, entry = item
+        if isinstance(entry, streams.OutputLine):
+            yield event(entry.text, entry_id)
+        else:
+            yield event({"ok": entry.ok, "message": entry.message}, entry_id, "end")
             return
 
 
 async def log_events(client: aredis.Redis, app: str, after: str,
                      wanted: logs.LogFilter) -> AsyncIterator[str]:
     quiet = 0
-    async for item in entries(client, logs.app_key(app), after):
+    async for item in streams.follow(client, streams.app_log(app), after):
         if item is None:
             quiet += 1
             if quiet % KEEPALIVE_EVERY == 0:
                 yield ": keepalive\n\n"
             continue
-        entry_id, fields = item
-        if wanted.matches(fields):
-            yield event({"time": log_time(entry_id), "source": fields.get("source", ""),
-                         "line": fields.get("line", "")}, entry_id)
+        entry_id, line = item
+        if wanted.matches(line):
+            yield event({"time": log_time(entry_id), "source": line.source, "line": line.text},
+                        entry_id)
 
 
 def _stream(body: AsyncIterator[str]) -> StreamingResponse:

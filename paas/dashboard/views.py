@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from paas import apps, auth, builds, dynos, oneoffs
+from paas import apps, auth, builds, dynos, oneoffs, streams
 from paas.api import apps as apps_api
 from paas.api import config as config_api
 from paas.api import domains as domains_api
@@ -25,7 +25,7 @@ from paas.dashboard.sessions import SIGN_IN_DESCRIPTION, sign_in
 from paas.dashboard.web import PREFIX, Page, safe_next
 from paas.errors import Forbidden, Invalid, NotFound, PaasError
 from paas.events import Events
-from paas.logs import BufferedEvents, build_key
+from paas.logs import BufferedEvents
 from paas.models import Build, Dyno, Release, Token
 from paas.sizes import SIZES
 
@@ -260,15 +260,14 @@ async def build_page(page: Page) -> Response:
 
 def _stored_log(page: Page, build_id: str) -> tuple[list[str] | None, bool]:
     """The build's output so far (None once the stream expired) and whether it ended."""
-    entries = page.ctx.redis.xrange(build_key(build_id))
+    entries = [entry for _, entry in streams.history(page.ctx.redis,
+                                                      streams.build_stream(build_id))]
     if not entries:
         return None, False
-    lines = [f["line"] for _, f in entries if "line" in f]
-    ended = any("end" in f for _, f in entries)
-    for _, fields in entries:
-        if "end" in fields and fields.get("message"):
-            lines.append(fields["message"])
-    return lines, ended
+    lines = [entry.text for entry in entries if isinstance(entry, streams.OutputLine)]
+    ends = [entry for entry in entries if isinstance(entry, streams.BuildEnd)]
+    lines.extend(end.message for end in ends if end.message)
+    return lines, bool(ends)
 
 
 async def releases_page(page: Page) -> Response:

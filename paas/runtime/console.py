@@ -33,8 +33,7 @@ from pathlib import Path
 
 import redis
 
-from paas import redis_clients, safefs, terminals
-from paas.runtime import outputlines
+from paas import outputlines, redis_clients, safefs, streams, terminals
 from paas.runtime.monitor import write_exit_code
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -61,7 +60,8 @@ def exit_status(status: int) -> int:
 class Console:
     def __init__(self, dyno_dir: Path, runc: list[str], output: str, input_: str,
                  client: redis.Redis) -> None:
-        self.dir, self.runc, self.output, self.input = dyno_dir, runc, output, input_
+        self.dir, self.runc = dyno_dir, runc
+        self.output, self.input = streams.run_stream_at(output), streams.input_stream_at(input_)
         self.redis = client
         self.master = -1
         self.lock = threading.Lock()
@@ -130,37 +130,31 @@ class Console:
                 data = b""
             if not data:
                 return
-            self.redis.xadd(self.output, terminals.output_entry(data), maxlen=20000,
-                            approximate=True)
+            streams.add(self.redis, self.output, streams.TerminalOutput(data))
 
     def relay_input(self) -> None:
         """Keys, window sizes and hangups from the input stream to the terminal."""
-        last = "0"
         deadline = time.monotonic() + ATTACH_TIMEOUT
-        while not self.hangup.is_set():
-            try:
-                batch = self.redis.xread({self.input: last}, block=INPUT_BLOCK_MS, count=100)
-            except redis.RedisError:
-                time.sleep(1)
-                continue
-            if not batch and not self.attached.is_set() and time.monotonic() > deadline:
+        for item in streams.follow_sync(self.redis, self.input, block_ms=INPUT_BLOCK_MS):
+            if self.hangup.is_set():
+                return
+            if item is not None:
+                self._apply(item[1])
+            elif not self.attached.is_set() and time.monotonic() > deadline:
                 self.hang_up()
-            for entry_id, fields in batch[0][1] if batch else []:
-                last = entry_id
-                self._apply(terminals.parse_input(fields))
 
-    def _apply(self, message: terminals.Input) -> None:
+    def _apply(self, message: streams.InputEntry) -> None:
         self.attached.set()
-        if message.hangup:
+        if isinstance(message, streams.Hangup):
             self.hang_up()
             return
         with self.lock:
             if self.master < 0:
                 return
             try:
-                if message.size:
-                    set_window(self.master, *message.size)
-                if message.data:
+                if isinstance(message, streams.WindowSize):
+                    set_window(self.master, message.rows, message.cols)
+                elif isinstance(message, streams.Keys) and message.data:
                     os.write(self.master, message.data)
             except OSError:
                 pass
@@ -200,7 +194,8 @@ def run(dyno_dir: Path, runc: list[str], output: str, input_: str) -> None:
     safefs.write_atomic(dyno_dir, "monitor.pid", str(os.getpid()).encode(), mode=0o644)
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    client = redis_clients.client(os.environ["PAAS_CONSOLE_REDIS"], block=INPUT_BLOCK_MS / 1000)
+    client = redis_clients.client(os.environ["PAAS_CONSOLE_REDIS"], block=INPUT_BLOCK_MS / 1000,
+                                  decode_responses=True)
     console = Console(dyno_dir, runc, output, input_, client)
     init, code = console.start()
     if init is None or console.master < 0:

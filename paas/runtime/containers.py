@@ -27,9 +27,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
-from paas import safefs
+from paas import outputlines, safefs
 from paas.errors import Conflict, Invalid, NotFound, Unavailable
-from paas.runtime import dynodisk, host, network, oci, outputlines
+from paas.runtime import dynodisk, host, network, oci
 from paas.runtime.buildnet import BuildNetwork, build_network
 from paas.runtime.cpu import CpuMeter
 from paas.runtime.dynolog import DynoLog

@@ -3,8 +3,8 @@
 It does what a dyno's monitor (paas/runtime/monitor.py) does: runs `runc run` in the
 foreground, its output through a pipe to the dyno's log (bounded), its exit status to the
 exit-code file. The container's
-stdin is a pipe fed from the one-off's input stream (paas/terminals.py: `{"data": b64}` entries
-from the client, then a hangup entry for the end of its input), so the API and the dyno need
+stdin is a pipe fed from the one-off's input stream (paas/streams.py: `Keys` entries from the
+client, then a `Hangup` for the end of its input), so the API and the dyno need
 not share a host. A client that never sends anything gets an end of input after
 ATTACH_TIMEOUT, so a command reading stdin does not wait for it forever.
 
@@ -26,7 +26,7 @@ from typing import IO
 
 import redis
 
-from paas import redis_clients, terminals
+from paas import redis_clients, streams
 from paas.runtime import monitor
 
 ATTACH_TIMEOUT = 120.0
@@ -36,24 +36,22 @@ INPUT_BLOCK_MS = 1000
 def feed(client: redis.Redis, stream: str, process: subprocess.Popen[bytes]) -> None:
     """The input stream to the container's stdin, until its end or the container's."""
     assert process.stdin is not None
-    last, heard = "0", False
+    heard = False
     deadline = time.monotonic() + ATTACH_TIMEOUT
     try:
-        while process.poll() is None:
-            try:
-                batch = client.xread({stream: last}, block=INPUT_BLOCK_MS, count=100)
-            except redis.RedisError:  # Redis restarting
-                time.sleep(1)
-                continue
-            if not batch and not heard and time.monotonic() > deadline:
+        for item in streams.follow_sync(client, streams.input_stream_at(stream),
+                                        block_ms=INPUT_BLOCK_MS):
+            if process.poll() is not None:
                 return
-            for entry_id, fields in batch[0][1] if batch else []:
-                last, heard = entry_id, True
-                message = terminals.parse_input(fields)
-                if message.hangup:
+            if item is None:
+                if not heard and time.monotonic() > deadline:
                     return
-                if message.data:
-                    _write(process.stdin, message.data)
+                continue
+            heard, message = True, item[1]
+            if isinstance(message, streams.Hangup):
+                return
+            if isinstance(message, streams.Keys) and message.data:
+                _write(process.stdin, message.data)
     except BrokenPipeError:  # the command closed its stdin or ended
         return
     finally:
@@ -72,7 +70,8 @@ def _close(pipe: IO[bytes]) -> None:
 
 def run(dyno_dir: Path, runc: list[str], stream: str, unshipped_max: int) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    client = redis_clients.client(os.environ["PAAS_CONSOLE_REDIS"], block=INPUT_BLOCK_MS / 1000)
+    client = redis_clients.client(os.environ["PAAS_CONSOLE_REDIS"], block=INPUT_BLOCK_MS / 1000,
+                                  decode_responses=True)
     process, output, writer = monitor.start_logged(dyno_dir, runc, unshipped_max,
                                                    subprocess.PIPE)
     threading.Thread(target=feed, args=(client, stream, process), daemon=True).start()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from paas import logs, redis_clients
+from paas import logs, redis_clients, streams
 
 
 @pytest.fixture
@@ -85,11 +85,12 @@ def test_a_line_longer_than_10_kb_is_cut_and_marked_in_every_stream(
     events.deploy_end("b1", False, huge)
     events.app_log("cut", "app", huge)
     events.deploy_line("b1", "short line")
-    build = [fields for _, fields in client.xrange(logs.build_key("b1"))]
-    logged = [fields for _, fields in client.xrange(logs.app_key("cut"))]
-    for kept in (build[0]["line"], build[1]["message"], logged[0]["line"]):
+    build = [entry for _, entry in streams.history(client, streams.build_stream("b1"))]
+    logged = [entry for _, entry in streams.history(client, streams.app_log("cut"))]
+    assert isinstance(build[0], streams.OutputLine) and isinstance(build[1], streams.BuildEnd)
+    for kept in (build[0].text, build[1].message, logged[0].text):
         assert len(kept.encode()) < logs.MAX_LINE_BYTES + 100
         assert kept.startswith("éxxx")
         assert re.search(r" \[line cut: \d+ more bytes\]$", kept), kept[-80:]
-    assert build[2]["line"] == "short line"  # a line within the cap is kept whole
+    assert build[2] == streams.OutputLine("short line")  # a line within the cap is kept whole
     client.close()

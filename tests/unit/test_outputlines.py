@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import io
 
-from paas.runtime.outputlines import LINE_LIMIT, READ_LIMIT, cut, read_line
+from paas.outputlines import LINE_LIMIT, READ_LIMIT, cut, read_line
 
 
 def test_a_short_line_is_kept_whole() -> None:
