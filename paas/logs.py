@@ -78,11 +78,6 @@ class BufferedEvents:
         self.calls.clear()
 
 
-def run_stream(app: str, name: str) -> str:
-    """The run stream's key: for paas/runtime/agent.py until it uses paas.streams."""
-    return streams.run_stream(app, name).key
-
-
 @dataclass(frozen=True)
 class LogFilter:
     """`paas logs --ps web.1 --source app`: a dyno name (or a process type), a source."""

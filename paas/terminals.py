@@ -14,16 +14,10 @@ from __future__ import annotations
 
 import json
 
-from paas import streams
 from paas.streams import OutputLine, TerminalOutput, WindowSize
 
 LOST = 255  # the container's end could not be observed
 MAX_SIZE = 10000
-
-
-def input_stream(app: str, name: str) -> str:
-    """The input stream's key: for paas/runtime/agent.py until it uses paas.streams."""
-    return streams.input_stream(app, name).key
 
 
 def screen_bytes(entry: OutputLine | TerminalOutput) -> bytes:

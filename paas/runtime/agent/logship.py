@@ -7,15 +7,13 @@ dyno's stop once it has begun (`stops.py`), never both, so its offset needs no l
 
 from __future__ import annotations
 
-from paas import terminals
-from paas.logs import RedisEvents, run_stream
-from paas.runtime import DynoStatus, outputlines
+from paas import outputlines, streams
+from paas.logs import RedisEvents
+from paas.runtime import DynoStatus
 from paas.runtime.agent.keys import DynoKey
 from paas.runtime.dynolog import DynoLog, dropped_count
 
 MAX_SHIP_BYTES = 256 * 1024  # of one dyno's output a pass
-RUN_STREAM_TTL = 3600  # an attached one-off's streams outlive it this long
-RUN_STREAM_ENTRIES = 20000
 DRAIN_ROUNDS = 16  # of MAX_SHIP_BYTES, for the rest of a stopped dyno's output
 
 
@@ -60,10 +58,7 @@ class LogShipper:
         meta = dyno.metadata
         key = DynoKey.of(meta)
         if meta.get("attach"):
-            stream = run_stream(key.app, key.name)
-            self.events.client.xadd(stream, {"end": str(code)})
-            self.events.client.expire(stream, RUN_STREAM_TTL)
-            self.events.client.expire(terminals.input_stream(key.app, key.name), RUN_STREAM_TTL)
+            streams.end_run(self.events.client, key.app, key.name, code)
         if meta.get("build_id") and code == 0:
             self.release_phase(meta["build_id"], "-----> Release command succeeded")
 
@@ -76,8 +71,7 @@ class LogShipper:
         else:
             line = outputlines.cut(line)
         if meta.get("attach"):
-            self.events.client.xadd(run_stream(key.app, key.name), {"line": line},
-                                    maxlen=RUN_STREAM_ENTRIES, approximate=True)
+            streams.write_run_line(self.events.client, key.app, key.name, line)
             return
         if meta.get("build_id"):
             self.release_phase(meta["build_id"], f"       {line}")

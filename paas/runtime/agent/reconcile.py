@@ -14,9 +14,9 @@ from __future__ import annotations
 import secrets
 import time
 
-from paas import terminals
+from paas import streams
 from paas.errors import Permanent
-from paas.logs import RedisEvents, run_stream
+from paas.logs import RedisEvents
 from paas.runtime import DynoSpec, DynoStatus, RunState, Runtime
 from paas.runtime.agent.crashes import CrashCounts
 from paas.runtime.agent.health import Boot, BootChecks, memory_kill_line
@@ -327,5 +327,6 @@ def _same_generation(dyno: DynoStatus, spec: DesiredDyno) -> bool:
 
 
 def _console(key: DynoKey) -> tuple[str, str]:
-    """The streams a dyno's terminal is relayed through (paas/terminals.py)."""
-    return run_stream(key.app, key.name), terminals.input_stream(key.app, key.name)
+    """The streams a dyno's terminal is relayed through (paas/streams.py)."""
+    return (streams.run_stream(key.app, key.name).key,
+            streams.input_stream(key.app, key.name).key)
