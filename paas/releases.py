@@ -14,6 +14,7 @@ from paas.events import Events
 from paas.models import (
     RELEASE_TRANSITIONS,
     App,
+    Assignment,
     Build,
     Dyno,
     OneOff,
@@ -174,7 +175,7 @@ def start_failed(db: Session, app_name: str, version: int, process_type: str, in
     start error while the agent retries, for `expire` to tell. True when it failed a release."""
     app = db.scalar(select(App).where(App.name == app_name))
     release = pending(db, app) if app is not None else None
-    if release is None or release.version != version or process_type != "web":
+    if app is None or release is None or release.version != version or process_type != "web":
         return False
     reason = f"{process_type}.{index} of v{version} could not start: {error}"
     if not permanent:
@@ -274,6 +275,11 @@ def _not_live_because(db: Session, app: App, release: Release) -> str:
     starting = [d for d in _web_dynos(db, app, release) if d.state == DynoState.STARTING]
     if starting:
         return f"web.{starting[0].index} was still starting"
+    waiting = db.scalar(select(Assignment).where(
+        Assignment.app_id == app.id, Assignment.type == "web", Assignment.node.is_(None),
+        Assignment.oneoff.is_(False)).order_by(Assignment.index))
+    if waiting is not None:  # no node has room for it (`scheduling.assign`)
+        return f"web.{waiting.index} is {waiting.reason}"
     return "no web dyno of it was started (is the dyno agent running?)"
 
 

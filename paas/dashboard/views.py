@@ -61,8 +61,9 @@ async def login(page: Page) -> Response:
         body = {"email": form.get("email", ""), "password": form.get("password", ""),
                 "description": SIGN_IN_DESCRIPTION}
         made = users_api.login(Call(ctx, db, events, None, {}, {}, body))  # type: ignore[arg-type]
-        row = db.get_one(Token, made["id"])
-        return sign_in(db, page.session, row, owns_token=True, max_age=max_age)
+        made_row = db.get(Token, made["id"])
+        assert made_row is not None  # made in this transaction
+        return sign_in(db, page.session, made_row, owns_token=True, max_age=max_age)
 
     try:
         fresh = await run_in_threadpool(ctx.write, work)

@@ -136,8 +136,10 @@ class FilesystemBlobs:
         try:
             yield upload
         finally:
-            upload.file.close()
-            upload.path.unlink(missing_ok=True)  # gone already once committed
+            try:
+                upload.file.close()  # flushes: on a full disk it fails again
+            finally:
+                upload.path.unlink(missing_ok=True)  # gone already once committed
 
     def commit(self, upload: BlobUpload, digest: str) -> bool:
         assert isinstance(upload, _FileUpload)

@@ -374,3 +374,26 @@ def test_signing_in_with_an_api_token(platform: Platform, browser: Browser) -> N
                       headers={"Authorization": f"Bearer {token}"}) as api:
         assert api.get("/v1/account").json()["email"] == email
     page.context.close()
+
+
+def test_the_admin_sees_the_nodes_and_no_one_else_does(platform: Platform,
+                                                       browser: Browser) -> None:
+    page = new_page(browser)
+    page.goto(f"{platform.api_url}/dashboard/login")
+    page.get_by_text("Sign in with an API token").click()
+    page.get_by_label("API token").fill(platform.token)
+    page.get_by_role("button", name="Sign in with token").click()
+    page.get_by_role("navigation", name="Account").get_by_role("link", name="Nodes").click()
+    expect(page.locator("h1")).to_have_text("Nodes")
+    expect(page.locator("tr.node[data-state=ready]")).to_have_count(1)
+    check_page(page, "nodes")
+    page.context.close()
+
+    email = f"{unique('fay')}@example.com"
+    make_user(platform, email)
+    other = new_page(browser)
+    sign_in(other, platform, email)
+    expect(other.get_by_role("link", name="Nodes")).to_have_count(0)
+    response = other.goto(f"{platform.api_url}/dashboard/nodes")
+    assert response is not None and response.status == 403
+    other.context.close()

@@ -133,7 +133,7 @@ def test_every_route_refuses_strangers_and_other_users(platform: Platform,
         _, mallory_token, mallory = new_user(admin, platform.api_url)
     values = {"app": victim, "version": "1", "build": "1", "name": "web.1",
               "hostname": "www.example.com", "email": me["email"], "id": str(me["token_id"]),
-              "key": "SHA256:AAAA"}
+              "key": "SHA256:AAAA", "node": "node-x"}
     key = (platform.home / "dashboard-secret").read_text().strip()
     admin_session = DashboardSession(token_id=me["token_id"],
                                      user_id=user_id(platform, me["email"]), email=me["email"])

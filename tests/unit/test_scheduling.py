@@ -105,9 +105,9 @@ def test_a_pending_release_runs_beside_the_current_one_on_the_same_node(platform
         db.commit()
     register(platform, "node-a")
     register(platform, "node-b")
-    state = desired(platform, "node-a") if desired(platform, "node-a").dynos else desired(
-        platform, "node-b")
-    assert sorted((d.name, d.release) for d in state.dynos) == [("web.1", 1), ("web.1", 2)]
+    given = {node: {(d.name, d.release) for d in desired(platform, node).dynos}
+             for node in ("node-a", "node-b")}
+    assert sorted(given.values(), key=len) == [set(), {("web.1", 1), ("web.1", 2)}]
 
 
 def test_an_unregistered_node_is_told_to_register(platform: Api) -> None:
@@ -312,3 +312,20 @@ def test_a_process_types_memory_figure_sums_every_nodes_dynos(platform: Api) -> 
     report(platform, "node-b", {**dyno("b1", "web.2"), "memory_mb": 50.0})
     (point,) = usage.history(platform.ctx.redis, "shop")["web"]  # type: ignore[arg-type]
     assert point["memory_mb"] == 150.0
+
+
+def test_a_release_no_node_has_room_for_fails_saying_so(platform: Api) -> None:
+    with platform.db() as db:
+        app = App(name="shop", slot=3)
+        db.add(app)
+        db.flush()
+        release = releases.create(db, app, slug=slug("web"), description="Deploy",
+                                  commit="c0ffee")
+        db.commit()
+        release_id = release.id
+    register(platform, "node-a", memory_mb=256)  # a basic dyno needs 512 MB
+    assert desired(platform, "node-a").dynos == ()
+    error = platform.ctx.write(lambda db, events: releases.expire(
+        db, release_id, time.time() + 100, 60, "PAAS_BOOT_TIMEOUT", events))
+    assert error is not None
+    assert "web.1 is waiting: no node has 512 MB free" in error
