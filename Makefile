@@ -17,8 +17,16 @@ run: setup
 	@echo "  curl http://hello.$${PAAS_DOMAIN:-localhost}$$( [ "$${PAAS_ROUTER_PORT:-80}" = 80 ] || echo :$${PAAS_ROUTER_PORT})/"
 	$(VENV)/bin/paas up
 
+# Tests in parallel on TEST_WORKERS pytest-xdist workers (each test file on one worker: see
+# tests/conftest.py), then the `serial` ones alone; both parts run, and either failing fails.
+TEST_WORKERS ?= 3
+PYTEST := $(VENV)/bin/pytest -p no:cacheprovider -o console_output_style=classic --durations=15
+
 test: setup lint
-	$(VENV)/bin/pytest -p no:cacheprovider -o console_output_style=classic --durations=15
+	@status=0; \
+	$(PYTEST) -n $(TEST_WORKERS) --dist loadfile -m 'not serial' || status=$$?; \
+	$(PYTEST) -m serial || status=$$((status ? status : $$?)); \
+	exit $$status
 
 setup: apt venv
 

@@ -4,6 +4,7 @@ private PAAS_HOME, torn down with `paas down`; and a git client that pushes to i
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import socket
@@ -28,11 +29,33 @@ _live_subnets: set[int] = set()
 _last_given = [0]
 
 
+def _worker() -> tuple[int, int]:
+    """This process's place among pytest-xdist's workers: (index, count); (0, 1) without
+    xdist. Workers are named gw0, gw1, ..."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not name.startswith("gw") or count <= 1:
+        return 0, 1
+    return int(name[2:]) % count, count
+
+
+def _share(whole: range) -> range:
+    """This worker's slice of a range: the workers' slices are disjoint and cover it."""
+    index, count = _worker()
+    size = len(whole) // count
+    if size == 0:
+        raise RuntimeError(f"{len(whole)} values cannot be shared by {count} test workers")
+    start = whole.start + index * size
+    return range(start, whole.stop if index == count - 1 else start + size)
+
+
 def _test_subnet_range() -> range:
     """The second octets this test process may use: PAAS_TEST_SUBNETS ("240-249") keeps
-    concurrent test runs on one machine apart."""
+    concurrent test runs on one machine apart, and each xdist worker gets a slice of its own,
+    so two workers never pick the same subnet (a bridge shows in `ip addr` only once its
+    platform started a dyno, too late for another worker to see it)."""
     first, _, last = os.environ.get("PAAS_TEST_SUBNETS", "215-254").partition("-")
-    return range(int(first), int(last or first) + 1)
+    return _share(range(int(first), int(last or first) + 1))
 
 
 def _second_octet(subnet: str) -> int:
@@ -76,10 +99,35 @@ def release_subnet(subnet: str) -> None:
 SERVED_ON = "127.0.0.2"
 
 
+# Ports for test platforms and fixtures: below the kernel's ephemeral range (32768-60999 by
+# default), so no outgoing connection and no `bind(0)` of another process is handed one of
+# them, and split between xdist workers, so two workers never give out the same port between
+# its check and its platform binding it. PAAS_TEST_PORTS ("20000-24999") moves the range, for
+# two test runs on one machine.
+_last_port = [0]
+
+
+def _test_port_range() -> range:
+    first, _, last = os.environ.get("PAAS_TEST_PORTS", "12000-31999").partition("-")
+    return _share(range(int(first), int(last or first) + 1))
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free now on every address, given round-robin within this worker's share of
+    PAAS_TEST_PORTS: a port is not given out again by this process before the others were."""
+    ports = _test_port_range()
+    # From a random place at first: another test run on the machine starts elsewhere.
+    start = ports.index(_last_port[0]) + 1 if _last_port[0] in ports else random.randrange(
+        len(ports))
+    for port in [*ports[start:], *ports[:start]]:
+        with socket.socket() as s:
+            try:
+                s.bind(("", port))
+            except OSError:
+                continue
+        _last_port[0] = port
+        return port
+    raise RuntimeError("no free port left for a test (PAAS_TEST_PORTS)")
 
 
 @dataclass

@@ -133,7 +133,7 @@ class LayerStore:
     ) -> StoredLayer:
         with self.blobs.upload() as upload:
             compressed = _HashingWriter(upload)
-            with gzip.GzipFile(filename="", mode="wb", fileobj=compressed,  # type: ignore[arg-type]
+            with gzip.GzipFile(filename="", mode="wb", fileobj=compressed,
                                compresslevel=_GZIP_LEVEL, mtime=0) as gz:
                 plain = _HashingWriter(gz)
                 with tarfile.open(fileobj=plain, mode="w|",  # type: ignore[call-overload]

@@ -12,7 +12,7 @@ import pytest
 from bench.load import answering, deploy_apps
 from tests.platform import Platform, second_subnet
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]  # load: alone on the host
 
 
 @pytest.fixture(scope="module")

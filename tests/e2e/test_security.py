@@ -150,8 +150,9 @@ def test_every_route_refuses_strangers_and_other_users(platform: Platform,
     failures = []
     with httpx.Client(base_url=platform.api_url, timeout=30) as client:
         # the positive controls: the right cookie and token work
-        assert client.get("/dashboard/", cookies={COOKIE: cookie(key, admin_session)}
-                          ).status_code == 200
+        client.cookies.set(COOKIE, cookie(key, admin_session))
+        assert client.get("/dashboard/").status_code == 200
+        client.cookies.clear()
         assert client.get(f"/v1/apps/{victim}", headers={
             "Authorization": f"Bearer {platform.token}"}).status_code == 200
         for method, pattern in routes:
@@ -195,9 +196,9 @@ def dashboard_checks(client: httpx.Client, method: str, path: str, cookies: dict
     form = {"csrf": mallory.csrf, "name": "x", "value": "y", "key": "x", "hostname": "x"}
     for who, value in [("none", None), *cookies.items()]:
         jar = {COOKIE: value} if value else {}
-        client.cookies.clear()
-        response = client.request(method, path, cookies=jar, data=form if method == "POST"
-                                  else None)
+        client.cookies.clear()  # on the client: httpx deprecates per-request cookies
+        client.cookies.update(jar)
+        response = client.request(method, path, data=form if method == "POST" else None)
         location = response.headers.get("location", "")
         signin = response.status_code == 303 and location.startswith("/dashboard/login")
         if not signin and response.status_code not in REFUSED:  # event streams: 401
@@ -205,8 +206,8 @@ def dashboard_checks(client: httpx.Client, method: str, path: str, cookies: dict
     if "/apps/" not in path:
         return failures  # mallory's own pages are hers to see
     client.cookies.clear()
-    response = client.request(method, path, cookies={COOKIE: cookie(key, mallory)},
-                              data=form if method == "POST" else None)
+    client.cookies.set(COOKIE, cookie(key, mallory))
+    response = client.request(method, path, data=form if method == "POST" else None)
     if method == "GET" and response.status_code not in REFUSED:
         failures.append(f"{method} {path} as mallory: {response.status_code}")
     if method == "POST":

@@ -25,7 +25,7 @@ from tests.gate import BuildGate
 from tests.platform import Platform, app_repo, commit_all, git
 from tests.services import children, service_pids
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]  # memory measurements: alone
 
 MEMORY = Path("/sys/fs/cgroup/memory")
 API_LIMIT_MB = 320

@@ -12,7 +12,7 @@ import pytest
 from tests.platform import Platform
 from tests.soak import soak
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.serial]  # timing: alone
 
 
 def test_no_request_fails_during_deploys_and_config_changes(platform: Platform,

@@ -28,15 +28,10 @@ from paas.errors import Invalid
 from paas.settings import Settings
 from router.nginx import Cert, ConfigRejected, Peer, Route, Router
 from router.service import bind_log_socket, parse_datagram
+from tests.platform import free_port
 from tests.tls import make_cert
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 5.0) -> None:

@@ -1,0 +1,22 @@
+"""Test distribution over pytest-xdist workers (`make test`: `-n 3 --dist loadfile`).
+
+Each test file runs on one worker, its tests in order: a file's module-scoped platform is
+started once, and tests that go on from an earlier test's apps find them. (Not `--dist
+loadgroup`: pytest-xdist 3.8 groups by rewriting `item._nodeid`, which pytest 9.2 no longer
+reads, so its groups are silently ignored.) Every worker has its own session platform, ports
+and dyno subnets (tests/platform.py shares PAAS_TEST_PORTS and PAAS_TEST_SUBNETS out between
+workers) and its own temporary homes, so host-global names (netns, cgroups, nft tables: the
+install id is derived from PAAS_HOME) differ too. Files marked `serial` (memory and load
+measurements) run after the others, alone.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+# First the long end-to-end files, so the short ones fill the workers' last minutes.
+_ORDER = {"e2e": 0, "integration": 1, "unit": 2}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: _ORDER.get(item.path.parent.name, 1))
