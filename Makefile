@@ -51,3 +51,4 @@ $(VENV)/.installed: pyproject.toml
 
 lint: venv
 	$(VENV)/bin/ruff check paas router tests bench
+	$(VENV)/bin/mypy

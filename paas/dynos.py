@@ -87,7 +87,7 @@ def to_dict(dyno: Dyno) -> dict[str, Any]:
 
 def usage_figures(db: Session) -> list[dict[str, Any]]:
     """Every dyno's memory and CPU on every node, as `paas/usage.py` sums them per type."""
-    names = dict(db.execute(select(App.id, App.name)).tuples().all())
+    names = {app_id: name for app_id, name in db.execute(select(App.id, App.name))}
     return [{"app": names[d.app_id], "type": d.type, "state": d.state, "memory_mb": d.memory_mb,
              "cpu_percent": d.cpu_percent, "oneoff": d.type in oneoffs.TYPES}
             for d in db.scalars(select(Dyno))]

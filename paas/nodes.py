@@ -81,10 +81,10 @@ def lost_names(db: Session, moment: float, grace: float) -> set[str]:
 
 def listing(db: Session, moment: float, grace: float) -> list[dict[str, Any]]:
     """`paas nodes`: every node with its state, memory assigned and dynos reported."""
-    used = dict(db.execute(select(Assignment.node, func.sum(Assignment.memory_mb))
-                           .group_by(Assignment.node)).tuples().all())
-    counts = dict(db.execute(select(Dyno.node, func.count(Dyno.id))
-                             .group_by(Dyno.node)).tuples().all())
+    used = {node: total for node, total in db.execute(
+        select(Assignment.node, func.sum(Assignment.memory_mb)).group_by(Assignment.node))}
+    counts = {node: count for node, count in db.execute(
+        select(Dyno.node, func.count(Dyno.id)).group_by(Dyno.node))}
     return [to_dict(node, moment, grace, used.get(node.name) or 0, counts.get(node.name) or 0)
             for node in everyone(db)]
 
