@@ -51,7 +51,8 @@ class Settings:
     # Where this host's agent keeps its dynos and runc state; empty: PAAS_HOME. Two agents on
     # one machine (two nodes, as the tests run them) need one each.
     runtime_home_override: str = field(default_factory=lambda: _env("PAAS_RUNTIME_HOME", ""))
-    # This agent's node: its name, and the memory its dynos may use in all (0: the host's).
+    # This agent's node: its name, and the sum of its dynos' memory limits it accepts (0: four
+    # times the host's memory, paas/runtime/agent/node.py).
     node_name: str = field(default_factory=lambda: _env("PAAS_NODE_NAME", socket.gethostname()))
     node_memory_mb: int = field(default_factory=lambda: _int("PAAS_NODE_MEMORY_MB", 0))
     # A node not heard from for this long is lost: its dynos are assigned to other nodes.

@@ -13,11 +13,15 @@ from paas.wire import NodeInfo
 # How often the firewall table is checked: how long dynos may reach the host after something
 # flushed the host's ruleset.
 FIREWALL_CHECK_INTERVAL = 10.0
+# A dyno size's memory is a limit, not what the dyno uses (most use a fraction of it), so by
+# default a node offers this many times its memory: as on Dokku, 50 small apps fit a host
+# whose memory is less than 50 limits.
+OVERCOMMIT = 4
 
 
 def node_info(settings: Settings) -> NodeInfo:
-    return NodeInfo(memory_mb=settings.node_memory_mb or host_memory_mb(), backend="runc",
-                    dyno_subnet=settings.dyno_subnet)
+    return NodeInfo(memory_mb=settings.node_memory_mb or OVERCOMMIT * host_memory_mb(),
+                    backend="runc", dyno_subnet=settings.dyno_subnet)
 
 
 def host_memory_mb() -> int:
