@@ -34,7 +34,12 @@ def websocket_url(api_url: str, path: str) -> str:
 
 
 def window_size() -> tuple[int, int]:
-    size = shutil.get_terminal_size()
+    """The terminal's own size: not $LINES and $COLUMNS, which a resize does not change (and
+    which some parents export, pytest-xdist's workers among them)."""
+    try:
+        size = os.get_terminal_size(sys.stdin.fileno())
+    except OSError:  # stdin is no terminal
+        size = shutil.get_terminal_size()
     return size.lines, size.columns
 
 
