@@ -2,9 +2,7 @@
 SHELL := /bin/bash
 PYTHON := /usr/bin/python3
 VENV := .venv
-APT_PACKAGES := runc nginx-light libnginx-mod-http-lua lua-resty-core redis-server iproute2 \
-	git openssh-client python3-venv python3-pip python3-dev build-essential ca-certificates procps psmisc wrk chromium \
-	nftables
+APT_PACKAGES := $(shell grep -v '^\#' paas/doctor/apt-packages.txt)
 
 .PHONY: run test setup apt venv lint clean-test
 

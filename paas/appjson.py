@@ -8,13 +8,17 @@
   `wait` seconds, each allowed `timeout` seconds, `attempts` failures fail the dyno).
   Without it, a web dyno is healthy once it accepts connections on $PORT.
 
+It is read as Dokku reads it: JSON with comments (`//`, `/* */`) and trailing commas, by the
+json5 parser (JSON5 is a superset of that; NaN and Infinity are refused, as JSON has neither).
 Parsing gives a plain dict (it is stored in the slug) with every default filled in; bad input
 is refused with what to change."""
 
 from __future__ import annotations
 
-import json
+import re
 from typing import Any
+
+import json5
 
 from paas.errors import Invalid
 
@@ -33,10 +37,7 @@ def parse(text: str, sizes: set[str]) -> dict[str, Any]:
         raise Invalid("app.json is not UTF-8 text") from None
     if size > MAX_BYTES:
         raise Invalid("app.json is over 64 KiB")
-    try:
-        document = json.loads(text)
-    except ValueError as error:
-        raise Invalid(f"app.json is not valid JSON: {error}") from None
+    document = _document(text)
     if not isinstance(document, dict):
         raise Invalid("app.json must hold a JSON object")
     return {
@@ -44,6 +45,33 @@ def parse(text: str, sizes: set[str]) -> dict[str, Any]:
         "scripts": _scripts(document.get("scripts") or {}),
         "healthchecks": _healthchecks(document.get("healthchecks") or {}),
     }
+
+
+_JSON5_ERROR = re.compile(r"^<string>:(?P<line>\d+) (?P<reason>.*) at column (?P<column>\d+)$",
+                          re.DOTALL)
+
+
+def _document(text: str) -> Any:
+    """The document, or where and why it cannot be read (line and column, 1-based)."""
+    try:
+        return json5.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise Invalid("app.json is not valid JSON: nested too deeply") from None
+    except ValueError as error:
+        raise Invalid(f"app.json is not valid JSON (comments and trailing commas are "
+                      f"fine): {_where(str(error))}") from None
+
+
+def _where(message: str) -> str:
+    match = _JSON5_ERROR.match(message)
+    if not match:
+        return message
+    reason = match["reason"].replace('"\n"', "end of line").replace('"\r"', "end of line")
+    return f"line {match['line']}, column {match['column']}: {reason[0].lower()}{reason[1:]}"
+
+
+def _no_constant(name: str) -> Any:
+    raise Invalid(f"app.json is not valid JSON: {name} is not a JSON number")
 
 
 def _formation(raw: Any, sizes: set[str]) -> dict[str, dict[str, Any]]:

@@ -12,16 +12,46 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+class SettingError(ValueError):
+    """A setting whose value cannot be used: its name, the value, what is wrong, and a good one."""
+
+    def __init__(self, name: str, value: str, problem: str, example: str) -> None:
+        self.name, self.value, self.problem, self.example = name, value, problem, example
+        super().__init__(f"{name}={value!r}: {problem} (for example {name}={example})")
+
+
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
 def _int(name: str, default: int) -> int:
-    return int(os.environ.get(name, str(default)))
+    """A whole number, 0 or more."""
+    raw = os.environ.get(name, str(default)).strip()
+    if not raw.isdigit():
+        raise SettingError(name, raw, "must be a whole number, 0 or more", str(default))
+    return int(raw)
+
+
+def _port(name: str, default: int, zero_is_off: bool = False) -> int:
+    """A TCP port, 1 to 65535 (or 0, where that turns the service off)."""
+    raw = os.environ.get(name, str(default)).strip()
+    lowest = 0 if zero_is_off else 1
+    if not raw.isdigit() or not lowest <= int(raw) < 65536:
+        problem = "must be a TCP port, 1 to 65535" + (", or 0 (off)" if zero_is_off else "")
+        raise SettingError(name, raw, problem, str(default))
+    return int(raw)
 
 
 def _float(name: str, default: float) -> float:
-    return float(os.environ.get(name, str(default)))
+    """A number, 0 or more."""
+    raw = os.environ.get(name, str(default)).strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise SettingError(name, raw, "must be a number, 0 or more", f"{default:g}")
+    return value
 
 
 def _seconds(name: str, default: float) -> float:
@@ -32,7 +62,7 @@ def _seconds(name: str, default: float) -> float:
     except ValueError:
         value = 0.0
     if not value > 0 or value == float("inf"):
-        raise ValueError(f"{name} must be a number of seconds above 0, got {raw!r}")
+        raise SettingError(name, raw, "must be a number of seconds above 0", f"{default:g}")
     return value
 
 
@@ -40,8 +70,8 @@ def _disk_mb(name: str, default: int) -> int:
     """A build disk size in MB: 0 (no limit: plain directories) or at least 16."""
     raw = os.environ.get(name, str(default)).strip()
     if not raw.isdigit() or 0 < int(raw) < 16:
-        raise ValueError(f"{name} must be a whole number of megabytes, 0 (no limit) or at "
-                         f"least 16, not {raw!r}")
+        raise SettingError(name, raw, "must be a whole number of megabytes, 0 (no limit) or "
+                           "at least 16", str(default))
     return int(raw)
 
 
@@ -58,13 +88,13 @@ class Settings:
     # A node not heard from for this long is lost: its dynos are assigned to other nodes.
     node_grace: float = field(default_factory=lambda: _seconds("PAAS_NODE_GRACE", 30))
     api_host: str = field(default_factory=lambda: _env("PAAS_API_HOST", "127.0.0.1"))
-    api_port: int = field(default_factory=lambda: _int("PAAS_API_PORT", 8400))
+    api_port: int = field(default_factory=lambda: _port("PAAS_API_PORT", 8400))
     api_url_override: str = field(default_factory=lambda: _env("PAAS_API_URL", ""))
-    router_port: int = field(default_factory=lambda: _int("PAAS_ROUTER_PORT", 80))
+    router_port: int = field(default_factory=lambda: _port("PAAS_ROUTER_PORT", 80))
     router_control_port: int = field(
-        default_factory=lambda: _int("PAAS_ROUTER_CONTROL_PORT", 8401)
+        default_factory=lambda: _port("PAAS_ROUTER_CONTROL_PORT", 8401)
     )
-    router_tls_port: int = field(default_factory=lambda: _int("PAAS_ROUTER_TLS_PORT", 443))
+    router_tls_port: int = field(default_factory=lambda: _port("PAAS_ROUTER_TLS_PORT", 443))
     # Heroku's router: 30 s for the app's first response byte (H12), then 503.
     router_timeout: float = field(default_factory=lambda: _float("PAAS_ROUTER_TIMEOUT", 30))
     router_connect_timeout: float = field(
@@ -76,7 +106,7 @@ class Settings:
     redis_url_override: str = field(default_factory=lambda: _env("PAAS_REDIS_URL", ""))
     # The dyno network: one /24 per app is carved out of this /16.
     dyno_subnet: str = field(default_factory=lambda: _env("PAAS_DYNO_SUBNET", "10.213.0.0/16"))
-    dyno_port: int = field(default_factory=lambda: _int("PAAS_DYNO_PORT", 5000))
+    dyno_port: int = field(default_factory=lambda: _port("PAAS_DYNO_PORT", 5000))
     # Internal destinations builds may reach through their egress proxy all the same, such as
     # a package mirror on the LAN: "10.1.2.3:3141, 192.168.7.0/24" (paas/runtime/egress.py).
     egress_allow: str = field(default_factory=lambda: _env("PAAS_EGRESS_ALLOW", ""))
@@ -143,7 +173,7 @@ class Settings:
     detached_cgroup: str = field(default_factory=lambda: _env("PAAS_DETACHED_CGROUP", ""))
     # git over SSH, served by the API process; host empty: the API's host
     ssh_host: str = field(default_factory=lambda: _env("PAAS_SSH_HOST", ""))
-    ssh_port: int = field(default_factory=lambda: _int("PAAS_SSH_PORT", 2222))
+    ssh_port: int = field(default_factory=lambda: _port("PAAS_SSH_PORT", 2222, zero_is_off=True))
     # The dashboard's signed session cookie is refused after this many seconds.
     session_max_age: float = field(default_factory=lambda: _float("PAAS_SESSION_MAX_AGE", 43200))
 
@@ -204,7 +234,11 @@ class Settings:
         """Four hex digits naming this installation in host-global namespaces
         (network interfaces, netns names, cgroups), so two PAAS_HOMEs (or two agents' runtime
         homes) never collide."""
-        return hashlib.sha256(str(self.runtime_home.resolve()).encode()).hexdigest()[:4]
+        return install_id_of(self.runtime_home)
+
+
+def install_id_of(runtime_home: Path) -> str:
+    return hashlib.sha256(str(runtime_home.resolve()).encode()).hexdigest()[:4]
 
 
 def load() -> Settings:

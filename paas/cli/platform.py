@@ -6,11 +6,15 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from paas.cli.main import cli
 from paas.settings import Settings, load
+
+if TYPE_CHECKING:
+    from paas.doctor import Finding
 
 PROCFILE = Path(__file__).resolve().parent.parent.parent / "Procfile"
 
@@ -33,18 +37,43 @@ def up() -> None:
     """Run the platform in the foreground (Ctrl-C stops the control plane; apps keep serving)."""
     from paas.supervisor import Supervisor
 
-    settings = load()
+    settings = _settings()
     if os.geteuid() != 0:
         raise click.ClickException("paas up runs containers with runc: run it as root")
-    settings.home.mkdir(parents=True, exist_ok=True)
-    os.chmod(settings.home, 0o711)
     if pid := _running_pid(settings):
         raise click.ClickException(f"paas is already up (pid {pid}); `paas down` stops it")
+    _refuse_if_unfit()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.home, 0o711)
     _pid_path(settings).write_text(str(os.getpid()))
     try:
         raise SystemExit(Supervisor(settings, PROCFILE).run())
     finally:
         _pid_path(settings).unlink(missing_ok=True)
+
+
+def _settings() -> Settings:
+    """The settings, or every bad one with an example of a good one."""
+    from paas.doctor import fatal, settings_check
+
+    if problems := fatal(settings_check.check()):
+        _refuse(problems)
+    return load()
+
+
+def _refuse_if_unfit() -> None:
+    """The checks of `paas doctor` that would make the platform fail (paas/doctor)."""
+    from paas import doctor
+
+    if problems := doctor.fatal(doctor.run(doctor.BEFORE_UP)):
+        _refuse(problems)
+
+
+def _refuse(problems: list[Finding]) -> None:
+    for finding in problems:
+        click.echo(f"paas up: {finding.detail}\n  fix: {finding.fix}", err=True)
+    raise click.ClickException(f"{len(problems)} problem(s) found (paas doctor checks them "
+                               "all): nothing was started")
 
 
 @cli.command("down")

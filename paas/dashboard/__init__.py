@@ -30,6 +30,7 @@ def routes(ctx: Context) -> list[BaseRoute]:
         Route("/", v(views.apps_page), methods=["GET"]),
         Route("/apps", v(views.new_app), methods=["POST"]),
         Route("/nodes", v(views.nodes_page), methods=["GET"]),
+        Route("/doctor", v(views.doctor_page), methods=["GET"]),
         Route(app, v(views.overview), methods=["GET"]),
         Route(f"{app}/destroy", v(views.destroy_app), methods=["POST"]),
         Route(f"{app}/formation", v(views.update_formation), methods=["POST"]),

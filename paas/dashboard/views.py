@@ -13,6 +13,7 @@ from starlette.responses import Response
 from paas import apps, auth, builds, dynos, oneoffs, streams
 from paas.api import apps as apps_api
 from paas.api import config as config_api
+from paas.api import doctor as doctor_api
 from paas.api import domains as domains_api
 from paas.api import dynos as dynos_api
 from paas.api import nodes as nodes_api
@@ -128,6 +129,14 @@ async def nodes_page(page: Page) -> Response:
     """The nodes that run dynos (admin: the API handler refuses anyone else)."""
     rows = await call(page.ctx, page.session, nodes_api.list_nodes)
     return page.render("nodes.html", nodes=rows)
+
+
+async def doctor_page(page: Page) -> Response:
+    """`paas doctor` on the API's host (admin: the API handler refuses anyone else)."""
+    findings = await call(page.ctx, page.session, doctor_api.run_checks)
+    return page.render("doctor.html", findings=findings,
+                       fatal=sum(1 for f in findings if f["fatal"]),
+                       warnings=sum(1 for f in findings if not f["ok"] and not f["fatal"]))
 
 
 async def new_app(page: Page) -> Response:

@@ -143,8 +143,9 @@ def delete_dyno_net(netns: str, veth: str) -> None:
         ip_cmd("netns", "delete", netns, check=False)
 
 
-def links_with_prefix(prefix: str) -> list[str]:
-    result = ip_cmd("-j", "link", "show", check=False)
+def links_with_prefix(prefix: str, master: str = "") -> list[str]:
+    """The names of the host's links that start with prefix (on bridge `master`, if given)."""
+    result = ip_cmd("-j", "link", "show", *(("master", master) if master else ()), check=False)
     if result.returncode != 0 or not result.stdout.strip():
         return []
     return [

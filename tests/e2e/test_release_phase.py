@@ -79,7 +79,9 @@ def test_app_json_formation_scripts_and_health_checks(platform: Platform,
     assert "predeploy ran in release.1" in output
 
     manifest["healthchecks"]["web"][0]["content"] = "warming"
-    (repo / "app.json").write_text(json.dumps(manifest))
+    # As Dokku reads it: a comment and a trailing comma.
+    (repo / "app.json").write_text("// the web dyno is healthy once it is warming up\n" +
+                                   json.dumps(manifest, indent=2)[:-2] + ",\n}\n")
     commit_all(repo, "a health check that passes")
     code, output = push(platform, repo, "manifest")
     assert code == 0, output
@@ -100,3 +102,11 @@ def test_app_json_formation_scripts_and_health_checks(platform: Platform,
     code, output = push(platform, repo, "manifest")
     assert code != 0
     assert "path must start with /" in output
+
+    (repo / "app.json").write_text('{\n  // no comma after the formation\n  "formation": {}\n'
+                                   '  "scripts": {}\n}\n')
+    commit_all(repo, "an app.json that is not JSON")
+    code, output = push(platform, repo, "manifest")
+    assert code != 0
+    assert "app.json is not valid JSON (comments and trailing commas are fine): line 4, " \
+        "column 3" in output

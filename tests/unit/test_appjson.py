@@ -40,3 +40,56 @@ def test_bad_documents_are_refused_with_what_to_fix(document: str, message: str)
 def test_text_that_was_never_utf8_is_refused_clearly() -> None:
     with pytest.raises(Invalid, match="not UTF-8"):
         parse('{"name": "\udcff"}', SIZES)
+
+
+DOKKU_APP_JSON = """{
+  // Dokku reads app.json as JSON with comments
+  "formation": {
+    /* one web dyno, two workers */
+    "web": {"quantity": 1},
+    "worker": {"quantity": 2, "size": "standard",},
+  },
+  "healthchecks": {
+    "web": [
+      // the first check
+      {"path": "/health", "content": "ok // not a comment"},
+      {"path": "/ready"}, // a trailing comma in an array
+    ],
+  },
+  "scripts": {"dokku": {"postdeploy": "echo http://example.com/*"}},
+}
+"""
+
+
+def test_comments_and_trailing_commas_are_read_as_dokku_reads_them() -> None:
+    manifest = parse(DOKKU_APP_JSON, SIZES)
+    assert manifest["formation"] == {"web": {"quantity": 1, "size": "basic"},
+                                     "worker": {"quantity": 2, "size": "standard"}}
+    checks = manifest["healthchecks"]["web"]
+    assert [c["path"] for c in checks] == ["/health", "/ready"]
+    assert checks[0]["content"] == "ok // not a comment"
+    assert manifest["scripts"] == {"postdeploy": "echo http://example.com/*"}
+
+
+@pytest.mark.parametrize(("document", "where"), [
+    ('{\n  "formation": {\n    "web": {"quantity": 1}\n    "worker": {}\n  }\n}',
+     "line 4, column 5: unexpected"),
+    ('{\n  // a comment\n  "scripts": tru\n}', "line 3, column 17: unexpected end of line"),
+    ('{"formation": {}', "line 1, column 17: unexpected end of input"),
+    ('{"formation": {}} extra', "line 1, column 19: unexpected"),
+])
+def test_a_bad_document_is_refused_with_its_line_and_column(document: str,
+                                                            where: str) -> None:
+    with pytest.raises(Invalid, match=r"app\.json is not valid JSON") as caught:
+        parse(document, SIZES)
+    assert where in str(caught.value)
+
+
+@pytest.mark.parametrize(("document", "message"), [
+    ('{"formation": {"web": {"quantity": NaN}}}', "NaN is not a JSON number"),
+    ('{"formation": {"web": {"quantity": Infinity}}}', "Infinity is not a JSON number"),
+    ("[" * 20000, "nested too deeply"),
+])
+def test_what_json_has_not_is_refused(document: str, message: str) -> None:
+    with pytest.raises(Invalid, match=message):
+        parse(document, SIZES)
