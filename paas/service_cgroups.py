@@ -1,4 +1,4 @@
-"""Memory cgroups (v1) of the platform's own services, so that no single request can take the
+"""Memory cgroups (v1, or v2) of the platform's own services, so that no single request can take the
 host down: each service `paas up` runs gets `paas-<install id>-services/<service>` with the
 limit of its setting (PAAS_API_MEMORY_MB, ...). The kernel's OOM killer then acts inside that
 cgroup only; `paas up` reads the cgroup's OOM-kill count to say why a service died.
@@ -7,7 +7,12 @@ What a service starts in a session of its own (dyno monitors and `runc run`, ngi
 `runc run`) is not the service: it goes back to the cgroup `paas up` itself runs in, so it
 neither counts against the service's limit nor keeps the cgroup from being removed. Dynos and
 build containers have cgroups of their own anyway (runc's absolute cgroupsPath, under
-`paas-<install id>/`, never below a service's)."""
+`paas-<install id>/`, never below a service's).
+
+The memory controller's hierarchy decides the files: v1 (also on a hybrid host) limits with
+memory.limit_in_bytes and memory.memsw.limit_in_bytes and counts kills in memory.oom_control;
+v2 with memory.max and memory.swap.max, kills in memory.events, and the memory controller
+enabled in the parents' cgroup.subtree_control."""
 
 from __future__ import annotations
 
@@ -17,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from paas import cgroups
 from paas.settings import Settings
 
-MEMORY_HIERARCHY = Path("/sys/fs/cgroup/memory")
 MB = 1024 * 1024
 SETTINGS = {"api": "PAAS_API_MEMORY_MB", "worker": "PAAS_WORKER_MEMORY_MB",
             "agent": "PAAS_AGENT_MEMORY_MB", "router": "PAAS_ROUTER_MEMORY_MB",
@@ -32,21 +37,21 @@ def limit_mb(settings: Settings, service: str) -> int:
     return getattr(settings, name.removeprefix("PAAS_").lower()) if name else 0
 
 
-def available() -> bool:
-    return (MEMORY_HIERARCHY / "cgroup.procs").is_file()
+def memory_hierarchy() -> cgroups.Hierarchy | None:
+    """The host's memory controller, if a cgroup can be made and joined there."""
+    memory = cgroups.on_host().hierarchy("memory")
+    return memory if memory is not None and (memory.path / "cgroup.procs").is_file() else None
 
 
-def group_root(settings: Settings) -> Path:
-    return MEMORY_HIERARCHY / f"paas-{settings.install_id}-services"
+def group_root(settings: Settings, memory: cgroups.Hierarchy) -> Path:
+    return memory.path / f"paas-{settings.install_id}-services"
 
 
 def own_cgroup() -> Path:
     """The memory cgroup this process is in (where detached processes go back to)."""
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            return MEMORY_HIERARCHY / path.lstrip("/")
-    return MEMORY_HIERARCHY
+    own = cgroups.on_host().own("memory")
+    assert own is not None, "only asked where there is a memory controller"
+    return own
 
 
 @dataclass
@@ -56,6 +61,7 @@ class ServiceCgroup:
     limit_mb: int
     home: Path  # where processes that leave the service's session go
     oom_kills_seen: int = 0
+    v2: bool = False  # the memory controller is in the unified (cgroup2) tree
 
     @property
     def setting(self) -> str:
@@ -74,6 +80,13 @@ class ServiceCgroup:
             raise
 
     def _limit(self) -> None:
+        if self.v2:
+            self._limit_v2()
+        else:
+            self._limit_v1()
+        self.oom_kills_seen = self.oom_kills()
+
+    def _limit_v1(self) -> None:
         limit = str(self.limit_mb * MB) if self.limit_mb > 0 else "-1"
         swap = self.path / "memory.memsw.limit_in_bytes"
         if swap.exists():  # memory+swap is never below memory: lift it, set memory, then it
@@ -81,7 +94,18 @@ class ServiceCgroup:
         _write(self.path / "memory.limit_in_bytes", limit)
         if swap.exists():
             _write(swap, limit)
-        self.oom_kills_seen = self.oom_kills()
+
+    def _limit_v2(self) -> None:
+        # Children get memory.* files only once their parent delegates the controller; the
+        # root usually does already (systemd), paas-<id>-services never does by itself.
+        for parent in (self.path.parent.parent, self.path.parent):
+            with contextlib.suppress(OSError):
+                _write(parent / "cgroup.subtree_control", "+memory")
+        limited = self.limit_mb > 0
+        _write(self.path / "memory.max", str(self.limit_mb * MB) if limited else "max")
+        swap = self.path / "memory.swap.max"  # v2 counts swap apart: none, as v1's memsw
+        if swap.exists():
+            _write(swap, "0" if limited else "max")
 
     def join(self) -> None:
         """Moves the calling process in; async-signal-safe enough for a preexec function
@@ -93,15 +117,8 @@ class ServiceCgroup:
             os.close(fd)
 
     def oom_kills(self) -> int:
-        try:
-            text = (self.path / "memory.oom_control").read_text()
-        except OSError:
-            return self.oom_kills_seen
-        for line in text.splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value)
-        return self.oom_kills_seen
+        counts = cgroups.keyed(self.path / ("memory.events" if self.v2 else "memory.oom_control"))
+        return counts.get("oom_kill", self.oom_kills_seen)
 
     def new_oom_kills(self) -> int:
         """OOM kills in the cgroup since the last call."""
@@ -148,12 +165,14 @@ class ServiceCgroups:
         self.session = os.getsid(0)
         self.groups: dict[str, ServiceCgroup] = {}
         self.home: Path | None = None  # where detached processes go; None: no cgroups
-        if not available():
-            say("memory cgroups for the services skipped: no cgroup v1 memory hierarchy")
+        self.memory = memory_hierarchy()
+        if self.memory is None:
+            say("memory cgroups for the services skipped: no cgroup memory controller")
             return
-        home, root = own_cgroup(), group_root(settings)
+        home, root = own_cgroup(), group_root(settings, self.memory)
         for service in services:
-            group = ServiceCgroup(service, root / service, limit_mb(settings, service), home)
+            group = ServiceCgroup(service, root / service, limit_mb(settings, service), home,
+                                  v2=self.memory.version == 2)
             try:
                 group.create()
             except OSError as error:
@@ -187,19 +206,20 @@ class ServiceCgroups:
     def remove(self) -> None:
         for group in self.groups.values():
             group.remove()
-        with contextlib.suppress(OSError):
-            group_root(self.settings).rmdir()
+        if self.memory is not None:
+            with contextlib.suppress(OSError):
+                group_root(self.settings, self.memory).rmdir()
 
 
 def remove_leftovers(settings: Settings) -> None:
     """For `paas down`: the cgroups a `paas up` killed by SIGKILL left behind."""
-    root = group_root(settings)
-    if not root.is_dir():
+    memory = memory_hierarchy()
+    if memory is None or not (root := group_root(settings, memory)).is_dir():
         return
     home = own_cgroup()
     for path in root.iterdir():
         if path.is_dir():
-            ServiceCgroup(path.name, path, 0, home).remove()
+            ServiceCgroup(path.name, path, 0, home, v2=memory.version == 2).remove()
     with contextlib.suppress(OSError):
         root.rmdir()
 

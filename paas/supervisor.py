@@ -116,7 +116,7 @@ class Supervisor:
                                       lambda line: self.say("paas", line))
         if self.cgroups.home is not None:
             # Moved after they started, the dyno monitors' memory would stay charged to the
-            # agent (cgroup v1 does not move charges): they start in `paas up`'s cgroup.
+            # agent (neither cgroup v1 nor v2 moves charges): they start in `paas up`'s cgroup.
             self.env["PAAS_DETACHED_CGROUP"] = str(self.cgroups.home)
         try:
             return self._run()

@@ -27,7 +27,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
-from paas import outputlines, safefs
+from paas import cgroups, outputlines, safefs
 from paas.errors import Conflict, Invalid, NotFound, Unavailable
 from paas.runtime import dynodisk, host, network, oci
 from paas.runtime.buildnet import BuildNetwork, build_network
@@ -164,6 +164,7 @@ class Runtime:
         # whose shell survives an OOM-killed pip or npm still failed because of memory)
         self.build_oom_kills: dict[str, int] = {}
         self.cpu = CpuMeter()
+        self.cgroups = cgroups.on_host()
 
     # ---- dynos -------------------------------------------------------------------------
 
@@ -234,7 +235,7 @@ class Runtime:
             network.veth_name(self.install_id, dyno_id),
         )
         shutil.rmtree(dyno.path, ignore_errors=True)
-        host.remove_cgroups(self._cgroup_name(dyno_id))
+        self.cgroups.remove(self._cgroup_name(dyno_id))
 
     def remove_idle_bridges(self) -> list[str]:
         """Removes the app bridges no dyno is on (an app destroyed or scaled to nothing);
@@ -259,27 +260,18 @@ class Runtime:
             return network.repair_firewall(self.settings)
 
     def memory_mb(self, dyno_id: str) -> float:
-        """The dyno's memory, in MB: its cgroup's RSS and its files (tmpfs: its disk, /tmp,
-        /dev/shm), which count against the same limit."""
-        stat = self._cgroup_file("memory", dyno_id, "memory.stat")
-        counted = ("total_rss", "total_shmem")
-        used = sum(int(value) for name, _, value in (line.partition(" ")
-                                                     for line in stat.splitlines())
-                   if name in counted)
-        return used / (1024 * 1024)
+        """The dyno's memory, in MB: its processes' anonymous memory and its files (tmpfs:
+        its disk, /tmp, /dev/shm), which count against the same limit."""
+        return self.cgroups.memory_bytes(self._cgroup_of(dyno_id)) / (1024 * 1024)
 
     def cpu_percent(self, dyno_id: str) -> float | None:
-        """The dyno's CPU use since the last call (% of one core; cgroup cpuacct.usage)."""
-        usage = self._cgroup_file("cpuacct", dyno_id, "cpuacct.usage").strip()
-        return self.cpu.percent(dyno_id, int(usage)) if usage.isdigit() else None
+        """The dyno's CPU use since the last call (% of one core, from its cgroup)."""
+        usage = self.cgroups.cpu_usage_ns(self._cgroup_of(dyno_id))
+        return None if usage is None else self.cpu.percent(dyno_id, usage)
 
     def oom_kills(self, dyno_id: str) -> int:
         """How many processes of the dyno the kernel killed for its memory limit."""
-        for line in self._cgroup_file("memory", dyno_id, "memory.oom_control").splitlines():
-            name, _, value = line.partition(" ")
-            if name == "oom_kill":
-                return int(value)
-        return 0
+        return self.cgroups.oom_kills(self._cgroup_of(dyno_id))
 
     def monitor_pids(self, dyno_id: str) -> list[int]:
         """The platform's processes for one dyno (its monitor shell and `runc run`)."""
@@ -294,13 +286,9 @@ class Runtime:
         except OSError:
             return [monitor]
 
-    def _cgroup_file(self, controller: str, dyno_id: str, name: str) -> str:
-        check_id(dyno_id)
-        path = host.CGROUP_V1 / controller / self._cgroup_name(dyno_id) / name
-        try:
-            return path.read_text()
-        except OSError:
-            return ""
+    def _cgroup_of(self, container_id: str) -> str:
+        check_id(container_id)
+        return self._cgroup_name(container_id)
 
     # ---- builds ------------------------------------------------------------------------
 
@@ -373,7 +361,7 @@ class Runtime:
         # The agent's crash counts: dynos started after this start from none.
         (self.settings.dynos_dir / "crashes.json").unlink(missing_ok=True)
         network.teardown_network(self.install_id)
-        host.remove_cgroups(f"paas-{self.install_id}")
+        self.cgroups.remove(f"paas-{self.install_id}")
         shutil.rmtree(self.settings.runc_root, ignore_errors=True)
 
     # ---- internals: dynos --------------------------------------------------------------
@@ -599,7 +587,7 @@ class Runtime:
         bundle = self.build_root / build_id
         host.unmount(bundle)
         shutil.rmtree(bundle, ignore_errors=True)
-        host.remove_cgroups(self._cgroup_name(build_id))
+        self.cgroups.remove(self._cgroup_name(build_id))
 
 
 def read_lines(stream: IO[bytes], lines: queue.Queue[str | None],

@@ -1,4 +1,4 @@
-"""A dyno's CPU use: the growth of its cgroup's `cpuacct.usage` (ns of CPU time) between two
+"""A dyno's CPU use: the growth of its cgroup's CPU time (ns; paas/cgroups.py) between two
 samples, as a percentage of one core over that wall time (200% is two cores busy)."""
 
 from __future__ import annotations

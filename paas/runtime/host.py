@@ -1,16 +1,13 @@
-"""Host-side filesystem work: mounts, ownership, cgroup directories."""
+"""Host-side filesystem work: mounts, ownership (cgroups: paas/cgroups.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 from pathlib import Path
 
 from paas import safefs
 from paas.errors import Invalid, Unavailable
-
-CGROUP_V1 = Path("/sys/fs/cgroup")
 
 
 def mounts_under(root: Path) -> list[Path]:
@@ -46,16 +43,3 @@ def chown_tree(root: Path, uid: int) -> None:
             os.chown(entry.name, uid, uid, dir_fd=entry.dir_fd, follow_symlinks=False)
     except safefs.UnsafePath as err:
         raise Invalid(f"cannot give the build its files: {err}") from None
-
-
-def remove_cgroups(name: str) -> None:
-    """rmdir every cgroup directory called `name` (and its children) in each v1 hierarchy."""
-    if not CGROUP_V1.is_dir():
-        return
-    for hierarchy in CGROUP_V1.iterdir():
-        top = hierarchy / name
-        if not top.is_dir():
-            continue
-        for dirpath, _, _ in sorted(os.walk(top), key=lambda w: len(w[0]), reverse=True):
-            with contextlib.suppress(OSError):
-                os.rmdir(dirpath)

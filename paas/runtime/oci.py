@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from paas import cgroups
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STACK_DIRS = ("/usr", "/bin", "/lib", "/lib64", "/lib32", "/libx32", "/sbin")
 CERTS_DIR = Path("/etc/ssl/certs")
@@ -185,7 +187,7 @@ def etc_files(uid: int, hostname: str, hosts: str) -> dict[str, str]:
 def memory_resources(memory_mb: int) -> dict[str, int]:
     limit = memory_mb * 1024 * 1024
     resources = {"limit": limit}
-    if Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists():
+    if cgroups.on_host().swap_accounted():  # memory+swap at the limit: no swap of its own
         resources["swap"] = limit
     return resources
 
