@@ -376,8 +376,8 @@ def test_signing_in_with_an_api_token(platform: Platform, browser: Browser) -> N
     page.context.close()
 
 
-def test_the_admin_sees_the_nodes_and_no_one_else_does(platform: Platform,
-                                                       browser: Browser) -> None:
+def test_the_admin_sees_the_nodes_and_the_doctor_and_no_one_else_does(
+        platform: Platform, browser: Browser) -> None:
     page = new_page(browser)
     page.goto(f"{platform.api_url}/dashboard/login")
     page.get_by_text("Sign in with an API token").click()
@@ -387,6 +387,13 @@ def test_the_admin_sees_the_nodes_and_no_one_else_does(platform: Platform,
     expect(page.locator("h1")).to_have_text("Nodes")
     expect(page.locator("tr.node[data-state=ready]")).to_have_count(1)
     check_page(page, "nodes")
+    page.get_by_role("navigation", name="Account").get_by_role("link", name="Doctor").click()
+    expect(page.locator("h1")).to_have_text("Doctor")
+    expect(page.locator(".doctor-summary")).to_contain_text("The platform can run here")
+    expect(page.locator("tr.finding[data-check=cgroups][data-result=ok]")).to_have_count(1)
+    expect(page.locator("tr.finding[data-check=PAAS_API_PORT]")).to_contain_text(
+        "is this platform's")
+    check_page(page, "doctor")
     page.context.close()
 
     email = f"{unique('fay')}@example.com"
@@ -395,5 +402,8 @@ def test_the_admin_sees_the_nodes_and_no_one_else_does(platform: Platform,
     sign_in(other, platform, email)
     expect(other.get_by_role("link", name="Nodes")).to_have_count(0)
     response = other.goto(f"{platform.api_url}/dashboard/nodes")
+    assert response is not None and response.status == 403
+    expect(other.get_by_role("link", name="Doctor")).to_have_count(0)
+    response = other.goto(f"{platform.api_url}/dashboard/doctor")
     assert response is not None and response.status == 403
     other.context.close()

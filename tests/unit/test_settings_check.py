@@ -45,7 +45,7 @@ def test_a_bad_setting_is_named_with_its_problem_and_an_example(
 
 def test_every_bad_setting_is_reported_not_only_the_first(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    found = problems(monkeypatch, PAAS_API_PORT="x", PAAS_SSH_PORT="0", PAAS_LOG_LINES="many")
+    found = problems(monkeypatch, PAAS_API_PORT="x", PAAS_SSH_PORT="-1", PAAS_LOG_LINES="many")
     assert set(found) == {"PAAS_API_PORT", "PAAS_SSH_PORT", "PAAS_LOG_LINES"}
 
 
