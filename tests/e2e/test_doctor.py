@@ -154,6 +154,22 @@ def test_a_bridge_left_by_a_gone_installation_is_a_warning(host: Platform) -> No
     assert bridge not in found["leftovers/other installations"]["detail"]
 
 
+def test_a_mount_left_by_a_gone_installation_is_a_warning(tmp_path: Path,
+                                                          host: Platform) -> None:
+    disk = tmp_path / "gone-home" / "dynos" / "web-1-ab12cd" / "disk"
+    disk.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True)
+    try:
+        code, found = doctor(host)
+        finding = found["leftovers/other installations"]
+        assert code == 0 and not finding["ok"] and not finding["fatal"]
+        assert str(disk) in finding["detail"] and f"umount -l {disk}" in finding["fix"]
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+    code, found = doctor(host)
+    assert str(disk) not in found["leftovers/other installations"]["detail"]
+
+
 def _links(prefix: str) -> list[str]:
     out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if f": {prefix}" in line]
