@@ -581,9 +581,10 @@ def ip(*args: str) -> None:
 
 
 @contextlib.contextmanager
-def bare_netns(app_dir: Path, venv: Path) -> Iterator[str]:
+def bare_netns(app_dir: Path, venv: Path) -> Iterator[tuple[str, float | None]]:
     """The bench app's gunicorn (piku's build of it) in a netns of its own behind a veth on a
-    bridge: the path a dyno's packets take, without runc, seccomp or cgroups. Yields its URL."""
+    bridge: the path a dyno's packets take, without runc, seccomp or cgroups. Yields its URL and
+    gunicorn's boot (its start to the first 200: the app's own part of a dyno's start)."""
     ns, br, veth = "pbench-ns", "pbench-br", "pbench-v"
     ip("link", "add", br, "type", "bridge")
     try:
@@ -596,6 +597,7 @@ def bare_netns(app_dir: Path, venv: Path) -> Iterator[str]:
         ip("-n", ns, "addr", "add", f"{BARE_NET}.2/24", "dev", f"{veth}c")
         ip("-n", ns, "link", "set", f"{veth}c", "up")
         ip("-n", ns, "link", "set", "lo", "up")
+        started = time.monotonic()
         gunicorn = subprocess.Popen(
             ["ip", "netns", "exec", ns, str(venv / "bin/gunicorn"), "--workers", "1",
              "--bind", f"0.0.0.0:{PAAS_DYNO_PORT}", "--chdir", str(app_dir), "hello:app"],
@@ -603,11 +605,12 @@ def bare_netns(app_dir: Path, venv: Path) -> Iterator[str]:
         try:
             url = f"http://{BARE_NET}.2:{PAAS_DYNO_PORT}/"
             target = (f"{BARE_NET}.2", PAAS_DYNO_PORT, "bare")
-            for _ in range(100):
-                if get(target, "/")[0] == 200:
-                    break
-                time.sleep(0.1)
-            yield url
+            boot = None
+            while boot is None and time.monotonic() - started < 20:
+                if get(target, "/", timeout=0.5)[0] == 200:
+                    boot = round(time.monotonic() - started, 3)
+                time.sleep(0.01)
+            yield url, boot
         finally:
             gunicorn.terminate()
             gunicorn.wait(10)
@@ -635,9 +638,9 @@ def batch_wrk(out: Path, args: argparse.Namespace) -> Json:
                       f"non2xx {r['non2xx']} {r['socket_errors']}", flush=True)
                 time.sleep(2)
         with bare_netns(PIKU_HOME / ".piku/apps" / piku_app,
-                        PIKU_HOME / ".piku/envs" / piku_app) as url:
+                        PIKU_HOME / ".piku/envs" / piku_app) as (url, boot):
             r = wrk(url, "bare", args.wrk_seconds)
-            r["round"] = rnd
+            r.update(round=rnd, gunicorn_boot_s=boot)
             res.setdefault("bare_netns", []).append(r)
             print(f"wrk bare netns {url}: {r['rps']} req/s p99 {r['p99_ms']} ms", flush=True)
         time.sleep(2)
@@ -880,7 +883,8 @@ def phases(r: Json) -> None:
     if logged:
         cols = [f"{m} {statistics.median(v):.2f}" for m in LOG_MARKS
                 if (v := [x[m] for x in logged if m in x])]
-        print("paas platform log (median s after start): " + "; ".join(cols))
+        print("paas platform log, as shipped to the log stream (median s after start): "
+              + "; ".join(cols))
 
 
 def report_start(out: Path) -> None:
@@ -889,6 +893,9 @@ def report_start(out: Path) -> None:
         return
     r = d["result"]
     print(f"\n### Dyno start (batch {d['started']}, load {d['load_start']})\n")
+    if w := load_batch(out, "wrk"):
+        boots = [x.get("gunicorn_boot_s") for x in w["result"].get("bare_netns", [])]
+        print(f"gunicorn's own boot (bare netns, spawn -> first 200): {med(boots)} s")
     print(f"`runc run /bin/true`: {med(r['runc_true_s'])} s; "
           f"`paas run -- true` (one-off dyno, command start -> exit): "
           f"{med(r['paas_run_true_s'])} s; ratio "
@@ -901,6 +908,7 @@ def summary(out: Path) -> list[Json]:
 
     def row(figure: str, paas: float | None, piku: float | None, target: str,
             unit: str, extra: Json | None = None) -> None:
+        paas, piku = (None if v is None else round(v, 3) for v in (paas, piku))
         rows.append({"figure": figure, "paas": paas, "piku": piku, "unit": unit,
                      "ratio": round(paas / piku, 2) if paas is not None and piku else None,
                      "target": target, **(extra or {})})
@@ -943,8 +951,12 @@ def summary(out: Path) -> list[Json]:
              "core_pss": [m[p]["core"]["pss_mib"] for p in ("paas", "piku")]})
     if d := load_batch(out, "start"):
         r = d["result"]
-        row("dyno start: `paas run -- true` vs `runc run /bin/true`",
-            medv(r["paas_run_true_s"]), medv(r["runc_true_s"]), "(runc is the floor)", "s")
+        runc_true = medv(r["runc_true_s"])
+        paas_true = medv(r["paas_run_true_s"])
+        row("one-off dyno `paas run -- true`, start -> exit (piku: none)", paas_true, None,
+            "(`runc run /bin/true` is the floor)", "s",
+            {"runc_true": runc_true,
+             "of_runc": round(paas_true / runc_true, 1) if paas_true and runc_true else None})
     return rows
 
 
@@ -959,18 +971,20 @@ def report_summary(out: Path) -> None:
     print("\n### Summary (medians)\n\n| figure | paas | piku | paas/piku | target |\n"
           "|---|---|---|---|---|")
     for r in rows:
-        paas, piku = fmt(r["paas"]), fmt(r["piku"])
+        paas, piku = (fmt(v) + ("" if v is None else f" {r['unit']}")
+                      for v in (r["paas"], r["piku"]))
         if "rss" in r:
             paas += f" ({fmt(r['rss'][0])})"
             piku += f" ({fmt(r['rss'][1])})"
         if "bare_netns" in r:
             paas += f" (bare netns {fmt(r['bare_netns'])}: {fmt(r['of_bare'])} of it)"
+        if "runc_true" in r:
+            paas += f" (`runc run /bin/true` {fmt(r['runc_true'])} s: {fmt(r['of_runc'])}x)"
         if "failed_requests" in r:
             f = r["failed_requests"]
             paas += f", {f['paas']} failed"
             piku += f", {f['piku']} failed"
-        print(f"| {r['figure']} | {paas} {r['unit']} | {piku} {r['unit']} | "
-              f"{fmt(r['ratio'])} | {r['target']} |")
+        print(f"| {r['figure']} | {paas} | {piku} | {fmt(r['ratio'])} | {r['target']} |")
     print(json.dumps({"bench": "peers", "rows": rows}))
 
 
@@ -1013,6 +1027,8 @@ def main() -> None:
     elif args.cmd == "cleanup":
         cleanup(args.out, "cold_apps")
         cleanup(args.out, "many_apps")
+        for name, bench in load_state(args.out).get("bench", {}).items():
+            PLATFORMS[name]().destroy(bench["app"])
     else:
         # timed batches in two lock holds (a few minutes each); --groups to change
         ensure_bench(args.out)

@@ -10,7 +10,8 @@
 # PAAS_BIN (the clone's .venv/bin/paas), PAAS_API_PORT 48400, PAAS_ROUTER_PORT 48080,
 # PAAS_ROUTER_CONTROL_PORT 48401, PAAS_ROUTER_TLS_PORT 48443, PAAS_SSH_PORT 42222,
 # PAAS_DYNO_SUBNET 10.233.0.0/16, BARE_NET 10.234.0, PIKU_NGINX_PORT 49080, PIKU_NGINX_TLS_PORT
-# 49443, OUT (the results folder, default /tmp/peer-run-DATE; the report is $OUT/report.md).
+# 49443, OUT (the results folder, default /tmp/peer-run-DATE; the report is $OUT/report.md),
+# PAAS_HOME (default: a new one, removed at the end unless KEEP_PAAS_HOME=1).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -24,7 +25,9 @@ export PAAS_DYNO_SUBNET=${PAAS_DYNO_SUBNET:-10.233.0.0/16} BARE_NET=${BARE_NET:-
 export PIKU_NGINX_PORT=${PIKU_NGINX_PORT:-49080} PIKU_NGINX_TLS_PORT=${PIKU_NGINX_TLS_PORT:-49443}
 OUT=${OUT:-/tmp/peer-run-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
-export PAAS_HOME=${PAAS_HOME:-$(mktemp -d /tmp/perf-paas.XXXX)}
+OWN_HOME=
+[ -n "${PAAS_HOME:-}" ] || { PAAS_HOME=$(mktemp -d /tmp/perf-paas.XXXX); OWN_HOME=$PAAS_HOME; }
+export PAAS_HOME
 # the CLI talks to this paas only, whatever `paas login` saved
 export XDG_CONFIG_HOME=$PAAS_HOME/cli-config PAAS_API_URL=http://127.0.0.1:$PAAS_API_PORT
 PAAS_UP_PID=
@@ -33,8 +36,20 @@ teardown() {
   echo "== teardown"
   if [ -n "$PAAS_UP_PID" ]; then "$PAAS_BIN" down || true; fi
   "$HERE/setup-piku.sh" stop || true
+  # the home this script made (layers, repos): KEEP_PAAS_HOME=1 keeps it for a look
+  if [ -n "$OWN_HOME" ] && [ "${KEEP_PAAS_HOME:-0}" != 1 ]; then rm -rf "$OWN_HOME"; fi
 }
 trap teardown EXIT
+
+free_port() {  # a port an outgoing connection holds (the ephemeral range) frees within a minute
+  for _ in $(seq 60); do
+    python3 -c "import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', int(sys.argv[1])))" "$1" 2>/dev/null && return
+    sleep 1
+  done
+  echo "port $1 stays in use: choose another (run.sh's header)" >&2; exit 1
+}
+for port in "$PAAS_API_PORT" "$PAAS_ROUTER_PORT" "$PAAS_ROUTER_CONTROL_PORT" "$PAAS_ROUTER_TLS_PORT" \
+    "$PAAS_SSH_PORT" "$PIKU_NGINX_PORT" "$PIKU_NGINX_TLS_PORT"; do free_port "$port"; done
 
 echo "== piku ($PIKU_MIRROR at $PIKU_COMMIT)"
 "$HERE/setup-piku.sh" install
