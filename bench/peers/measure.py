@@ -567,12 +567,22 @@ def parse_wrk(text: str) -> Json:
             "socket_errors": errs.group(1) if errs else ""}
 
 
+def socket_state() -> Json:
+    """TIME_WAIT sockets and conntrack entries now: both grow with every connection a run
+    opens (gunicorn's sync worker closes each one), and a later run inherits them."""
+    tw = subprocess.run(["ss", "-Htan", "state", "time-wait"], capture_output=True, text=True)
+    count = Path("/proc/sys/net/netfilter/nf_conntrack_count")
+    return {"time_wait": len(tw.stdout.splitlines()),
+            "conntrack": int(count.read_text()) if count.exists() else None}
+
+
 def wrk(url: str, hosthdr: str, seconds: int) -> Json:
+    before = socket_state()
     t = subprocess.run(["wrk", "-t2", "-c20", f"-d{seconds}s", "--latency", "-H",
                         f"Host: {hosthdr}", url], capture_output=True, text=True,
                        timeout=seconds + 60)
     r = parse_wrk(t.stdout)
-    r.update(url=url, load=loadavg(), raw=t.stdout)
+    r.update(url=url, load=loadavg(), raw=t.stdout, before=before)
     return r
 
 
@@ -635,7 +645,8 @@ def batch_wrk(out: Path, args: argparse.Namespace) -> Json:
                 r["round"] = rnd
                 res.setdefault(f"{p.name}_{kind}", []).append(r)
                 print(f"wrk {p.name} {kind} {url}: {r['rps']} req/s p99 {r['p99_ms']} ms "
-                      f"non2xx {r['non2xx']} {r['socket_errors']}", flush=True)
+                      f"non2xx {r['non2xx']} {r['socket_errors']} (before: {r['before']})",
+                      flush=True)
                 time.sleep(2)
         with bare_netns(PIKU_HOME / ".piku/apps" / piku_app,
                         PIKU_HOME / ".piku/envs" / piku_app) as (url, boot):
