@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -44,6 +45,7 @@ IGNORED = {
     "config-settings", "use-feature", "use-deprecated", "yes",
 }
 TRUE = {"1", "yes", "true", "on"}
+_USERINFO = re.compile(r"(?<=://)[^\s/?#]+@")
 
 
 def _normal(name: str) -> str:
@@ -114,11 +116,25 @@ def uv_settings(
     return env, flags, notices
 
 
+def looking_in(env: dict[str, str], flags: list[str]) -> list[str]:
+    """What pip would say it looks in (as pip does, without URL credentials)."""
+    def split(value: str, sep: str = " ") -> list[str]:
+        return [_USERINFO.sub("***@", item) for item in value.replace(sep, " ").split()]
+
+    indexes = [] if "--no-index" in flags else (
+        split(env.get("UV_INDEX_URL") or env.get("UV_DEFAULT_INDEX") or "") or ["uv's default"])
+    indexes += split(env.get("UV_EXTRA_INDEX_URL", "")) + split(env.get("UV_INDEX", ""))
+    lines = [f"Looking in indexes: {', '.join(indexes)}"] if indexes else []
+    if links := split(env.get("UV_FIND_LINKS", ""), ","):
+        lines.append(f"Looking in links: {', '.join(links)}")
+    return lines
+
+
 def main() -> None:
     environ = dict(os.environ)
     env, flags, notices = uv_settings(pip_settings(environ, config_files(environ)), environ)
-    for notice in notices:
-        print(notice, file=sys.stderr)
+    for line in [*notices, *looking_in({**environ, **env}, flags)]:
+        print(line, file=sys.stderr)
     for key, value in sorted(env.items()):
         print(f"export {key}={shlex.quote(value)}")
     print(f"uv_flags=({shlex.join(flags)})")
