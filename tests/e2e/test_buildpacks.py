@@ -166,7 +166,7 @@ def test_django_app_runs_collectstatic_and_whitenoise_serves_the_files(
 def test_pipfile_lock_app_gets_its_locked_default_packages(platform: Platform,
                                                            tmp_path: Path) -> None:
     _, output = deploy(platform, tmp_path, "pipfile-hello", "pipfile")
-    assert "Installing dependencies from Pipfile.lock with pip" in output
+    assert "Installing dependencies from Pipfile.lock with uv" in output
     assert "Pipfile.lock lists 2 packages" in output
     assert platform.get("pipfile").text == (
         "Hello from a Pipfile.lock app on paas (itsdangerous 2.2.0, no pywin32, no pytest)\n")
