@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_buildpacks import build_info, push
-from tests.platform import SERVED_ON, Platform, app_repo, commit_all
+from tests.platform import SERVED_ON, Platform, commit_all, git
 
 pytestmark = pytest.mark.e2e
 
@@ -78,12 +78,35 @@ def simple_index(base: Path, version: str) -> Iterator[tuple[str, list[str]]]:
         thread.join(10)
 
 
-def probe_app(tmp: Path, version: str) -> Path:
-    repo = app_repo(tmp, "flask-hello")
-    (repo / "requirements.txt").write_text(f"flask\n{PROBE}=={version}\n")
-    app = repo / "app.py"
-    app.write_text(app.read_text().replace(
-        'return "Hello from paas"', f'from {MODULE} import SAID\n\n    return SAID + " "'))
+APP = """import os
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+from paas_index_probe import SAID
+
+
+class Page(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = (SAID + MARK + "\\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+MARK = ""
+HTTPServer(("", int(os.environ["PORT"])), Page).serve_forever()
+"""
+
+
+def probe_app(base: Path, version: str) -> Path:
+    """An app whose only requirement is PROBE (no other index needed: the standard library
+    serves the page)."""
+    repo = base / "probe"
+    repo.mkdir(parents=True)
+    (repo / "requirements.txt").write_text(f"{PROBE}=={version}\n")
+    (repo / "app.py").write_text(APP)
+    (repo / "Procfile").write_text("web: python app.py\n")
+    git(repo, "init", "-q", "-b", "main")
     commit_all(repo, "a requirement only the app's index has")
     return repo
 
@@ -102,13 +125,13 @@ def test_uv_and_pip_install_from_the_apps_pip_index_url(platform: Platform,
         assert f"GET /simple/{PROBE}/ 200" in requested
         assert any(line.startswith(f"GET /{MODULE}-1.0-py3-none-any.whl 200")
                    for line in requested)
-        assert platform.get("own-index").text.startswith("probe 1.0 from the app's own index")
+        assert platform.get("own-index").text == "probe 1.0 from the app's own index\n"
 
         # The opt-out: pip, with the same config var, in a virtualenv of its own (with pip).
         requested.clear()
         platform.paas("config:set", "PAAS_PYTHON_INSTALLER=pip", "-a", "own-index")
         app = repo / "app.py"
-        app.write_text(app.read_text().replace("SAID +", "SAID + '!' +"))
+        app.write_text(app.read_text().replace('MARK = ""', 'MARK = "!"'))
         commit_all(repo, "with pip")
         pushed = push(platform, repo, "own-index")
         assert pushed.returncode == 0, pushed.stderr
@@ -116,7 +139,7 @@ def test_uv_and_pip_install_from_the_apps_pip_index_url(platform: Platform,
         assert "Reusing virtualenv" not in pushed.stderr
         assert "Successfully installed" in pushed.stderr and PROBE in pushed.stderr
         assert f"GET /simple/{PROBE}/ 200" in requested
-    assert platform.get("own-index").text.startswith("probe 1.0 from the app's own index!")
+    assert platform.get("own-index").text == "probe 1.0 from the app's own index!\n"
     venv = next(layer for layer in build_info(platform, "own-index")["layers"]
                 if layer["name"] == "python/venv")
     assert not venv["reused"]

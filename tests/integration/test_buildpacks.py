@@ -67,6 +67,12 @@ class Env:
         with disk.cache(self.settings, cache_dir):
             return (cache_dir / rel).exists()
 
+    def links_in_cache(self, cache: str, rel: str) -> int:
+        """The hard link count of a file in the app's build cache."""
+        cache_dir = self.base / "cache" / cache
+        with disk.cache(self.settings, cache_dir):
+            return (cache_dir / rel).stat().st_nlink
+
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
@@ -114,6 +120,9 @@ def test_flask_app_builds_a_venv_layer_and_an_app_layer(
         assert sorted(tar.getnames()) == [
             "Procfile", "app.py", "requirements.txt", "runtime.txt", "worker.py"]
     assert env.in_cache("flask", "python/uv-cache")
+    # The venv's files are uv's cached ones (hard links): the cache costs no second copy.
+    flask_init = next(name for name in names if name.endswith("/site-packages/flask/__init__.py"))
+    assert env.links_in_cache("flask", flask_init.removeprefix(".layers/")) >= 2
     # uv's virtualenv has no pip; pip's settings of this host reached uv all the same.
     assert not any("/site-packages/pip/" in name for name in names)
 
