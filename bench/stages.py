@@ -61,7 +61,7 @@ class Watcher:
         while not self.stop.is_set():
             self.sent += 1
             try:
-                response = self.platform.get(APP, self.path, timeout=10)
+                response = self.platform.get(APP, self.path)
                 if response.status_code != 200:
                     self.failed += 1
                 elif self.seen_at is None and response.text == self.text:
