@@ -12,6 +12,7 @@ only table two threads share. No lock is held over I/O."""
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 
 from paas import streams
@@ -49,9 +50,9 @@ class Agent:
     """A `paas.scheduler.Scheduler` of one node: this host, `settings.node_name`.
 
     A web dyno that is no longer wanted keeps running until the router has applied a route
-    table without it (`paas:routes:applied` >= the generation after it was reported down),
+    table without it (`notify.routes_applied` >= the generation after it was reported down),
     then gets SIGTERM: a deploy, a restart, a scale-down or a move to another node drops no
-    request."""
+    request. The router's acknowledgement wakes the agent, so that SIGTERM follows at once."""
 
     def __init__(self, settings: Settings, runtime: Runtime, store: LayerStore,
                  events: RedisEvents) -> None:
@@ -63,7 +64,10 @@ class Agent:
         self.crashes = CrashCounts(settings.dynos_dir, settings.restart_backoff,
                                    settings.restart_backoff_cap)
         self.log = LogShipper(events, settings.dyno_log_max_bytes)
-        self.health = BootChecks(self.notes, self.log, settings.boot_timeout)
+        # Set to make the next pass now (`paas.scheduler.run`): by a dyno's boot check that
+        # ended, and by the API's and the router's notifications (`__main__`, paas/notify.py).
+        self.wake = threading.Event()
+        self.health = BootChecks(self.notes, self.log, settings.boot_timeout, self.wake)
         self.stops = Stops(runtime, self.log)
         self.bridges = IdleBridges(runtime)
         self.apps: dict[str, AppPolicy] = {}
