@@ -68,7 +68,7 @@ class Agent:
         # ended, and by the API's and the router's notifications (`__main__`, paas/notify.py).
         self.wake = threading.Event()
         self.health = BootChecks(self.notes, self.log, settings.boot_timeout, self.wake)
-        self.stops = Stops(runtime, self.log)
+        self.stops = Stops(runtime, self.log, self.wake)
         self.bridges = IdleBridges(runtime)
         self.apps: dict[str, AppPolicy] = {}
         self.failed_oneoffs: list[FailedOneOff] = []
