@@ -175,6 +175,8 @@ class Agent:
             return
         self.notes.change_state(status.id,
                                 DynoState.UP if desired.oneoff else DynoState.STARTING)
+        if not desired.oneoff and status.state == RunState.RUNNING:
+            self._watch(status, key, desired)  # its boot check begins now, not next pass
 
     def _dyno_spec(self, key: DynoKey, desired: DesiredDyno) -> DynoSpec:
         layers = [self.store.unpacked(d, desired.uid) for d in reversed(desired.layers)]
