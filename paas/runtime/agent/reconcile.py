@@ -233,7 +233,10 @@ class Agent:
     def _crashed(self, dyno: DynoStatus, key: DynoKey) -> None:
         noted = self.notes.of(dyno.id).state
         if noted == DynoState.CRASHED:
-            self._stop(dyno, key)  # reported as crashed once already: clean it up
+            # Reported as crashed already: it stays, and `paas ps` shows it crashed, until its
+            # restart is due (the same pass starts that); then it is cleaned up.
+            if self.crashes.may_start(key, time.time()):
+                self._stop(dyno, key)
             return
         self._check_memory(dyno, key)
         self.log.platform(key, f"Process exited with status {dyno.exit_code}")
