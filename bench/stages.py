@@ -10,7 +10,9 @@ Stages of a redeploy, each from the end of the one before:
     to_start        release created → the agent starts the new dyno (it learned the desired state)
     start_to_listen the agent starts it → the agent knows it listens (runc start + app boot)
     listen_to_promoted, promoted_to_routed, routed_to_old_stopped (SIGTERM, grace, exit)
-and, seen by a client polling the router every 20 ms: `served` (push → the new body).
+and, seen by a client polling the router every 20 ms: `served` (push → the new body) and
+`routed_to_served`. Without the router's log (before it existed) routed_to_old_stopped counts
+from `served`.
 """
 
 from __future__ import annotations
@@ -194,6 +196,7 @@ def redeploy(platform: Platform, stamps: Stamps, repo: Path, n: int) -> dict[str
             "listen_to_promoted": span(agent["up"], released),
             "promoted_to_routed": span(released, routed),
             "routed_to_old_stopped": span(routed or served, agent["stopped"]),
+            "routed_to_served": span(routed, served),
             "served": span(pushed, served), "requests": watcher.sent,
             "failed_requests": watcher.failed}
 
@@ -214,6 +217,7 @@ def config_change(platform: Platform, stamps: Stamps, n: int) -> dict[str, Any]:
             "start_to_listen": span(agent["start"], agent["up"]),
             "listen_to_routed": span(agent["up"], routed),
             "routed_to_old_stopped": span(routed or served, agent["stopped"]),
+            "routed_to_served": span(routed, served),
             "served": span(asked, served), "requests": watcher.sent,
             "failed_requests": watcher.failed}
 
