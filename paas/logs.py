@@ -4,6 +4,7 @@ Heroku's 1,500 lines), redacted and cut; `paas logs` reads the app's log."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +42,10 @@ class RedisEvents:
         return notify.routes_applied(self.client)
 
     def desired_changed(self) -> None:
-        notify.desired_changed(self.client)
+        # A wake-up only: lost (Redis down), it costs the agents their interval, and the
+        # change that caused it has committed already.
+        with contextlib.suppress(redis.RedisError, OSError):
+            notify.desired_changed(self.client)
 
     def app_log(self, app: str, source: str, line: str) -> None:
         streams.write_log_line(self.client, app, source, capped(line), self.log_lines)

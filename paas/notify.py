@@ -10,9 +10,9 @@ for what is true now, so a lost message costs only the fallback interval.
   acknowledgement before it says "deployed"; an agent stops a retiring dyno only once the router
   has applied a generation without it.
 - Desired state: the API publishes on `paas:desired` after each change to what a node should
-  run (a release, a scale, a restart, a promotion); the agents (and the router's fallback poll
-  aside, only they) wake on it and on `paas:routes-applied` instead of waiting for their
-  interval (PAAS_AGENT_INTERVAL, kept as the fallback).
+  run (a release, a scale, a restart, a promotion); the agents wake on it and on
+  `paas:routes-applied` instead of waiting for their interval (PAAS_AGENT_INTERVAL, kept as
+  the fallback).
 """
 
 from __future__ import annotations
