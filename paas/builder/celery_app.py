@@ -1,4 +1,7 @@
-"""The Celery app: Redis broker, one build at a time per worker process, acked late."""
+"""The Celery app: Redis broker, acked late. The worker runs builds in threads of one process
+(`--pool threads`): a build waits on its build container, so a process per build only cost
+memory. Celery enforces no time limit in that pool: each build step has its own deadline
+(`PAAS_BUILD_TIMEOUT`, `Runtime.run_build`)."""
 
 from __future__ import annotations
 
@@ -20,8 +23,6 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
-        task_time_limit=settings.build_timeout + 120,
-        task_soft_time_limit=settings.build_timeout + 60,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         broker_transport_options={"visibility_timeout": int(settings.build_timeout + 300)},

@@ -29,6 +29,8 @@ from paas.slugs.layers import LayerStore
 from paas.sourcetree import SourceLimits
 
 TERMINAL = {"succeeded", "failed"}
+# Deliveries older than this worker were made to a worker now dead (or to another live one).
+WORKER_STARTED = time.time()
 # How long a finished build waits for the API to come back (a restart) to report its outcome.
 API_PATIENCE = 120.0
 
@@ -235,9 +237,31 @@ def _build_from(work: Path, build_id: str, info: wire.BuildInfo, settings: Setti
 
 
 @worker_ready.connect
-def _remove_orphans_at_start(**_kwargs: object) -> None:
-    """Build containers of a worker that died before this one started are not anyone's."""
-    remove_orphans(load(), log=lambda line: print(f"worker: {line}", flush=True))
+def _at_start(**_kwargs: object) -> None:
+    """Build containers of a worker that died before this one started are not anyone's, and
+    the builds it had taken are delivered again at once (not after the broker's visibility
+    timeout): each is built again once its lease expired."""
+    remove_orphans(load(), log=_say)
+    restored = redeliver_lost(WORKER_STARTED)
+    if restored:
+        _say(f"delivering again {restored} build(s) taken by a worker that is gone")
+
+
+def _say(line: str) -> None:
+    print(f"worker: {line}", flush=True)
+
+
+def redeliver_lost(before: float) -> int:
+    """Puts the deliveries made before `before` and never acknowledged back in the queue. One
+    a live worker still holds is dropped by the lease when it comes again (a duplicate), so
+    this is safe with more than one worker."""
+    with celery_app.connection_for_write() as connection:
+        channel = connection.default_channel
+        qos = channel.qos
+        tags = channel.client.zrange(qos.unacked_index_key, 0, before, byscore=True)
+        for tag in tags:
+            qos.restore_by_tag(tag, channel.client)
+        return len(tags)
 
 
 @celery_app.task(name="paas.build.tasks.build")
