@@ -3,13 +3,19 @@
 Services start in order (redis, then the API, which creates the tokens the others use, then
 the rest), a crashed service restarts with backoff, and every output line is prefixed with its
 service's name. SIGINT/SIGTERM stop the control plane only: dynos (own sessions) and nginx
-(a daemon) keep serving, and the next `paas up` adopts them."""
+(a daemon) keep serving, and the next `paas up` adopts them.
+
+`paas up` runs its checks, then execs `python -m paas.supervisor`: the process that stays up
+for the platform's life holds the supervisor's modules only (standard library and a few of
+paas's), not the CLI's, the doctor's, httpx or redis."""
 
 from __future__ import annotations
 
 import ctypes
+import http.client
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,20 +23,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
-import redis
+from urllib.parse import urlsplit
 
 from paas.builder.procfile import parse_procfile
 from paas.errors import PaasError
 from paas.runtime import network
 from paas.service_cgroups import ServiceCgroups
-from paas.settings import Settings
+from paas.settings import Settings, load
 
 PR_SET_PDEATHSIG = 1
 READY_TIMEOUT = 60.0
 MAX_BACKOFF = 30.0
 ORDER = ("redis", "api")
+# A service that ran this long before it exited was healthy: it restarts after 1 s again (a
+# killed build worker must be back, and redeliver its build, before the reaper fails it).
+HEALTHY_RUN = 60.0
 # A SIGKILL this soon after an OOM kill in the service's cgroup was that OOM kill.
 OOM_WINDOW = 5.0
 
@@ -42,6 +49,7 @@ class Service:
     process: subprocess.Popen | None = None
     failures: int = 0
     restart_at: float = 0.0
+    started_at: float = 0.0
 
 
 def _die_with_parent() -> None:
@@ -139,6 +147,7 @@ class Supervisor:
         print(f"{name:<{self.width}} | {line}", flush=True)
 
     def _start(self, service: Service) -> None:
+        service.started_at = time.monotonic()
         service.process = subprocess.Popen(
             ["/bin/sh", "-c", f"exec {service.command}"], env=self.env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=Path(__file__).parent.parent,
@@ -170,20 +179,27 @@ class Supervisor:
             time.sleep(0.1)
 
     def _redis_ready(self) -> bool:
-        client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=1.0,
-                                      socket_connect_timeout=1.0)
+        """The Redis `paas up` runs answers PING on its unix socket (an inline command)."""
         try:
-            return bool(client.ping())
-        except redis.RedisError:
+            with socket.socket(socket.AF_UNIX) as client:
+                client.settimeout(1.0)
+                client.connect(str(self.settings.redis_socket))
+                client.sendall(b"PING\r\n")
+                return client.recv(64).startswith(b"+PONG")
+        except OSError:
             return False
-        finally:
-            client.close()
 
     def _api_ready(self) -> bool:
+        url = urlsplit(self.settings.api_url)
+        connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80,
+                                                timeout=1.0)
         try:
-            return httpx.get(f"{self.settings.api_url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
+            connection.request("GET", "/healthz")
+            return connection.getresponse().status == 200
+        except (OSError, http.client.HTTPException):
             return False
+        finally:
+            connection.close()
 
     def _restart_crashed(self) -> None:
         now = time.monotonic()
@@ -191,6 +207,8 @@ class Supervisor:
             if service.process is None or service.process.poll() is None:
                 continue
             if service.restart_at == 0.0:
+                if now - service.started_at > HEALTHY_RUN:
+                    service.failures = 0
                 service.failures += 1
                 delay = min(MAX_BACKOFF, 2 ** (service.failures - 1))
                 service.restart_at = now + delay
@@ -222,3 +240,20 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 service.process.kill()
                 service.process.wait()
+
+
+def pid_path(settings: Settings) -> Path:
+    return settings.home / "paas-up.pid"
+
+
+def main() -> None:
+    """`python -m paas.supervisor PROCFILE`, exec'd by `paas up` (which wrote the pid file)."""
+    settings = load()
+    try:
+        raise SystemExit(Supervisor(settings, Path(sys.argv[1])).run())
+    finally:
+        pid_path(settings).unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +21,7 @@ PROCFILE = Path(__file__).resolve().parent.parent.parent / "Procfile"
 
 
 def _pid_path(settings: Settings) -> Path:
-    return settings.home / "paas-up.pid"
+    return settings.home / "paas-up.pid"  # paas/supervisor.py removes it
 
 
 def _running_pid(settings: Settings) -> int | None:
@@ -35,8 +36,6 @@ def _running_pid(settings: Settings) -> int | None:
 @cli.command("up")
 def up() -> None:
     """Run the platform in the foreground (Ctrl-C stops the control plane; apps keep serving)."""
-    from paas.supervisor import Supervisor
-
     settings = _settings()
     if os.geteuid() != 0:
         raise click.ClickException("paas up runs containers with runc: run it as root")
@@ -46,10 +45,14 @@ def up() -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.home, 0o711)
     _pid_path(settings).write_text(str(os.getpid()))
+    # The same pid, without the CLI's modules: the supervisor removes the pid file at its end.
+    sys.stdout.flush()
+    sys.stderr.flush()
     try:
-        raise SystemExit(Supervisor(settings, PROCFILE).run())
-    finally:
+        os.execv(sys.executable, [sys.executable, "-m", "paas.supervisor", str(PROCFILE)])
+    except OSError:
         _pid_path(settings).unlink(missing_ok=True)
+        raise
 
 
 def _settings() -> Settings:
