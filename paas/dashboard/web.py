@@ -3,13 +3,13 @@ errors as messages on the page (never a stack trace), templates and security hea
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -17,6 +17,9 @@ from paas.api.context import Context
 from paas.dashboard import present
 from paas.dashboard.sessions import COOKIE, DashboardSession, SessionCodec, secret_key
 from paas.errors import PaasError, Unauthorized
+
+if TYPE_CHECKING:
+    import jinja2
 
 PREFIX = "/dashboard"
 MAX_FORM = 256 * 1024
@@ -69,10 +72,17 @@ class Site:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.codec = SessionCodec(secret_key(ctx.settings.home), _max_age(ctx))
-        self.env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
-                               autoescape=select_autoescape(["html"]), trim_blocks=True,
-                               lstrip_blocks=True)
-        self.env.globals.update(present=present, quote=quote)
+
+    @functools.cached_property
+    def env(self) -> jinja2.Environment:
+        """Loaded at the first page: an API nobody browses does not hold jinja2."""
+        import jinja2
+
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+            autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+        env.globals.update(present=present, quote=quote)
+        return env
 
     def session(self, request: Request) -> DashboardSession:
         return self.codec.loads(request.cookies.get(COOKIE)) or DashboardSession()
