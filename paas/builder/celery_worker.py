@@ -1,0 +1,25 @@
+"""`python -m paas.builder.celery_worker`: the build worker, Celery's worker started without
+Celery's command line, which loads click's plugins, click_repl, prompt_toolkit and pygments
+(~9 MiB) for commands a build worker never runs. Builds run in two threads of this one
+process (`paas/builder/celery_app.py`)."""
+
+from __future__ import annotations
+
+from celery.utils.nodenames import default_nodename, host_format
+
+from paas.builder import tasks  # the task, and what the worker does when it is ready
+
+CONCURRENCY = 2
+
+
+def main() -> None:
+    worker = tasks.celery_app.Worker(
+        hostname=host_format(default_nodename("worker@%h")), pool_cls="threads",
+        concurrency=CONCURRENCY, loglevel="WARNING", quiet=True, no_color=True,
+        without_gossip=True, without_mingle=True)
+    worker.start()
+    raise SystemExit(worker.exitcode)
+
+
+if __name__ == "__main__":
+    main()
