@@ -1,6 +1,7 @@
 """Who loads what: the build worker, the agent and the router run without the ORM, and the
-reaper (domain code) without Starlette or the API. Each module is imported in a fresh
-interpreter."""
+reaper (domain code) without Starlette or the API; the platform's long-running processes hold
+no command-line toolkit (each costs megabytes in every process). Each module is imported in a
+fresh interpreter."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def loaded(module: str) -> set[str]:
-    script = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
+    # A None entry is a module kept out (paas/__init__.py), not one loaded.
+    script = (f"import json, sys, {module}; "
+              "print(json.dumps(sorted(k for k, v in sys.modules.items() if v is not None)))")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           check=True, env=env, cwd=ROOT)
@@ -35,3 +38,24 @@ def test_the_reaper_knows_no_http() -> None:
     modules = loaded("paas.reaper")
     assert "starlette" not in modules
     assert not {m for m in modules if m.startswith("paas.api")}
+
+
+# What the command lines of httpx (rich) and Celery (click_repl, prompt_toolkit, pygments)
+# load beyond click, which Celery itself needs.
+CLI_TOOLKITS = {"rich", "pygments", "prompt_toolkit", "click_repl"}
+SERVICES = ["paas.supervisor", "paas.api.server", "paas.builder.celery_worker",
+            "paas.runtime.agent.__main__", "router"]
+
+
+@pytest.mark.parametrize("module", SERVICES)
+def test_the_platforms_processes_load_no_command_line_toolkit(module: str) -> None:
+    assert not CLI_TOOLKITS & {m.split(".")[0] for m in loaded(module)}
+
+
+def test_paas_up_stays_up_as_a_supervisor_without_clients() -> None:
+    modules = {m.split(".")[0] for m in loaded("paas.supervisor")}
+    assert not {"httpx", "redis", "sqlalchemy", "celery"} & modules
+
+
+def test_the_api_loads_the_dashboards_templates_at_its_first_page() -> None:
+    assert "jinja2" not in loaded("paas.api.server")
