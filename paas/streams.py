@@ -264,6 +264,32 @@ def write_log_line(client: Writer, app: str, source: str, line: str,
     add(client, app_log(app, lines), LogLine(source, line))
 
 
+# XADD of many lines of one source in one command: a pipeline costs the writer ~25 us of
+# Python per XADD, which the router paid for every request it served.
+_ADD_LOG_LINES = """
+local maxlen, source = ARGV[1], ARGV[2]
+for i = 3, #ARGV do
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'source', source, 'line', ARGV[i])
+end
+return #ARGV - 2
+"""
+LOG_LINES_PER_CALL = 1000
+
+
+def write_log_lines(client: Writer, app: str, source: str, lines: list[str],
+                    maxlen: int = LOG_LINES) -> None:
+    """`lines` appended to the app's log as write_log_line would, in order, a command per
+    LOG_LINES_PER_CALL lines (on a pipeline too: the script is loaded on first use)."""
+    stream = app_log(app, maxlen)
+    fields = encode(LogLine(source, ""))
+    assert list(fields) == ["source", "line"]  # the script spells the entry so
+    script = client.register_script(_ADD_LOG_LINES)
+    for start in range(0, len(lines), LOG_LINES_PER_CALL):
+        script(keys=[stream.key], args=[maxlen, source,
+                                        *lines[start:start + LOG_LINES_PER_CALL]],
+               client=client)
+
+
 def write_run_line(client: Writer, app: str, dyno: str, line: str) -> None:
     """A line of an attached one-off's output (cut to outputlines.LINE_LIMIT already)."""
     add(client, run_stream(app, dyno), OutputLine(line))

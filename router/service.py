@@ -191,14 +191,15 @@ _SERVICE = re.compile(r" service=(\d+)ms ")
 _CODE = re.compile(r" code=(H\d\d) ")
 
 
-def parse_datagram(data: bytes) -> tuple[str, str] | None:
-    """(app, Heroku-format line) from one syslog datagram nginx sent, or None."""
-    text = data.decode("utf-8", errors="replace").rstrip("\n")
-    _, sep, message = text.partition("paas: ")
-    if not sep:
-        return None
-    app, _, line = message.partition(" ")
-    return (app, line) if line.startswith("at=") else None
+def parse_datagram(data: bytes) -> list[tuple[str, str]]:
+    """(app, Heroku-format line) of each line of one datagram nginx sent: lines
+    "<app> at=..." joined by newlines (router/lua/paas_router.lua batches them)."""
+    found = []
+    for text in data.decode("utf-8", errors="replace").split("\n"):
+        app, _, line = text.partition(" ")
+        if line.startswith("at="):
+            found.append((app, line))
+    return found
 
 
 @dataclass
@@ -224,10 +225,11 @@ class LogShipper:
 
     def flush(self) -> None:
         if self.lines:
-            pipe = self.client.pipeline(transaction=False)
+            by_app: dict[str, list[str]] = {}
             for app, line in self.lines:
-                streams.write_log_line(pipe, app, LOG_SOURCE, line, self.log_lines)
-            pipe.execute()
+                by_app.setdefault(app, []).append(line)
+            for app, lines in by_app.items():
+                streams.write_log_lines(self.client, app, LOG_SOURCE, lines, self.log_lines)
             self.lines.clear()
         self.aggregator.flush(self.client)
 
@@ -246,14 +248,26 @@ def bind_log_socket(path: str) -> socket.socket:
     return sock
 
 
+def receive(sock: socket.socket, shipper: LogShipper, most: int = 10000) -> None:
+    """What nginx sent: waits for one datagram (up to the socket's timeout), then takes
+    those already queued without waiting. A socket with a timeout polls before every recv;
+    its descriptor is non-blocking, so os.read takes a datagram in one syscall."""
+    with contextlib.suppress(TimeoutError):
+        data = sock.recv(65536)
+        for _ in range(most):
+            for app, line in parse_datagram(data):
+                shipper.add(app, line)
+            try:
+                data = os.read(sock.fileno(), 65536)
+            except BlockingIOError:
+                return
+
+
 def ship_logs(sock: socket.socket, shipper: LogShipper, stop: threading.Event,
               complaints: _Complaints) -> None:
     next_flush = time.monotonic() + FLUSH_INTERVAL
     while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            parsed = parse_datagram(sock.recv(65536))
-            if parsed:
-                shipper.add(*parsed)
+        receive(sock, shipper)
         if time.monotonic() >= next_flush:
             next_flush = time.monotonic() + FLUSH_INTERVAL
             try:

@@ -19,6 +19,7 @@ from paas.runtime import firewall
 from paas.settings import Settings
 
 NETNS_DIR = Path("/var/run/netns")
+TW_REUSE = Path("/proc/sys/net/ipv4/tcp_tw_reuse")
 ADDRESS_SET_BY_USER = "3"  # /sys/class/net/<link>/addr_assign_type after `ip link set address`
 
 
@@ -183,15 +184,32 @@ def firewall_table(settings: Settings) -> firewall.Table:
 
 
 def prepare_host(settings: Settings) -> None:
-    """`paas up`: the platform's firewall table (the bridges of dynos it adopts in it), and no
-    policy rule of an earlier version."""
+    """`paas up`: the platform's firewall table (the bridges of dynos it adopts in it), no
+    policy rule of an earlier version, and TIME_WAIT reuse towards the dynos."""
     remove_legacy_rules(settings.install_id)
     firewall_table(settings).install(app_bridges(settings))
+    reuse_time_wait()
 
 
 def isolate_bridge(settings: Settings, bridge: str, network: ipaddress.IPv4Network) -> None:
     firewall_table(settings).install({**app_bridges(settings), bridge: gateway_of(network)})
     disable_ipv6(bridge)
+    reuse_time_wait()
+
+
+def reuse_time_wait(setting: Path = TW_REUSE) -> bool:
+    """net.ipv4.tcp_tw_reuse=1 in the host's namespace (the kernel's default, 2, reuses for
+    loopback only). The router and health checks connect to dynos across the bridges, and an
+    app server that closes every connection (gunicorn's sync worker) leaves the host a
+    TIME_WAIT per request for 60 s: the ~28,000 ephemeral ports towards one dyno run out
+    within seconds at a few thousand requests/s, and every connect() then scans the range
+    (bench/throughput.py: the router served 445 req/s so, 2,698 with reuse). Reuse applies to
+    the host's outgoing connections only, TCP timestamps telling old segments from new.
+    True if changed."""
+    if setting.read_text().strip() == "1":
+        return False
+    setting.write_text("1")
+    return True
 
 
 def repair_firewall(settings: Settings) -> list[str]:

@@ -215,21 +215,85 @@ local function dyno_of(route, addr)
     return addr
 end
 
+-- Router lines leave a worker in batches: one datagram per LOG_DATAGRAM bytes, at most
+-- LOG_DELAY seconds after the first line, instead of a syslog datagram per request (the
+-- router process paid a read for each, and its socket queue of 10 datagrams overflowed
+-- under load, losing lines). A datagram is lines "<app> <line>" joined by "\n".
+local LOG_DELAY = 0.1
+local LOG_DATAGRAM = 32768
+local LOG_MAX_LINES = 20000  -- held while the router process does not read: then dropped
+local log_lines, log_flush_pending = {}, false
+
+local function send_datagrams(lines)
+    local sock = ngx.socket.udp()
+    local ok, err = sock:setpeername("unix:" .. _M.log_socket)
+    if not ok then
+        ngx.log(ngx.WARN, "paas: log socket: ", err)
+        return
+    end
+    local chunk, size = {}, 0
+    for i = 1, #lines do
+        local line = lines[i]
+        if size + #line + 1 > LOG_DATAGRAM and #chunk > 0 then
+            sock:send(table.concat(chunk, "\n"))
+            chunk, size = {}, 0
+        end
+        chunk[#chunk + 1] = line
+        size = size + #line + 1
+    end
+    if #chunk > 0 then
+        ok, err = sock:send(table.concat(chunk, "\n"))
+        if not ok then
+            ngx.log(ngx.WARN, "paas: log socket: ", err)
+        end
+    end
+    sock:close()
+end
+
+local function flush_log(premature)
+    local lines = log_lines
+    log_lines, log_flush_pending = {}, false
+    if #lines > 0 and _M.log_socket then
+        send_datagrams(lines)
+    end
+end
+
+local function queue_line(line)
+    if #log_lines >= LOG_MAX_LINES then
+        return
+    end
+    log_lines[#log_lines + 1] = line
+    if not log_flush_pending then
+        local ok, err = ngx.timer.at(LOG_DELAY, flush_log)
+        if ok then
+            log_flush_pending = true
+        else
+            ngx.log(ngx.WARN, "paas: log timer: ", err)
+        end
+    end
+end
+
+-- Heroku's router log line, after the app's name. Client-controlled fields are escaped.
 function _M.log()
     local var = ngx.var
-    if var.paas_app == "" then
+    local app = var.paas_app
+    if app == "" then
         local value = lookup(var.host)
-        var.paas_app = value and value:match("^%S+") or "-"
+        app = value and value:match("^%S+") or "-"
     end
-    var.paas_path = escape(var.request_uri)
-    var.paas_host = escape(var.host)
     local xff = var.http_x_forwarded_for
-    var.paas_fwd = escape(xff and xff .. ", " .. var.remote_addr or var.remote_addr)
     local addr = last_item(var.upstream_addr)
-    var.paas_dyno = addr and dyno_of(var.paas_route, addr) or "-"
     local connect = ms(last_item(var.upstream_connect_time))
-    var.paas_connect = connect .. "ms"
-    var.paas_service = math.max(total_ms(var.upstream_response_time) - connect, 0) .. "ms"
+    local service = math.max(total_ms(var.upstream_response_time) - connect, 0)
+    queue_line(table.concat({
+        app, " at=", var.paas_at, " method=", var.request_method,
+        ' path="', escape(var.request_uri), '" host=', escape(var.host),
+        " request_id=", var.paas_request_id,
+        ' fwd="', escape(xff and xff .. ", " .. var.remote_addr or var.remote_addr),
+        '" dyno=', addr and dyno_of(var.paas_route, addr) or "-",
+        " connect=", connect, "ms service=", service, "ms status=", var.status,
+        " bytes=", var.bytes_sent, " protocol=", var.scheme,
+    }))
 end
 
 -- error_page target for 502/504 from the upstream: which Heroku error was it?

@@ -149,11 +149,9 @@ class LogLines:
     def _read(self) -> None:
         while not self.stop.is_set():
             try:
-                parsed = parse_datagram(self.sock.recv(65536))
+                self.lines += parse_datagram(self.sock.recv(65536))
             except (TimeoutError, OSError):
                 continue
-            if parsed:
-                self.lines.append(parsed)
 
     def wait(self, count: int) -> list[tuple[str, str]]:
         """The next `count` lines after those already taken."""

@@ -79,10 +79,11 @@ def test_route_table_lines_round_trip() -> None:
     assert parse_routes(text) == routes
 
 
-def test_syslog_datagrams_become_app_lines() -> None:
-    data = b'<190>Nov 28 22:10:00 paas: shop at=info method=GET path="/" status=200\n'
-    assert parse_datagram(data) == ("shop", 'at=info method=GET path="/" status=200')
-    assert parse_datagram(b"<190>Nov 28 22:10:00 other: x") is None
+def test_datagrams_become_app_lines() -> None:
+    data = b'shop at=info method=GET path="/" status=200\nblog at=error code=H12 status=503'
+    assert parse_datagram(data) == [("shop", 'at=info method=GET path="/" status=200'),
+                                    ("blog", "at=error code=H12 status=503")]
+    assert parse_datagram(b"<190>Nov 28 22:10:00 other: x") == []
 
 
 def test_figures_percentiles_and_status_classes() -> None:
