@@ -4,7 +4,7 @@ PYTHON := /usr/bin/python3
 VENV := .venv
 APT_PACKAGES := $(shell grep -v '^\#' paas/doctor/apt-packages.txt)
 
-.PHONY: run test setup apt venv monitor lint clean-test
+.PHONY: run test setup apt venv monitor lint clean-test bench-peers
 
 run: setup
 	@ln -sf "$(CURDIR)/$(VENV)/bin/paas" /usr/local/bin/paas
@@ -58,3 +58,8 @@ $(VENV)/.installed: pyproject.toml
 lint: venv
 	$(VENV)/bin/ruff check paas router tests bench
 	$(VENV)/bin/mypy
+
+# paas beside piku (bench/peers/README.md): PIKU_MIRROR=<a git dir of piku/piku> make bench-peers
+# BENCH_ARGS="--cold 3 --redeploy 5 --config 5 --wrk-rounds 2 --many 10" for a shorter run.
+bench-peers: setup
+	bench/peers/run.sh $(BENCH_ARGS)

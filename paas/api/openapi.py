@@ -76,6 +76,8 @@ SUMMARIES: dict[tuple[str, str], str] = {
     ("DELETE", "/v1/keys/{key}"): "Remove an SSH public key",
     ("POST", "/v1/slugs/gc"): "Collect unused layers (admin)",
     ("GET", "/v1/nodes"): "The nodes that run dynos: state, memory, dynos, heartbeat (admin)",
+    ("GET", "/v1/doctor"): "paas doctor's host checks, run on the API's host: findings with "
+                           "area, check, ok, detail, fix, fatal (admin)",
     ("POST", "/v1/internal/slugs/gc"): "Collect unused layers after a deploy (services)",
     ("GET", "/v1/internal/builds/{id}"): "A build to run (services)",
     ("GET", "/v1/internal/builds/{id}/source"): "A build's source as a tar (services)",

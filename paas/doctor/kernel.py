@@ -3,7 +3,7 @@ netfilter (nftables), seccomp, and the cgroup hierarchy with its controllers."""
 
 from __future__ import annotations
 
-import os
+import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,7 +50,7 @@ def _netns() -> Finding:
 
 def _link(kind: str, args: list[str], check: str) -> Finding:
     """Made for real and deleted: the only proof that the kernel can."""
-    name = f"pdoc{os.getpid() % 100000}"
+    name = f"pdoc{secrets.token_hex(4)}"  # two doctors at once must not collide
     extra = [f"{name}p"] if kind == "veth" else []
     made, error = _ip("link", "add", name, *args, *extra)
     _ip("link", "delete", name)
