@@ -263,15 +263,24 @@ def test_a_dyno_reports_its_own_exit_code_or_the_signal_that_killed_it(env: Env)
         env, "exits-3", ["/bin/sh", "-c", "echo ready; sleep 0.3; echo last words; exit 3"]))
     killed = env.runtime.start_dyno(dyno_spec(
         env, "killed", ["/bin/sh", "-c", "echo ready; exec sleep 600"]))
+    # Its output closed long before it ends: the exit status still comes.
+    env.runtime.start_dyno(dyno_spec(
+        env, "mute", ["/bin/sh", "-c", "exec >/dev/null 2>&1; sleep 0.5; exit 5"]))
+    missing = env.runtime.start_dyno(dyno_spec(env, "missing", ["/no/such/program"]))
     wait_for(lambda: "ready" in killed.log_path.read_text())
     os.kill(init_of(env.runtime, "killed"), signal.SIGKILL)
-    for dyno_id in ("exits-3", "killed"):
+    dynos = ("exits-3", "killed", "mute", "missing")
+    for dyno_id in dynos:
         wait_for(lambda dyno_id=dyno_id: status_of(env.runtime, dyno_id).state == "exited")
     assert status_of(env.runtime, "exits-3").exit_code == 3
     assert exits.log_path.read_text() == "ready\nlast words\n"
     assert status_of(env.runtime, "killed").exit_code == 128 + signal.SIGKILL
-    env.runtime.remove_dyno("exits-3")
-    env.runtime.remove_dyno("killed")
+    assert status_of(env.runtime, "mute").exit_code == 5
+    # A container that never started: runc's status, and its reason in the log.
+    assert status_of(env.runtime, "missing").exit_code == 1
+    assert "/no/such/program: no such file or directory" in missing.log_path.read_text()
+    for dyno_id in dynos:
+        env.runtime.remove_dyno(dyno_id)
 
 
 UNSHIPPED_BOUND = 256 * 1024
