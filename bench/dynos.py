@@ -61,8 +61,9 @@ def plain_runc(base: Path) -> list[float]:
     return times
 
 
-def dyno_starts(base: Path, subnet: str) -> tuple[list[float], float, float]:
-    """Start latencies; then the platform's PSS and RSS per dyno (MB) with IDLE dynos up."""
+def dyno_starts(base: Path, subnet: str) -> tuple[list[float], tuple[float, float, float]]:
+    """Start latencies; then the platform's PSS and RSS per dyno (MB) and its resident `runc`
+    processes per dyno, with IDLE dynos up."""
     settings = Settings(home=base / "home", dyno_subnet=subnet)
     runtime = Runtime(settings)
     times = []
@@ -82,10 +83,10 @@ def dyno_starts(base: Path, subnet: str) -> tuple[list[float], float, float]:
             times.append(time.perf_counter() - start)
             if i < STARTS - IDLE:
                 runtime.remove_dyno(spec.id)
-        pss, rss, _ = idle_memory(runtime)
+        memory = idle_memory(runtime)
     finally:
         runtime.teardown()
-    return times, pss, rss
+    return times, memory
 
 
 def idle_memory(runtime: Runtime) -> tuple[float, float, float]:
@@ -166,7 +167,7 @@ def main() -> None:
         return
     try:
         plain = plain_runc(base)
-        dyno, pss_mb, rss_mb = dyno_starts(base, subnet)
+        dyno, (pss_mb, rss_mb, runcs) = dyno_starts(base, subnet)
         scale = scale_to_ten(base)
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -180,6 +181,7 @@ def main() -> None:
         "scale_1_to_10_s": round(scale, 2),
         "platform_pss_mb_per_idle_dyno": round(pss_mb, 2),
         "platform_rss_mb_per_idle_dyno": round(rss_mb, 2),
+        "resident_runc_per_idle_dyno": runcs,
     }))
 
 
