@@ -467,7 +467,7 @@ class Runtime:
         """A dyno with a terminal gets a console monitor (paas/runtime/console.py)."""
         args = [str(dyno.path), self.runc.binary, str(self.runc.root), output, input_stream]
         self._launch_python(dyno, "paas.runtime.console", args,
-                     {"PAAS_CONSOLE_REDIS": self.settings.redis_url})
+                            {"PAAS_CONSOLE_REDIS": self.settings.redis_url})
 
     def _launch_piped(self, dyno: DynoDir, input_stream: str) -> None:
         """A one-off attached without a terminal: its stdin comes from the client
@@ -475,7 +475,7 @@ class Runtime:
         args = [str(dyno.path), self.runc.binary, str(self.runc.root), input_stream,
                 str(self.settings.dyno_log_unshipped_max_bytes)]
         self._launch_python(dyno, "paas.runtime.piped", args,
-                     {"PAAS_CONSOLE_REDIS": self.settings.redis_url})
+                            {"PAAS_CONSOLE_REDIS": self.settings.redis_url})
 
     def _wait_started(self, dyno: DynoDir) -> DynoStatus:
         deadline = time.monotonic() + START_TIMEOUT
