@@ -6,6 +6,13 @@ are deduplicated across apps, so their store growth is no baseline), and the req
 failed while the warm deploys rolled out. Prints ONE JSON line.
 
     PAAS_TEST_SUBNETS=217 .venv/bin/python -m bench.deploy [--runs 3]
+
+`--stages`: where the time of a code-only redeploy of a small Flask app (one gunicorn sync
+worker, `bench/apps/flask-gunicorn`) goes, read from the platform's own timestamps (the
+database's build, release and dyno rows; the Redis ids of the build stream, the app log and
+the router's applied-route log), and a config change; `bench/stages.py` reads them.
+
+    PAAS_TEST_SUBNETS=217 .venv/bin/python -m bench.deploy --stages [--runs 5]
 """
 
 from __future__ import annotations
@@ -124,7 +131,13 @@ def measure(platform: Platform, tmp: Path, kind: str, runs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--stages", action="store_true",
+                        help="the stages of a code-only redeploy and a config change")
     args = parser.parse_args()
+    if args.stages:
+        from bench.stages import main as stages_main
+        stages_main(args.runs)
+        return
     platform = Platform.create()
     try:
         platform.up()

@@ -1,5 +1,6 @@
 """What the domain tells the outside world while it works: deploy progress lines for the
-pusher, and "the routes changed" for the router. Implemented over Redis in paas.logs."""
+pusher, "the routes changed" for the router, "what the nodes should run changed" for the
+agents. Implemented over Redis in paas.logs (the notifications: paas.notify)."""
 
 from __future__ import annotations
 
@@ -12,5 +13,7 @@ class Events(Protocol):
     def deploy_end(self, build_id: str, ok: bool, message: str) -> None: ...
 
     def routes_changed(self) -> None: ...
+
+    def desired_changed(self) -> None: ...
 
     def app_log(self, app: str, source: str, line: str) -> None: ...

@@ -4,19 +4,17 @@ Heroku's 1,500 lines), redacted and cut; `paas logs` reads the app's log."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
-from paas import outputlines, streams
+from paas import notify, outputlines, streams
 from paas.redact import redact
 from paas.streams import LogLine
 
-ROUTES_CHANNEL = "paas:routes"
-ROUTES_GENERATION = "paas:routes:generation"
-ROUTES_APPLIED = "paas:routes:applied"
 MAX_WAIT = 30.0  # seconds: the longest long poll of `after` (`paas logs --tail`)
 MAX_LINE_BYTES = outputlines.LINE_LIMIT  # the longest line a stream keeps: 20000 lines, ~200 MB
 
@@ -35,14 +33,19 @@ class RedisEvents:
         streams.end_build(self.client, build_id, ok, capped(message))
 
     def routes_changed(self) -> None:
-        generation = self.client.incr(ROUTES_GENERATION)
-        self.client.publish(ROUTES_CHANNEL, str(generation))
+        notify.routes_changed(self.client)
 
     def routes_generation(self) -> int:
-        return int(self.client.get(ROUTES_GENERATION) or 0)
+        return notify.routes_generation(self.client)
 
     def routes_applied(self) -> int:
-        return int(self.client.get(ROUTES_APPLIED) or 0)
+        return notify.routes_applied(self.client)
+
+    def desired_changed(self) -> None:
+        # A wake-up only: lost (Redis down), it costs the agents their interval, and the
+        # change that caused it has committed already.
+        with contextlib.suppress(redis.RedisError, OSError):
+            notify.desired_changed(self.client)
 
     def app_log(self, app: str, source: str, line: str) -> None:
         streams.write_log_line(self.client, app, source, capped(line), self.log_lines)
@@ -68,6 +71,10 @@ class BufferedEvents:
 
     def routes_changed(self) -> None:
         self.calls.append(("routes_changed", ()))
+
+    def desired_changed(self) -> None:
+        if ("desired_changed", ()) not in self.calls:  # once per transaction is enough
+            self.calls.append(("desired_changed", ()))
 
     def app_log(self, app: str, source: str, line: str) -> None:
         self.calls.append(("app_log", (app, source, line)))

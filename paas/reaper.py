@@ -142,7 +142,10 @@ class Reaper:
         errors = []
         for release_id in release_ids:
             def work(db: Session, events: Events, rid: int = release_id) -> str | None:
-                return expire(db, rid, events)
+                error = expire(db, rid, events)
+                if error:  # a failed release's dynos are no longer wanted
+                    events.desired_changed()
+                return error
 
             try:
                 error = self.database.write(work)
@@ -162,6 +165,7 @@ class Reaper:
             changed = scheduling.sweep(db, now(), settings.node_grace, settings.dyno_port)
             if changed:
                 events.routes_changed()
+                events.desired_changed()
             return changed
 
         return self.database.write(work)

@@ -89,16 +89,21 @@ def reconcile_all(scheduler: Scheduler, control: ControlPlane,
 
 
 def run(scheduler: Scheduler, control: ControlPlane, stop: threading.Event, interval: float,
-        on_error: Callable[[BaseException], None] | None = None) -> None:
-    """Reconciles every `interval` seconds until `stop` is set; an error (the API restarting,
-    a runc call timing out on a loaded machine) is logged and the next pass tries again."""
+        on_error: Callable[[BaseException], None] | None = None,
+        wake: threading.Event | None = None) -> None:
+    """Reconciles at once whenever `wake` is set (what the API wants changed, a dyno started
+    listening: `paas/notify.py`), else every `interval` seconds, until `stop` is set (set
+    `wake` too, to stop at once); an error (the API restarting, a runc call timing out on a
+    loaded machine) is logged and the next pass tries again."""
     registered: set[str] = set()
     while not stop.is_set():
+        if wake is not None:  # cleared before the pass: what happens during it makes another
+            wake.clear()
         try:
             reconcile_all(scheduler, control, registered)
         except Exception as error:  # a scheduler runs for months: the next pass tries again
             (on_error or _print_error)(error)
-        stop.wait(interval)
+        (wake or stop).wait(interval)
 
 
 def _print_error(error: BaseException) -> None:

@@ -9,6 +9,8 @@ process uses.
   with the exit code; relayed by the API's attach routes.
 - `run-input:<app>:<dyno>`: what its user sends it: keys, window sizes, that a terminal client
   attached, and the hangup (the end of its input).
+- `routes:changes`: each route table the router applied that changed some app's route: its
+  generation and those apps (when a deploy was routed: `bench/stages.py`, `paas/notify.py`).
 
 Readers expect clients made with decode_responses=True; writers work with any client.
 """
@@ -40,6 +42,7 @@ RUN_MAXLEN = 20000
 RUN_TTL = 3600  # seconds a one-off's streams outlive it
 INPUT_MAXLEN = 10000
 INPUT_TTL = 3600  # seconds the input stream outlives its last input
+ROUTE_CHANGES_MAXLEN = 1000
 
 # ---- entries -----------------------------------------------------------------------------
 
@@ -100,10 +103,18 @@ class Hangup:
     """The user went away, or the end of a one-off's stdin."""
 
 
+@dataclass(frozen=True)
+class RouteChange:
+    """A route table the router applied, and the apps whose routes it changed."""
+
+    generation: int
+    apps: tuple[str, ...]
+
+
 BuildEntry = OutputLine | BuildEnd
 RunEntry = OutputLine | TerminalOutput | RunEnd
 InputEntry = Keys | WindowSize | Attached | Hangup
-Entry = OutputLine | LogLine | TerminalOutput | BuildEnd | RunEnd | InputEntry
+Entry = OutputLine | LogLine | TerminalOutput | BuildEnd | RunEnd | InputEntry | RouteChange
 Fields = dict[str, str]
 E = TypeVar("E", bound=Entry)
 
@@ -131,6 +142,8 @@ def encode(entry: Entry) -> Fields:
             return {"attached": "1"}
         case Hangup():
             return {"hangup": "1"}
+        case RouteChange(generation, apps):
+            return {"generation": str(generation), "apps": " ".join(apps)}
     raise TypeError(f"not a stream entry: {entry!r}")
 
 
@@ -163,6 +176,12 @@ def decode_input(fields: Fields) -> InputEntry | None:
     if "data" in fields:
         return Keys(base64.b64decode(fields["data"]))
     return Attached() if "attached" in fields else None
+
+
+def decode_route_change(fields: Fields) -> RouteChange | None:
+    if not fields.get("generation", "").isdigit():
+        return None
+    return RouteChange(int(fields["generation"]), tuple(fields.get("apps", "").split()))
 
 
 def _b64(data: bytes) -> str:
@@ -206,6 +225,10 @@ def input_stream(app: str, dyno: str) -> Stream[InputEntry]:
 
 def input_stream_at(key: str) -> Stream[InputEntry]:
     return Stream(key, INPUT_MAXLEN, INPUT_TTL, decode_input)
+
+
+def route_changes() -> Stream[RouteChange]:
+    return Stream("routes:changes", ROUTE_CHANGES_MAXLEN, None, decode_route_change)
 
 
 # ---- writers -----------------------------------------------------------------------------

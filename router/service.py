@@ -1,10 +1,10 @@
 """`python -m router`: keep nginx up and its route table equal to the API's; ingest nginx's
 access log into the apps' log streams and figures.
 
-Polls once a second, and at once on a message on the Redis channel "paas:routes". Route
-changes are pushed into nginx's shared dict at once; certificate changes reload nginx at
-most once per RELOAD_INTERVAL, so a burst of them costs one reload. nginx is left running on
-exit: dynos and nginx outlive the control plane.
+Polls once a second, and at once on a message on the Redis channel of route changes
+(`paas/notify.py`). Route changes are pushed into nginx's shared dict at once; certificate
+changes reload nginx at most once per RELOAD_INTERVAL, so a burst of them costs one reload.
+nginx is left running on exit: dynos and nginx outlive the control plane.
 """
 
 from __future__ import annotations
@@ -26,15 +26,13 @@ from types import FrameType
 import httpx
 import redis
 
-from paas import metrics, redis_clients, streams
+from paas import metrics, notify, redis_clients, streams
 from paas.errors import PaasError
 from paas.settings import Settings
 from paas.wire import RouteTable
 from router.dataplane import DataPlane
 from router.nginx import Cert, ConfigRejected, Route, Router
 
-CHANNEL = "paas:routes"
-APPLIED_KEY = "paas:routes:applied"
 POLL_INTERVAL = 1.0
 RELOAD_INTERVAL = 1.0
 LOG_SOURCE = "router"
@@ -82,31 +80,18 @@ def fetch(settings: Settings, client: httpx.Client) -> Wanted:
     return Wanted(table.routes, table.certificates, table.generation)
 
 
-def acknowledge(client: redis.Redis, generation: int) -> None:
-    """Tells the API (through Redis) which generation nginx now serves, so a deploy can say
-    "deployed" only once its routes are live."""
-    client.set(APPLIED_KEY, generation)
+def changed_apps(before: dict[str, Route], after: dict[str, Route]) -> tuple[str, ...]:
+    """The apps whose route `after` changes (a hostname added, removed or routed anew)."""
+    apps = {route.app for host, route in after.items() if before.get(host) != route}
+    apps |= {route.app for host, route in before.items() if host not in after}
+    return tuple(sorted(apps))
 
 
 def listen(url: str, wake: threading.Event, stop: threading.Event, complaints: _Complaints) -> None:
-    """Set `wake` on every message on CHANNEL; reconnect forever."""
-    while not stop.is_set():
-        # get_message waits for messages itself: the socket timeout bounds commands only.
-        client = redis_clients.client(url)
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
-        try:
-            pubsub.subscribe(CHANNEL)
-            complaints.ok("redis")
-            wake.set()  # whatever was published while we were away
-            while not stop.is_set():
-                if pubsub.get_message(timeout=1.0) is not None:
-                    wake.set()
-        except (redis.RedisError, OSError) as exc:
-            complaints.fail("redis", exc)
-            stop.wait(1.0)
-        finally:
-            pubsub.close()
-            client.close()
+    """Set `wake` on every route change the API announces; reconnect forever."""
+    notify.listen(url, (notify.ROUTES_CHANNEL,), wake, stop,
+                  on_error=lambda exc: complaints.fail("redis", exc),
+                  on_ok=lambda: complaints.ok("redis"))
 
 
 @dataclass
@@ -118,6 +103,7 @@ class Syncer:
     complaints: _Complaints
     redis: redis.Redis
     last_routes: dict[str, Route] | None = None
+    acknowledged: int = -1
     last_reload: float = 0.0
     pending_certs: bool = False
     # One client, not one per request (see Router.control).
@@ -131,21 +117,32 @@ class Syncer:
         if wanted is None:
             return
         try:
-            # Compared with what nginx holds, not with what was last sent: a restarted nginx
-            # starts with an empty table.
-            if self.router.get_routes() != wanted.routes:
-                self.router.set_routes(wanted.routes)
-                log.info("at=info routes=%d applied generation=%d", len(wanted.routes),
-                         wanted.generation)
-            self.last_routes = wanted.routes
-            self.complaints.ok("routes")
+            changed = self._apply(wanted)
         except PaasError as exc:
             self.complaints.fail("routes", exc)
             return
         try:
-            acknowledge(self.redis, wanted.generation)
+            # Told (published) once per generation: the agents wake on it.
+            notify.acknowledge(self.redis, wanted.generation, changed,
+                               new=wanted.generation != self.acknowledged)
+            self.acknowledged = wanted.generation
         except (redis.RedisError, OSError) as exc:
             self.complaints.fail("redis", exc)
+
+    def _apply(self, wanted: Wanted) -> tuple[str, ...]:
+        """Pushes the wanted routes into nginx; the apps whose routes changed."""
+        # Compared with what nginx holds, not with what was last sent: a restarted nginx
+        # starts with an empty table.
+        serving = self.router.get_routes()
+        changed: tuple[str, ...] = ()
+        if serving != wanted.routes:
+            self.router.set_routes(wanted.routes)
+            changed = changed_apps(serving, wanted.routes)
+            log.info("at=info routes=%d applied generation=%d", len(wanted.routes),
+                     wanted.generation)
+        self.last_routes = wanted.routes
+        self.complaints.ok("routes")
+        return changed
 
     def _fetch(self) -> Wanted | None:
         try:

@@ -76,8 +76,11 @@ def error_response(error: PaasError) -> JSONResponse:
 
 
 def endpoint(ctx: Context, handler: Handler, *, write: bool = False, service: bool = False,
-             status: int = 200, anonymous: bool = False) -> Callable[[Request], Any]:
-    """`anonymous` endpoints run without a token (Call.user is then None)."""
+             status: int = 200, anonymous: bool = False,
+             wakes_agents: bool = True) -> Callable[[Request], Any]:
+    """`anonymous` endpoints run without a token (Call.user is then None). A `write` endpoint
+    tells the agents that what their nodes should run may have changed (`paas/notify.py`),
+    unless `wakes_agents` is False (the agents' own calls: they would wake themselves)."""
 
     def run(token: str | None, params: dict, query: dict, body: Any) -> Any:
         def work(db: Session, events: Events) -> Any:
@@ -85,8 +88,11 @@ def endpoint(ctx: Context, handler: Handler, *, write: bool = False, service: bo
             user = row.user if row else None
             if service:
                 auth.require_service(user)
-            return handler(Call(ctx, db, events, user, params, query, body,  # type: ignore[arg-type]
-                                row.id if row else None))
+            result = handler(Call(ctx, db, events, user, params, query, body,  # type: ignore[arg-type]
+                                  row.id if row else None))
+            if write and wakes_agents:
+                events.desired_changed()
+            return result
 
         if write:
             return ctx.write(work)

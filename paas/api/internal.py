@@ -93,9 +93,10 @@ def report_dynos(call: Call) -> dict[str, Any]:
                               call.events, permanent=unstarted.permanent)
     changed.discard(0)
     for app in call.db.scalars(select(App).where(App.id.in_(changed))):
-        _evaluate(call, app)
+        _evaluate(call, app)  # promotes a release whose web dynos are up, in this request
     if changed:
         call.events.routes_changed()
+        call.events.desired_changed()  # a promoted release: the old one's dynos retire
     return {"changed": len(changed)}
 
 
@@ -112,14 +113,18 @@ def show_routes(call: Call) -> dict[str, Any]:
 
 
 def routes(ctx: Context) -> list[Route]:
-    def r(path: str, handler: Any, methods: list[str], write: bool = False) -> Route:
-        return Route(path, endpoint(ctx, handler, write=write, service=True), methods=methods)
+    def r(path: str, handler: Any, methods: list[str], write: bool = False,
+          wakes_agents: bool = False) -> Route:
+        return Route(path, endpoint(ctx, handler, write=write, service=True,
+                                    wakes_agents=wakes_agents), methods=methods)
 
     return [
         r("/v1/internal/builds/{id}", show_build, ["GET"]),
         r("/v1/internal/builds/{id}/source", build_source, ["GET"]),
         r("/v1/internal/builds/{id}/start", start_build, ["POST"], write=True),
-        r("/v1/internal/builds/{id}/result", finish_build, ["POST"], write=True),
+        # Its release is wanted at once.
+        r("/v1/internal/builds/{id}/result", finish_build, ["POST"], write=True,
+          wakes_agents=True),
         r("/v1/internal/nodes/{node}", register_node, ["PUT"], write=True),
         # A heartbeat, and it may assign dynos: a write.
         r("/v1/internal/nodes/{node}/desired", desired, ["GET"], write=True),

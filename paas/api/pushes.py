@@ -75,7 +75,7 @@ class PushBackend:
         while await run_in_threadpool(events.routes_applied) < wanted:
             if asyncio.get_running_loop().time() > deadline:
                 return False
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.02)  # a GET of one key
         return True
 
     def _create_build(self, app_name: str, update: RefUpdate) -> str:

@@ -7,6 +7,7 @@ Inside every build container (paths the same as in the dynos later):
     /platform/env/<KEY>         the config vars, read-only (never put in the process env)
     /cnb/buildpacks/<bp>        the buildpack itself, read-only
     /cnb/plan                   build plan files
+    /cnb/tools/uv               the platform's uv, read-only ($PAAS_UV; paas/builder/tools.py)
 
 <bp> is the buildpack id with "/" replaced by "_". Layers marked launch=true go into the layer
 store; layers marked cache=true stay in the build cache for the next build.
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from paas import safefs
-from paas.builder import classic, disk, layerenv
+from paas.builder import classic, disk, layerenv, tools
 from paas.builder.cnb import (
     WHAT_THEY_DETECT,
     Buildpack,
@@ -153,6 +154,10 @@ class _Build:
             ro_binds.append((classic.ADAPTER_DIR, ADAPTER_MOUNT))
             env = {**env, "CLASSIC_BUILDPACK_DIR": own}
             own = ADAPTER_MOUNT
+        uv = tools.platform_uv()
+        if uv is not None:
+            ro_binds.append((uv, tools.UV_MOUNT))
+            env = {**env, "PAAS_UV": tools.UV_MOUNT}
         rw_binds = [(self.plan_dir, PLAN_DIR), (self.layers_host(bp), f"{LAYERS_DIR}/{bp.dirname}")]
         for other in group:
             self.make_layers_dirs(other)

@@ -22,7 +22,10 @@ def _run(ctx: Context, session: DashboardSession, work: Callable[[Call], T],
          params: dict[str, Any], query: dict[str, str], body: Any, write: bool) -> T:
     def in_transaction(db: Session, events: Events) -> T:
         row = token_of(db, session)
-        return work(Call(ctx, db, events, row.user, params, query, body, row.id))
+        result = work(Call(ctx, db, events, row.user, params, query, body, row.id))
+        if write:  # as the API's write endpoints do (paas/api/handlers.py)
+            events.desired_changed()
+        return result
 
     if write:
         return ctx.write(in_transaction)

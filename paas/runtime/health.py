@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import http.client
 import socket
+import threading
+import time
 
 from paas.wire import HealthCheck
 
 MAX_BODY = 1024 * 1024
+PROBE_EVERY = 0.025  # seconds between two connects while a dyno boots
 
 
 def accepts(ip: str, port: int, timeout: float = 2.0) -> bool:
@@ -16,6 +19,19 @@ def accepts(ip: str, port: int, timeout: float = 2.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def wait_accepting(ip: str, port: int, until: float, cancelled: threading.Event) -> bool:
+    """Connects every PROBE_EVERY seconds until the dyno accepts (True), `until` (unix time)
+    passes or `cancelled` is set (False). A booting dyno refuses at once: each try is cheap."""
+    while not cancelled.is_set():
+        left = until - time.time()
+        if left <= 0:
+            return False
+        if accepts(ip, port, timeout=min(0.5, left)):
+            return True
+        cancelled.wait(PROBE_EVERY)
+    return False
 
 
 def http_check(ip: str, port: int, check: HealthCheck) -> str:

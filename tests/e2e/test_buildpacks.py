@@ -137,7 +137,7 @@ def test_flask_app_with_runtime_txt_reuses_its_virtualenv(platform: Platform,
     commit_all(repo, "a dependency change needs the (now unreachable) index")
     broken = push(platform, repo, "flask-layers")
     assert broken.returncode != 0
-    assert "pip could not install the packages in requirements.txt" in broken.stderr
+    assert "uv could not install the packages in requirements.txt" in broken.stderr
 
 
 def test_django_app_runs_collectstatic_and_whitenoise_serves_the_files(
@@ -166,7 +166,7 @@ def test_django_app_runs_collectstatic_and_whitenoise_serves_the_files(
 def test_pipfile_lock_app_gets_its_locked_default_packages(platform: Platform,
                                                            tmp_path: Path) -> None:
     _, output = deploy(platform, tmp_path, "pipfile-hello", "pipfile")
-    assert "Installing dependencies from Pipfile.lock with pip" in output
+    assert "Installing dependencies from Pipfile.lock with uv" in output
     assert "Pipfile.lock lists 2 packages" in output
     assert platform.get("pipfile").text == (
         "Hello from a Pipfile.lock app on paas (itsdangerous 2.2.0, no pywin32, no pytest)\n")
@@ -288,9 +288,9 @@ def test_builds_that_cannot_succeed_say_why(platform: Platform, tmp_path: Path) 
     assert "No buildpack detected this app" in nothing
     assert "nodejs: a package.json" in nothing and "procfile: a Procfile" in nothing
 
-    # pip's build of ./hog is OOM-killed; pip and the buildpack's shell survive and exit 1.
+    # uv's build of ./hog is OOM-killed; uv and the buildpack's shell survive and exit 1.
     hog = rejected(platform, tmp_path, "memory-hog", "hog")
-    assert "pip could not install the packages in requirements.txt" in hog
+    assert "uv could not install the packages in requirements.txt" in hog
     assert "buildpack python ran out of memory during build: the kernel killed" in hog
     assert "builds may use 2048 MB (PAAS_BUILD_MEMORY_MB)" in hog
 

@@ -66,8 +66,8 @@ def test_pip_index_url_credentials_are_redacted(platform: Platform, tmp_path: Pa
         commit_all(repo, "a requirement that only the app's index could have")
         pushed = push(platform, repo, "secret-pip")
     assert pushed.returncode != 0
-    assert "pip could not install the packages in requirements.txt" in pushed.stderr
-    assert hostport in pushed.stderr  # pip names its index: the user can act on the error
+    assert "uv could not install the packages in requirements.txt" in pushed.stderr
+    assert hostport in pushed.stderr  # the build names the index: the user can act on it
     assert SECRET not in everything_said(platform, "secret-pip", pushed)
 
 

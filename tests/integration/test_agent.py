@@ -336,3 +336,16 @@ def test_a_dyno_line_longer_than_a_log_entry_arrives_cut(harness: Harness) -> No
     assert long == "x" * 10240 + f" [line cut: {100000 - 10240} more bytes]"
     harness.api.dynos = []
     harness.until(lambda: harness.api.reports[-1] == [] and not harness.agent.stops.under_way())
+
+
+def test_a_booting_web_dyno_wakes_the_agent_once_it_listens(harness: Harness) -> None:
+    harness.api.dynos = [harness.dyno("web", 1, f"sleep 1; {WEB}")]
+    harness.reconcile()  # starts it, and its port probe
+    assert harness.api.state("web.1") == ["starting"]
+
+    # No pass runs meanwhile: the probe itself tells the loop, and that one pass reports it up.
+    assert harness.agent.wake.wait(30)
+    harness.reconcile()
+
+    assert harness.api.state("web.1") == ["up"]
+    assert "State changed from starting to up" in harness.log_lines()

@@ -67,6 +67,12 @@ class Env:
         with disk.cache(self.settings, cache_dir):
             return (cache_dir / rel).exists()
 
+    def links_in_cache(self, cache: str, rel: str) -> int:
+        """The hard link count of a file in the app's build cache."""
+        cache_dir = self.base / "cache" / cache
+        with disk.cache(self.settings, cache_dir):
+            return (cache_dir / rel).stat().st_nlink
+
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
@@ -102,7 +108,7 @@ def test_flask_app_builds_a_venv_layer_and_an_app_layer(
     assert result.env["PATH"] == "/app/.layers/python/venv/bin:/usr/local/bin:/usr/bin:/bin"
     assert result.env["VIRTUAL_ENV"] == "/app/.layers/python/venv"
     text = "\n".join(log)
-    assert "-----> Installing dependencies from requirements.txt with pip" in text
+    assert "-----> Installing dependencies from requirements.txt with uv" in text
     assert "-----> Layers" in log
     assert any(line.startswith("       python/venv") and line.endswith("new") for line in log)
     with tarfile.open(env.store.blobs.path(by_name(result)["python/venv"])) as tar:
@@ -113,7 +119,33 @@ def test_flask_app_builds_a_venv_layer_and_an_app_layer(
     with tarfile.open(env.store.blobs.path(by_name(result)["app"])) as tar:
         assert sorted(tar.getnames()) == [
             "Procfile", "app.py", "requirements.txt", "runtime.txt", "worker.py"]
-    assert env.in_cache("flask", "python/pip-cache")
+    assert env.in_cache("flask", "python/uv-cache")
+    # The venv's files are uv's cached ones (hard links): the cache costs no second copy.
+    flask_init = next(name for name in names if name.endswith("/site-packages/flask/__init__.py"))
+    assert env.links_in_cache("flask", flask_init.removeprefix(".layers/")) >= 2
+    # uv's virtualenv has no pip; pip's settings of this host reached uv all the same.
+    assert not any("/site-packages/pip/" in name for name in names)
+
+
+def test_pip_installer_opt_out_builds_with_pip_and_drops_uvs_cache(env: Env) -> None:
+    env.build(env.app("flask-uv", "flask-hello"), "flask-switch")
+    assert env.in_cache("flask-switch", "python/uv-cache")
+    result, log = env.build(env.app("flask-pip", "flask-hello"), "flask-switch",
+                            config_vars={"PAAS_PYTHON_INSTALLER": "pip"})
+    text = "\n".join(log)
+    assert "-----> Installing dependencies from requirements.txt with pip" in text
+    assert "-----> Reusing virtualenv" not in text  # the installer is part of the layer's inputs
+    with tarfile.open(env.store.blobs.path(by_name(result)["python/venv"])) as tar:
+        names = tar.getnames()
+    assert any("/site-packages/pip/" in name for name in names)
+    assert any("/site-packages/flask/" in name for name in names)
+    assert env.in_cache("flask-switch", "python/pip-cache")
+    assert not env.in_cache("flask-switch", "python/uv-cache")
+
+    with pytest.raises(BuildFailed, match="python failed: bin/build exited with status 1"):
+        env.build(env.app("flask-what", "flask-hello"), "flask-what",
+                  config_vars={"PAAS_PYTHON_INSTALLER": "poetry"})
+    assert "PAAS_PYTHON_INSTALLER=poetry is not an installer" in "\n".join(env.logs["flask-what"])
 
 
 def test_code_only_change_reuses_the_venv_layer(
@@ -136,8 +168,8 @@ def test_broken_requirements_fail_with_pips_error(env: Env) -> None:
         env.build(env.app("broken", "broken-build"), "broken")
     text = "\n".join(env.logs["broken"])
     assert "paas-this-package-does-not-exist" in text
-    assert "No matching distribution" in text or "Could not find a version" in text
-    assert "pip could not install the packages in requirements.txt" in text
+    assert "was not found in the package registry" in text
+    assert "uv could not install the packages in requirements.txt" in text
 
 
 def test_procfile_only_app_gets_just_the_app_layer(env: Env) -> None:
@@ -226,8 +258,11 @@ def test_stack_change_rebuilds_the_venv(
 ) -> None:
     monkeypatch.setattr("paas.builder.buildpacks.stack_id", lambda: "upgraded-stack")
     result, log = env.build(env.app("flask-3", "flask-hello"), "flask")
-    assert "-----> Creating virtualenv" in log
-    assert by_name(result)["python/venv"] != by_name(flask_first[0])["python/venv"]
+    assert "-----> Creating virtualenv" in log and "-----> Reusing virtualenv" not in log
+    # uv's virtualenvs are reproducible: the same packages make the same layer (the same digest)
+    # again, which the store already holds.
+    assert by_name(result)["python/venv"] == by_name(flask_first[0])["python/venv"]
+    assert next(layer for layer in result.layers if layer.name == "python/venv").reused
 
 
 def test_timeout_names_the_setting(env: Env) -> None:

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from paas.builder import tools
 from paas.runtime import BuildContainerSpec, DynoSpec, DynoStatus, Runtime, firewall, native
 from paas.runtime.dynolog import DROPPED, DynoLog, dropped_count
 from paas.runtime.host import mounts_under
-from paas.runtime.hostconfig import client_config
+from paas.runtime.hostconfig import PIP_CONFIGS, client_config, passthrough_env
 from paas.runtime.network import app_network, links_with_prefix, netns_name, netns_with_prefix
 from paas.settings import Settings
 from tests.platform import free_subnet
@@ -458,6 +459,32 @@ def test_build_sees_the_hosts_pip_configuration(env: Env) -> None:
     lines.clear()
     assert env.runtime.run_build(build_spec(env, "build-paths", probe or "true"), lines.append) == 0
     assert lines == []
+
+
+def test_build_gets_the_hosts_pip_configuration_translated_for_the_bound_uv(env: Env) -> None:
+    """What the python buildpack's uvconf.py says in a build is the host's pip settings (its
+    pip config files and PIP_* variables) as uv's; the platform's uv runs there, read-only."""
+    from tests.unit.test_python_uvconf import UVCONF, uvconf
+
+    environ = passthrough_env(os.environ)
+    expected, flags, _ = uvconf.uv_settings(uvconf.pip_settings(environ, list(PIP_CONFIGS)), {})
+    uv = tools.platform_uv()
+    assert uv is not None
+    lines: list[str] = []
+    script = ('eval "$(/usr/bin/python3 /cnb/uvconf.py 2>/dev/null)"; env | grep -E '
+              "'^(UV_|SSL_C)' | sort; echo \"flags: ${uv_flags[*]}\"; /cnb/tools/uv --version;"
+              " test -w /cnb/tools/uv && echo writable; : >/cnb/tools/uv && echo wrote;"
+              " echo done")
+    spec = build_spec(env, "build-uvconf", script, command=["/bin/bash", "-c", script],
+                      ro_binds=[(UVCONF, "/cnb/uvconf.py"), (uv, tools.UV_MOUNT)])
+    assert env.runtime.run_build(spec, lines.append) == 0
+    # The write refused (bash's stderr: its place among the stdout lines varies).
+    refused = "/bin/bash: line 1: /cnb/tools/uv: Read-only file system"
+    assert lines.count(refused) == 1
+    lines.remove(refused)
+    assert lines[:-2] == [*sorted(f"{k}={v}" for k, v in expected.items()),
+                          f"flags: {' '.join(flags)}"]
+    assert lines[-2].startswith("uv ") and lines[-1] == "done"
 
 
 def test_teardown_of_an_empty_installation_is_safe(tmp_path: Path) -> None:

@@ -67,6 +67,7 @@ class RecordingEvents:
     """paas.events.Events that remembers what was said."""
 
     route_changes: int = 0
+    desired_changes: int = 0
     lines: list[tuple[str, str]] = field(default_factory=list)
 
     def deploy_line(self, build_id: str, line: str) -> None:
@@ -80,6 +81,9 @@ class RecordingEvents:
 
     def routes_generation(self) -> int:
         return self.route_changes
+
+    def desired_changed(self) -> None:
+        self.desired_changes += 1
 
     def app_log(self, app: str, source: str, line: str) -> None:
         self.lines.append((app, line))

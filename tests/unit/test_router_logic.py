@@ -7,7 +7,7 @@ import pytest
 from paas import certs, domains, metrics
 from paas.errors import Invalid
 from router.nginx import Peer, Route, format_routes, parse_routes
-from router.service import LogShipper, parse_datagram
+from router.service import LogShipper, changed_apps, parse_datagram
 from tests.tls import make_cert
 
 
@@ -101,3 +101,13 @@ def test_figures_percentiles_and_status_classes() -> None:
 
     assert metrics._percentile(Counter(histogram), 11, 0.5) == 50
     assert metrics._percentile(Counter(histogram), 11, 0.95) == 30000
+
+
+def test_the_apps_a_route_table_changes_are_those_added_removed_or_routed_anew() -> None:
+    old = {"a.test": Route("a", "up", (Peer("10.0.0.2:5000", "web.1"),)),
+           "b.test": Route("b"), "gone.test": Route("gone")}
+    new = {"a.test": Route("a", "up", (Peer("10.0.0.3:5000", "web.1"),)),
+           "b.test": Route("b"), "c.test": Route("c")}
+
+    assert changed_apps(old, new) == ("a", "c", "gone")
+    assert changed_apps(new, new) == ()

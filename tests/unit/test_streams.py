@@ -217,3 +217,9 @@ def test_writers_work_through_a_pipeline_and_an_undecoded_client(url: str,
     raw.close()
     assert [e.text for e in entries(client, streams.app_log("app3"))] == [
         "at=info status=200", "at=info status=404"]
+
+
+def test_a_route_change_reads_back_as_written() -> None:
+    change = streams.RouteChange(7, ("api", "web-app"))
+    assert streams.route_changes().decode(streams.encode(change)) == change
+    assert streams.decode_route_change({"apps": "x"}) is None  # no generation: not one

@@ -11,7 +11,7 @@ platform::export() {
     name="$(basename "${file}")"
     case "${name}" in
       PATH | HOME | GIT_DIR | CPATH | CPPATH | LD_PRELOAD | LIBRARY_PATH | LD_LIBRARY_PATH | \
-        PYTHONHOME | PYTHONPATH | VIRTUAL_ENV | CNB_* | PAAS_STACK_ID) continue ;;
+        PYTHONHOME | PYTHONPATH | VIRTUAL_ENV | CNB_* | PAAS_STACK_ID | PAAS_UV) continue ;;
     esac
     [[ "${name}" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || continue
     export "${name}=$(cat "${file}")"

@@ -9,7 +9,7 @@ import traceback
 
 import redis
 
-from paas import redis_clients, scheduler
+from paas import notify, redis_clients, scheduler
 from paas.client import ApiClient
 from paas.errors import PaasError
 from paas.logs import RedisEvents
@@ -23,19 +23,29 @@ from paas.slugs.layers import LayerStore
 def main() -> None:
     settings = load()
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     runtime = Runtime(settings)
     events = RedisEvents(redis_clients.client(settings.redis_url, decode_responses=True),
                          settings.log_lines)
     agent = Agent(settings, runtime, LayerStore(settings), events)
+
+    def on_signal(*_: object) -> None:
+        stop.set()
+        agent.wake.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
     api = ApiClient(settings.api_url, settings.service_token_path.read_text().strip())
     firewall = threading.Thread(target=watch_firewall, args=(runtime, stop), name="firewall",
                                 daemon=True)
     firewall.start()
+    # What the API wants changed, and each route table the router applies (a retiring dyno
+    # waits for one), wake the loop at once; the interval stays the fallback.
+    threading.Thread(target=notify.listen, name="notifications", daemon=True, args=(
+        settings.redis_url, (notify.DESIRED_CHANNEL, notify.APPLIED_CHANNEL), agent.wake,
+        stop)).start()
     try:
         scheduler.run(agent, scheduler.ApiControlPlane(api), stop, settings.agent_interval,
-                      on_error=print_error)
+                      on_error=print_error, wake=agent.wake)
     finally:
         agent.shutdown()
         firewall.join(5)

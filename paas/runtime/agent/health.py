@@ -2,23 +2,29 @@
 app.json's HTTP checks pass in order; any other type at once. One that is not up within the
 boot timeout failed to boot (R10). And the memory kills of a dyno's cgroup (R15).
 
-HTTP checks run on a pool of their own; their futures are the reconcile thread's."""
+Checks run on a pool of their own, from the pass that first sees a dyno starting: the port
+probe connects every few milliseconds, an HTTP check waits for its time in its thread. Each
+sets `wake` when it ends, so the agent's loop takes the verdict (and reports it) at once, not
+on its next interval. Their futures are the reconcile thread's."""
 
 from __future__ import annotations
 
 import enum
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from paas.runtime import DynoStatus
 from paas.runtime.agent.keys import DynoKey
 from paas.runtime.agent.logship import LogShipper
 from paas.runtime.agent.notes import NoteBook
-from paas.runtime.health import accepts, http_check
+from paas.runtime.health import http_check, wait_accepting
 from paas.wire import DesiredDyno, HealthCheck
 
-CHECK_WORKERS = 8
+# A probe holds a thread while its dyno boots: room for a `ps:scale web=N` of many at once.
+CHECK_WORKERS = 32
 
 
 class Boot(enum.Enum):
@@ -37,12 +43,17 @@ UP = Verdict(Boot.UP)
 
 
 class BootChecks:
-    def __init__(self, notes: NoteBook, log: LogShipper, boot_timeout: float) -> None:
+    def __init__(self, notes: NoteBook, log: LogShipper, boot_timeout: float,
+                 wake: threading.Event | None = None) -> None:
         self.notes = notes
         self.log = log
         self.boot_timeout = boot_timeout
+        self.wake = wake or threading.Event()
         self.pool = ThreadPoolExecutor(CHECK_WORKERS, thread_name_prefix="health")
-        self.running: dict[str, Future[str]] = {}  # dyno id -> its HTTP check under way
+        # dyno id -> its check under way: the port probe (True: it accepts) or an HTTP check
+        # ("" passed, else what failed), and what cancels it
+        self.running: dict[str, Future[Any]] = {}
+        self.cancels: dict[str, threading.Event] = {}
 
     def verdict(self, dyno: DynoStatus, key: DynoKey, desired: DesiredDyno) -> Verdict:
         """Of a dyno noted starting."""
@@ -54,9 +65,11 @@ class BootChecks:
 
     def forget_all_but(self, present: set[str]) -> None:
         for dyno_id in self.running.keys() - present:
-            del self.running[dyno_id]
+            self._forget(dyno_id)
 
     def shutdown(self) -> None:
+        for cancel in self.cancels.values():
+            cancel.set()
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     def _checked(self, dyno: DynoStatus, key: DynoKey, desired: DesiredDyno) -> Verdict:
@@ -64,24 +77,50 @@ class BootChecks:
             return UP
         if desired.healthchecks:
             return self._http(dyno, key, desired)
-        return UP if accepts(dyno.ip, desired.port) else WAITING
+        return self._accepts(dyno, desired)
+
+    def _accepts(self, dyno: DynoStatus, desired: DesiredDyno) -> Verdict:
+        future = self.running.get(dyno.id)
+        if future is None:
+            # Until a little past the boot timeout: the pass then says R10 (`verdict`).
+            until = dyno.started_at + self.boot_timeout + 1
+            self._submit(dyno.id, lambda cancel: wait_accepting(dyno.ip, desired.port, until,
+                                                                cancel))
+            return WAITING
+        if not future.done():
+            return WAITING
+        self._forget(dyno.id)
+        return UP if future.result() else WAITING
 
     def _http(self, dyno: DynoStatus, key: DynoKey, desired: DesiredDyno) -> Verdict:
         notes = self.notes.of(dyno.id)
         check = desired.healthchecks[notes.check]
         future = self.running.get(dyno.id)
         if future is None:
-            if time.time() >= max(dyno.started_at + check.initialDelay, notes.next_check):
-                self.running[dyno.id] = self.pool.submit(http_check, dyno.ip, desired.port,
-                                                         check)
+            due = max(dyno.started_at + check.initialDelay, notes.next_check)
+            self._submit(dyno.id, lambda cancel: _http_when_due(dyno.ip, desired.port, check,
+                                                                due, cancel))
             return WAITING
         if not future.done():
             return WAITING
-        del self.running[dyno.id]
+        self._forget(dyno.id)
         failure = future.result()
+        if failure is None:  # cancelled
+            return WAITING
         if not failure:
             return self._passed(dyno, key, desired, check)
         return self._failed(dyno, key, check, failure)
+
+    def _submit(self, dyno_id: str, check: Callable[[threading.Event], Any]) -> None:
+        cancel = self.cancels[dyno_id] = threading.Event()
+        future = self.running[dyno_id] = self.pool.submit(check, cancel)
+        future.add_done_callback(lambda _: self.wake.set())
+
+    def _forget(self, dyno_id: str) -> None:
+        self.running.pop(dyno_id, None)
+        cancel = self.cancels.pop(dyno_id, None)
+        if cancel is not None:
+            cancel.set()
 
     def _passed(self, dyno: DynoStatus, key: DynoKey, desired: DesiredDyno,
                 check: HealthCheck) -> Verdict:
@@ -102,6 +141,14 @@ class BootChecks:
                                         f"{attempts} times: {failure}")
         self.notes.update(dyno.id, attempts=attempts, next_check=time.time() + check.wait)
         return WAITING
+
+
+def _http_when_due(ip: str, port: int, check: HealthCheck, due: float,
+                   cancelled: threading.Event) -> str | None:
+    """The check once `due` (unix time) has come; None when cancelled before."""
+    if cancelled.wait(max(0.0, due - time.time())):
+        return None
+    return http_check(ip, port, check)
 
 
 def memory_kill_line(dyno: DynoStatus) -> str:

@@ -12,6 +12,7 @@ only table two threads share. No lock is held over I/O."""
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 
 from paas import streams
@@ -49,9 +50,9 @@ class Agent:
     """A `paas.scheduler.Scheduler` of one node: this host, `settings.node_name`.
 
     A web dyno that is no longer wanted keeps running until the router has applied a route
-    table without it (`paas:routes:applied` >= the generation after it was reported down),
+    table without it (`notify.routes_applied` >= the generation after it was reported down),
     then gets SIGTERM: a deploy, a restart, a scale-down or a move to another node drops no
-    request."""
+    request. The router's acknowledgement wakes the agent, so that SIGTERM follows at once."""
 
     def __init__(self, settings: Settings, runtime: Runtime, store: LayerStore,
                  events: RedisEvents) -> None:
@@ -63,8 +64,11 @@ class Agent:
         self.crashes = CrashCounts(settings.dynos_dir, settings.restart_backoff,
                                    settings.restart_backoff_cap)
         self.log = LogShipper(events, settings.dyno_log_max_bytes)
-        self.health = BootChecks(self.notes, self.log, settings.boot_timeout)
-        self.stops = Stops(runtime, self.log)
+        # Set to make the next pass now (`paas.scheduler.run`): by a dyno's boot check that
+        # ended, and by the API's and the router's notifications (`__main__`, paas/notify.py).
+        self.wake = threading.Event()
+        self.health = BootChecks(self.notes, self.log, settings.boot_timeout, self.wake)
+        self.stops = Stops(runtime, self.log, self.wake)
         self.bridges = IdleBridges(runtime)
         self.apps: dict[str, AppPolicy] = {}
         self.failed_oneoffs: list[FailedOneOff] = []
@@ -171,6 +175,8 @@ class Agent:
             return
         self.notes.change_state(status.id,
                                 DynoState.UP if desired.oneoff else DynoState.STARTING)
+        if not desired.oneoff and status.state == RunState.RUNNING:
+            self._watch(status, key, desired)  # its boot check begins now, not next pass
 
     def _dyno_spec(self, key: DynoKey, desired: DesiredDyno) -> DynoSpec:
         layers = [self.store.unpacked(d, desired.uid) for d in reversed(desired.layers)]
@@ -227,7 +233,10 @@ class Agent:
     def _crashed(self, dyno: DynoStatus, key: DynoKey) -> None:
         noted = self.notes.of(dyno.id).state
         if noted == DynoState.CRASHED:
-            self._stop(dyno, key)  # reported as crashed once already: clean it up
+            # Reported as crashed already: it stays, and `paas ps` shows it crashed, until its
+            # restart is due (the same pass starts that); then it is cleaned up.
+            if self.crashes.may_start(key, time.time()):
+                self._stop(dyno, key)
             return
         self._check_memory(dyno, key)
         self.log.platform(key, f"Process exited with status {dyno.exit_code}")

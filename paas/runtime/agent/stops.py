@@ -33,9 +33,11 @@ class StopOrder:
 
 
 class Stops:
-    def __init__(self, runtime: Runtime, log: LogShipper) -> None:
+    def __init__(self, runtime: Runtime, log: LogShipper,
+                 wake: threading.Event | None = None) -> None:
         self.runtime = runtime
         self.log = log
+        self.wake = wake or threading.Event()  # set when a stop ends: report the dyno gone
         self.pool = ThreadPoolExecutor(STOP_WORKERS, thread_name_prefix="stop")
         self._lock = threading.Lock()
         self._under_way: set[str] = set()
@@ -62,6 +64,7 @@ class Stops:
         finally:
             with self._lock:
                 self._under_way.discard(order.dyno.id)
+            self.wake.set()
 
     def _stop_and_remove(self, order: StopOrder) -> None:
         dyno, key, grace = order.dyno, order.key, order.grace
