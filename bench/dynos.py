@@ -28,7 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from paas.runtime import DynoSpec, Runtime, host, oci
+from paas import cgroups
+from paas.runtime import DynoSpec, Runtime, oci
 from paas.runtime.runc import runc_binary
 from paas.settings import Settings
 from tests.platform import Platform, app_repo, git
@@ -57,7 +58,7 @@ def plain_runc(base: Path) -> list[float]:
         subprocess.run([runc, "--root", root, "run", "--bundle", str(bundle), f"plain{i}"],
                        check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         times.append(time.perf_counter() - start)
-    host.remove_cgroups("paas-bench")
+    cgroups.on_host().remove("paas-bench")
     return times
 
 
