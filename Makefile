@@ -4,7 +4,7 @@ PYTHON := /usr/bin/python3
 VENV := .venv
 APT_PACKAGES := $(shell grep -v '^\#' paas/doctor/apt-packages.txt)
 
-.PHONY: run test setup apt venv lint clean-test bench-peers
+.PHONY: run test setup apt venv monitor lint clean-test bench-peers
 
 run: setup
 	@ln -sf "$(CURDIR)/$(VENV)/bin/paas" /usr/local/bin/paas
@@ -26,7 +26,15 @@ test: setup lint
 	$(PYTEST) -m serial || status=$$((status ? status : $$?)); \
 	exit $$status
 
-setup: apt venv
+setup: apt venv monitor
+
+# The dyno monitor (paas/runtime/native): static, so each dyno's costs no loader pages.
+DYNO_MONITOR := paas/runtime/native/paas-dyno-monitor
+
+monitor: $(DYNO_MONITOR)
+
+$(DYNO_MONITOR): paas/runtime/native/dyno-monitor.c
+	gcc -O2 -Wall -Wextra -Werror -static -s -o $@ $<
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do \

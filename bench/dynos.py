@@ -3,13 +3,16 @@
 - start latency of a dyno (Runtime.start_dyno until the app's first output line), p50/p99
   over 50 starts, beside plain `runc run` of /bin/true in a minimal bundle, and their ratio;
 - `ps:scale web=1 -> 10` on a whole platform: seconds until all 10 web dynos are up;
-- the platform's memory per idle dyno beyond the app: its monitor shell and `runc run`,
+- the platform's memory per idle dyno beyond the app: its monitor (and any `runc` left),
   as PSS (shared pages split between the dynos that share them) with 10 idle dynos up, and
   as RSS.
 
 Bounded: each phase has a deadline, a few minutes in all on a loaded 2-core machine.
 
-Usage: PAAS_TEST_SUBNET=10.x.0.0/16 .venv/bin/python bench/dynos.py
+Usage: PAAS_TEST_SUBNET=10.x.0.0/16 .venv/bin/python bench/dynos.py [--memory]
+
+--memory prints only the figure "per-dyno platform memory PSS" (and RSS, and the `runc`
+processes left resident per dyno) with 10 idle dynos up: a few seconds.
 """
 
 from __future__ import annotations
@@ -59,8 +62,9 @@ def plain_runc(base: Path) -> list[float]:
     return times
 
 
-def dyno_starts(base: Path, subnet: str) -> tuple[list[float], float, float]:
-    """Start latencies; then the platform's PSS and RSS per dyno (MB) with IDLE dynos up."""
+def dyno_starts(base: Path, subnet: str) -> tuple[list[float], tuple[float, float, float]]:
+    """Start latencies; then the platform's PSS and RSS per dyno (MB) and its resident `runc`
+    processes per dyno, with IDLE dynos up."""
     settings = Settings(home=base / "home", dyno_subnet=subnet)
     runtime = Runtime(settings)
     times = []
@@ -80,13 +84,46 @@ def dyno_starts(base: Path, subnet: str) -> tuple[list[float], float, float]:
             times.append(time.perf_counter() - start)
             if i < STARTS - IDLE:
                 runtime.remove_dyno(spec.id)
-        time.sleep(1)  # idle
-        pids = [pid for d in runtime.list_dynos() for pid in runtime.monitor_pids(d.id)]
-        pss = sum(_memory_kb(pid, "smaps_rollup", "Pss:") for pid in pids) / IDLE / 1024
-        rss = sum(_memory_kb(pid, "status", "VmRSS:") for pid in pids) / IDLE / 1024
+        memory = idle_memory(runtime)
     finally:
         runtime.teardown()
-    return times, pss, rss
+    return times, memory
+
+
+def idle_memory(runtime: Runtime) -> tuple[float, float, float]:
+    """(PSS MB, RSS MB, resident `runc` processes) per dyno of the platform's processes for
+    the dynos up, a second after the last start."""
+    time.sleep(1)  # idle
+    dynos = runtime.list_dynos()
+    pids = [pid for d in dynos for pid in runtime.monitor_pids(d.id)]
+    pss = sum(_memory_kb(pid, "smaps_rollup", "Pss:") for pid in pids) / len(dynos) / 1024
+    rss = sum(_memory_kb(pid, "status", "VmRSS:") for pid in pids) / len(dynos) / 1024
+    runcs = sum(_comm(pid) == "runc" for pid in pids) / len(dynos)
+    return pss, rss, runcs
+
+
+def per_dyno_memory(base: Path, subnet: str) -> dict[str, float]:
+    """The figure "per-dyno platform memory PSS" alone: IDLE idle dynos up, nothing else."""
+    runtime = Runtime(Settings(home=base / "home", dyno_subnet=subnet))
+    try:
+        for i in range(IDLE):
+            runtime.start_dyno(DynoSpec(
+                id=f"idle-{i}", app="bench", app_index=9, uid=10001,
+                command=["/bin/sh", "-c", "echo ready; exec sleep 600"], env={},
+                layers=[base / "layer"], memory_mb=256, pids_limit=64, metadata={}))
+        pss, rss, runcs = idle_memory(runtime)
+    finally:
+        runtime.teardown()
+    return {"per_dyno_platform_pss_mb": round(pss, 3),
+            "per_dyno_platform_rss_mb": round(rss, 3),
+            "resident_runc_per_dyno": runcs, "idle_dynos": IDLE}
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def _memory_kb(pid: int, name: str, field: str) -> int:
@@ -123,9 +160,15 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="paas-bench-"))
     base.chmod(0o755)
     (base / "layer").mkdir(mode=0o755)
+    if "--memory" in sys.argv[1:]:
+        try:
+            print(json.dumps(per_dyno_memory(base, subnet)))
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        return
     try:
         plain = plain_runc(base)
-        dyno, pss_mb, rss_mb = dyno_starts(base, subnet)
+        dyno, (pss_mb, rss_mb, runcs) = dyno_starts(base, subnet)
         scale = scale_to_ten(base)
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -139,6 +182,7 @@ def main() -> None:
         "scale_1_to_10_s": round(scale, 2),
         "platform_pss_mb_per_idle_dyno": round(pss_mb, 2),
         "platform_rss_mb_per_idle_dyno": round(rss_mb, 2),
+        "resident_runc_per_idle_dyno": runcs,
     }))
 
 

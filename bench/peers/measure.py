@@ -120,24 +120,35 @@ class Paas:
     def processes(self, table: ProcTable) -> tuple[set[int], set[int], set[int]]:
         """(core, per-app platform, app) pids of this paas: the supervisor's tree and the
         processes naming PAAS_HOME (nginx, the dyno monitors, runc) with theirs; app = below a
-        `runc run`; per-app platform = each `runc run` and the monitor above it."""
+        `runc run` or a native dyno monitor (the container's init, re-parented to it);
+        per-app platform = each monitor and any `runc run` (above the app, or starting it)."""
         sup = int(Path(PAAS_HOME, "paas-up.pid").read_text().split()[0])
         roots = {sup} | {p for p, r in table.items() if PAAS_HOME in r["cmd"]}
         mine: set[int] = set()
         for r in roots:
             mine |= descendants(table, r) | {r}
         runcs = {p for p in mine if is_runc_run(table[p]["cmd"])}
+        natives = {p for p in mine if is_native_monitor(table[p]["cmd"])}
         app: set[int] = set()
         for r in runcs:
             app |= descendants(table, r)
+        for n in natives:
+            app |= descendants(table, n) - runcs
         monitors = {table[r]["ppid"] for r in runcs
                     if table[r]["ppid"] in mine and is_monitor(table[table[r]["ppid"]]["cmd"])}
-        per_app = runcs | monitors
+        per_app = runcs | monitors | natives
+        app -= per_app
         return mine - app - per_app, per_app, app
 
 
 def is_runc_run(cmd: str) -> bool:
     return cmd.startswith(("runc ", "/usr/sbin/runc ", "/usr/bin/runc ")) and " run " in cmd
+
+
+def is_native_monitor(cmd: str) -> bool:
+    """A dyno's monitor since issue 15 (paas/runtime/native/dyno-monitor.c): `runc` under it
+    exits once the container runs."""
+    return cmd.split(" ", 1)[0].endswith("/paas-dyno-monitor")
 
 
 def is_monitor(cmd: str) -> bool:

@@ -79,8 +79,8 @@ def _is_paas_process(proc: Path) -> bool:
         cmdline = (proc / "cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return any(part.startswith((b"paas.", b"router")) or part.endswith(b"/paas")
-               for part in cmdline)
+    return any(part.startswith((b"paas.", b"router"))
+               or part.endswith((b"/paas", b"/paas-dyno-monitor")) for part in cmdline)
 
 
 def _bridge_members(bridge: str) -> list[str]:

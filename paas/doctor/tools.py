@@ -1,5 +1,5 @@
 """The programs the platform runs (runc, nginx with its Lua module, redis-server, git), their
-versions, and the Debian packages `make setup` installs."""
+versions, the dyno monitor `make setup` compiles, and the Debian packages it installs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from paas.doctor import Finding, passed, problem
+from paas.errors import Unavailable
+from paas.runtime import native
 from paas.settings import Settings
 
 AREA = "tools"
@@ -27,6 +29,7 @@ def check(settings: Settings) -> Iterator[Finding]:
     for name, command, lowest, package in PROGRAMS:
         yield _program(name, command, lowest, package)
     yield _lua_module()
+    yield _dyno_monitor()
     yield _packages()
 
 
@@ -59,6 +62,14 @@ def _lua_module() -> Finding:
                        f"{LUA_MODULES}: the router cannot load its route table",
                        "apt-get install libnginx-mod-http-lua lua-resty-core")
     return passed(AREA, "nginx Lua module", "the router's nginx modules are installed")
+
+
+def _dyno_monitor() -> Finding:
+    try:
+        path = native.dyno_monitor()
+    except Unavailable as error:
+        return problem(AREA, "dyno monitor", str(error), "make setup")
+    return passed(AREA, "dyno monitor", f"{path} is built")
 
 
 def apt_packages() -> list[str]:

@@ -1,7 +1,7 @@
 """The container runtime: dynos and build containers under runc.
 
-Loaded lazily: the dyno monitors (paas/runtime/monitor.py), one process per dyno, import
-modules of this package and should not pay for the runtime's imports."""
+Loaded lazily: the Python monitors of attached one-offs (paas/runtime/piped.py, console.py)
+import modules of this package and should not pay for the runtime's imports."""
 
 from __future__ import annotations
 

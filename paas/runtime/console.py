@@ -7,7 +7,7 @@ it, becomes the container's reaper (PR_SET_CHILD_SUBREAPER: runc exits once the 
 runs, and its init is re-parented here), and relays the terminal through Redis: what the
 terminal prints goes to the one-off's run stream, what the user types (and window sizes)
 comes from its input stream. It outlives the agent that started it; when the container ends
-it writes the exit status where the dyno's shell monitor would, so the agent sees no
+it writes the exit status where the dyno's native monitor would, so the agent sees no
 difference.
 
 Usage (by Runtime): python -m paas.runtime.console DYNO_DIR RUNC ROOT OUTPUT_STREAM

@@ -1,8 +1,9 @@
 """Dynos and build containers under runc.
 
-Each dyno is started through a small detached process (its monitor, paas/runtime/monitor.py)
-that runs `runc run` in the foreground, copies its output into the dyno's log (bounded) and
-writes the exit status to a file, so a dyno outlives the process that started it. Everything a
+Each dyno is started through a small detached process (its monitor: the native
+paas/runtime/native/dyno-monitor.c; console.py or piped.py for an attached one-off) that runs
+runc, copies the container's output into the dyno's log (bounded) and writes the exit status
+to a file, so a dyno outlives the process that started it. Everything a
 later process needs to find a dyno again (adoption) is on disk under settings.dynos_dir/<id>/,
 a directory of root's (0700) that no dyno reaches: a dyno writes only to its disk's upper dir
 (paas/runtime/dynodisk.py), through its overlay, and to a pipe.
@@ -29,7 +30,7 @@ from typing import IO, Any
 
 from paas import cgroups, outputlines, safefs
 from paas.errors import Conflict, Invalid, NotFound, Unavailable
-from paas.runtime import dynodisk, host, network, oci
+from paas.runtime import dynodisk, host, native, network, oci
 from paas.runtime.buildnet import BuildNetwork, build_network
 from paas.runtime.cpu import CpuMeter
 from paas.runtime.dynolog import DynoLog
@@ -140,6 +141,14 @@ class DynoDir:
     def exit_code(self) -> int | None:
         try:
             return int(safefs.read_file(self.path, self.exit_file.name) or b"")
+        except (OSError, ValueError, safefs.UnsafePath):
+            return None
+
+    def init_pid(self) -> int | None:
+        """The container's init as runc wrote it (a detached start: the native and console
+        monitors)."""
+        try:
+            return int(safefs.read_file(self.path, "init.pid") or b"")
         except (OSError, ValueError, safefs.UnsafePath):
             return None
 
@@ -274,7 +283,9 @@ class Runtime:
         return self.cgroups.oom_kills(self._cgroup_of(dyno_id))
 
     def monitor_pids(self, dyno_id: str) -> list[int]:
-        """The platform's processes for one dyno (its monitor shell and `runc run`)."""
+        """The platform's processes for one dyno: its monitor and the monitor's children
+        (`runc`, while it starts the container, or for good under a Python monitor), not
+        the container's init, which a native or console monitor reaps."""
         dyno = self._existing(dyno_id)
         try:
             monitor = int(dyno.pid_file.read_text().strip())
@@ -282,9 +293,10 @@ class Runtime:
             return []
         children = Path(f"/proc/{monitor}/task/{monitor}/children")
         try:
-            return [monitor, *(int(pid) for pid in children.read_text().split())]
+            pids = [int(pid) for pid in children.read_text().split()]
         except OSError:
             return [monitor]
+        return [monitor, *(pid for pid in pids if pid != dyno.init_pid())]
 
     def _cgroup_of(self, container_id: str) -> str:
         check_id(container_id)
@@ -420,14 +432,20 @@ class Runtime:
         os.close(safefs.open_append(dyno.path, dyno.log.name))
 
     def _launch_monitor(self, dyno: DynoDir) -> None:
+        """The native monitor (paas/runtime/native/dyno-monitor.c): `runc run --detach`
+        under it, so neither runc nor Python stays resident for the dyno's life."""
         args = [str(dyno.path), self.runc.binary, str(self.runc.root),
                 str(self.settings.dyno_log_unshipped_max_bytes)]
-        self._launch(dyno, "paas.runtime.monitor", args, {})
+        self._launch(dyno, [native.dyno_monitor(), *args], {})
 
-    def _launch(self, dyno: DynoDir, module: str, args: list[str], env: dict[str, str]) -> None:
+    def _launch_python(self, dyno: DynoDir, module: str, args: list[str],
+                       env: dict[str, str]) -> None:
+        self._launch(dyno, [sys.executable, "-m", module, *args], env)
+
+    def _launch(self, dyno: DynoDir, program: list[str], env: dict[str, str]) -> None:
         """A dyno's monitor, detached in a session of its own; its own errors go to the log."""
         log = safefs.open_append(dyno.path, dyno.log.name)
-        command = ["setsid", "-f", sys.executable, "-m", module, *args]
+        command = ["setsid", "-f", *program]
         if self.settings.detached_cgroup:
             # The shell joins the cgroup, then becomes setsid, whose child is the monitor: it
             # allocates nothing where its starter is (no preexec_fn: the agent has threads).
@@ -448,16 +466,16 @@ class Runtime:
     def _launch_console(self, dyno: DynoDir, output: str, input_stream: str) -> None:
         """A dyno with a terminal gets a console monitor (paas/runtime/console.py)."""
         args = [str(dyno.path), self.runc.binary, str(self.runc.root), output, input_stream]
-        self._launch(dyno, "paas.runtime.console", args,
-                     {"PAAS_CONSOLE_REDIS": self.settings.redis_url})
+        self._launch_python(dyno, "paas.runtime.console", args,
+                            {"PAAS_CONSOLE_REDIS": self.settings.redis_url})
 
     def _launch_piped(self, dyno: DynoDir, input_stream: str) -> None:
         """A one-off attached without a terminal: its stdin comes from the client
         (paas/runtime/piped.py)."""
         args = [str(dyno.path), self.runc.binary, str(self.runc.root), input_stream,
                 str(self.settings.dyno_log_unshipped_max_bytes)]
-        self._launch(dyno, "paas.runtime.piped", args,
-                     {"PAAS_CONSOLE_REDIS": self.settings.redis_url})
+        self._launch_python(dyno, "paas.runtime.piped", args,
+                            {"PAAS_CONSOLE_REDIS": self.settings.redis_url})
 
     def _wait_started(self, dyno: DynoDir) -> DynoStatus:
         deadline = time.monotonic() + START_TIMEOUT

@@ -1,8 +1,10 @@
 """A dyno's output file on disk (`dynos/<id>/output.log`): its writer, how much of it the agent
 shipped to the app's log stream (the `shipped` file beside it), and its bounds.
 
-The dyno's processes write to a pipe; their monitor (paas/runtime/monitor.py, piped.py) is the
-file's only writer (`LogWriter`). It keeps at most `limit` bytes not yet shipped on disk (the
+The dyno's processes write to a pipe; their monitor is the file's only writer: `LogWriter` in
+an attached one-off's (paas/runtime/piped.py), its C twin in every other dyno's
+(paas/runtime/native/dyno-monitor.c, which keeps this file format and these bounds: change
+both together). It keeps at most `limit` bytes not yet shipped on disk (the
 agent may be stopped while a dyno floods its output): beyond that, output is dropped and
 counted, and once there is room again a marker line (`DROPPED`, which no dyno can write: its
 NUL bytes are replaced) takes its place, which the agent turns into Heroku's `Error L10 (Log

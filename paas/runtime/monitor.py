@@ -1,19 +1,16 @@
-"""The monitor of a dyno (one process each, detached, in a session of its own): runs `runc run`
-in the foreground with the container's stdout and stderr on a pipe, copies that output into
-the dyno's log through a bounded writer (paas/runtime/dynolog.py: at most the unshipped bound
-on disk, the rest dropped and counted), and writes runc's exit status to the exit-code file
-once the last output is in the log. So a dyno outlives the process that started it. (runc
-itself hands the container pipes of its own and copies them to the monitor's.)
-
-Usage (by Runtime): python -m paas.runtime.monitor DYNO_DIR RUNC ROOT UNSHIPPED_MAX_BYTES
+"""What the Python monitors of attached one-offs share (piped.py, console.py): `runc run` in
+the foreground with the container's stdout and stderr on a pipe, that output copied into the
+dyno's log through a bounded writer (paas/runtime/dynolog.py: at most the unshipped bound on
+disk, the rest dropped and counted), and runc's exit status written to the exit-code file once
+the last output is in the log. A dyno without a terminal or an attached stdin has the native
+monitor instead (paas/runtime/native/dyno-monitor.c: the same files, the same bounds, and no
+`runc` left running).
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from paas import safefs
@@ -55,14 +52,3 @@ def finish(process: subprocess.Popen[bytes], read_end: int, writer: LogWriter,
         writer.close()
         os.close(read_end)
         write_exit_code(dyno_dir, exit_status(process.wait()))
-
-
-def run(dyno_dir: Path, runc: list[str], unshipped_max: int) -> None:
-    for signum in (signal.SIGHUP, signal.SIGINT):
-        signal.signal(signum, signal.SIG_IGN)
-    process, read_end, writer = start_logged(dyno_dir, runc, unshipped_max, subprocess.DEVNULL)
-    finish(process, read_end, writer, dyno_dir)
-
-
-if __name__ == "__main__":
-    run(Path(sys.argv[1]), [sys.argv[2], "--root", sys.argv[3]], int(sys.argv[4]))

@@ -1,8 +1,8 @@
 """The monitor of an attached one-off dyno without a terminal (`echo hi | paas run -- cat`).
 
-It does what a dyno's monitor (paas/runtime/monitor.py) does: runs `runc run` in the
-foreground, its output through a pipe to the dyno's log (bounded), its exit status to the
-exit-code file. The container's
+It does what a dyno's monitor (paas/runtime/native/dyno-monitor.c) does, in Python
+(paas/runtime/monitor.py): runs `runc run` in the foreground, its output through a pipe to the
+dyno's log (bounded), its exit status to the exit-code file. The container's
 stdin is a pipe fed from the one-off's input stream (paas/streams.py: `Keys` entries from the
 client, then a `Hangup` for the end of its input), so the API and the dyno need
 not share a host. A client that never sends anything gets an end of input after

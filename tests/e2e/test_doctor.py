@@ -52,7 +52,7 @@ def test_a_fit_host_passes_every_check(host: Platform) -> None:
     failed = {name: f["detail"] for name, f in found.items() if f["fatal"]}
     assert code == 0 and failed == {}
     for check in ("kernel/overlayfs", "kernel/veth", "kernel/bridge", "kernel/netfilter",
-                  "kernel/cgroups", "tools/runc", "tools/nginx Lua module",
+                  "kernel/cgroups", "tools/runc", "tools/nginx Lua module", "tools/dyno monitor",
                   "network/PAAS_API_PORT", "network/PAAS_DYNO_SUBNET", "disk/free disk",
                   "settings/PAAS_* settings"):
         assert found[check]["ok"], found[check]

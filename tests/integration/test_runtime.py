@@ -8,6 +8,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -22,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from paas.builder import tools
-from paas.runtime import BuildContainerSpec, DynoSpec, DynoStatus, Runtime, firewall
+from paas.runtime import BuildContainerSpec, DynoSpec, DynoStatus, Runtime, firewall, native
+from paas.runtime.dynolog import DROPPED, DynoLog, dropped_count
 from paas.runtime.host import mounts_under
 from paas.runtime.hostconfig import PIP_CONFIGS, client_config, passthrough_env
 from paas.runtime.network import app_network, links_with_prefix, netns_name, netns_with_prefix
@@ -238,9 +240,93 @@ def test_a_new_process_adopts_a_dyno_that_outlives_its_starter(env: Env) -> None
     assert adopted.metadata == {"k": "v"}
     size = adopted.log_path.stat().st_size
     wait_for(lambda: adopted.log_path.stat().st_size > size + 20)
+    # What stays of the platform for the dyno is its monitor: runc has exited.
+    wait_for(lambda: len(env.runtime.monitor_pids("ticker")) == 1)
+    assert [command_of(pid) for pid in env.runtime.monitor_pids("ticker")] == [
+        [str(native.DYNO_MONITOR), str(env.settings.dynos_dir / "ticker")]]
     assert Runtime(env.settings).stop_dyno("ticker", grace=0.5) is True
     assert status_of(env.runtime, "ticker").exit_code == 137
     env.runtime.remove_dyno("ticker")
+
+
+def command_of(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:2]
+
+
+def init_of(runtime: Runtime, dyno_id: str) -> int:
+    return int(json.loads(runtime.runc.call("state", dyno_id).stdout)["pid"])
+
+
+def test_a_dyno_reports_its_own_exit_code_or_the_signal_that_killed_it(env: Env) -> None:
+    """runc exits once the container runs; the exit status is the container's own, as a
+    shell reports it (128 + N for a signal), written after its last output."""
+    exits = env.runtime.start_dyno(dyno_spec(
+        env, "exits-3", ["/bin/sh", "-c", "echo ready; sleep 0.3; echo last words; exit 3"]))
+    killed = env.runtime.start_dyno(dyno_spec(
+        env, "killed", ["/bin/sh", "-c", "echo ready; exec sleep 600"]))
+    # Its output closed long before it ends: the exit status still comes.
+    env.runtime.start_dyno(dyno_spec(
+        env, "mute", ["/bin/sh", "-c", "exec >/dev/null 2>&1; sleep 0.5; exit 5"]))
+    missing = env.runtime.start_dyno(dyno_spec(env, "missing", ["/no/such/program"]))
+    wait_for(lambda: "ready" in killed.log_path.read_text())
+    os.kill(init_of(env.runtime, "killed"), signal.SIGKILL)
+    dynos = ("exits-3", "killed", "mute", "missing")
+    for dyno_id in dynos:
+        wait_for(lambda dyno_id=dyno_id: status_of(env.runtime, dyno_id).state == "exited")
+    assert status_of(env.runtime, "exits-3").exit_code == 3
+    assert exits.log_path.read_text() == "ready\nlast words\n"
+    assert status_of(env.runtime, "killed").exit_code == 128 + signal.SIGKILL
+    assert status_of(env.runtime, "mute").exit_code == 5
+    # A container that never started: runc's status, and its reason in the log.
+    assert status_of(env.runtime, "missing").exit_code == 1
+    assert "/no/such/program: no such file or directory" in missing.log_path.read_text()
+    for dyno_id in dynos:
+        env.runtime.remove_dyno(dyno_id)
+
+
+UNSHIPPED_BOUND = 256 * 1024
+FLOOD = 5_000_000  # bytes of "x", without a newline: every "x" in the log is the dyno's
+FLOODER = f"python3 -c 'import os; os.write(1, b\"x\" * {FLOOD})'"
+
+
+def accounted(log: bytes) -> int:
+    """The flood's bytes the log holds, plus those its markers say were dropped."""
+    dropped = [dropped_count(line) for line in log.decode(errors="replace").splitlines()]
+    return log.count(b"x") + sum(count for count in dropped if count is not None)
+
+
+def test_a_flood_past_the_unshipped_bound_is_dropped_and_counted(env: Env) -> None:
+    runtime = Runtime(dataclasses.replace(env.settings,
+                                          dyno_log_unshipped_max_bytes=UNSHIPPED_BOUND))
+    status = runtime.start_dyno(dyno_spec(env, "flood", ["/bin/sh", "-c", FLOODER]))
+    try:
+        wait_for(lambda: status_of(runtime, "flood").state == "exited", timeout=60)
+        assert status_of(runtime, "flood").exit_code == 0
+        log = status.log_path.read_bytes()
+        kept, marker, _ = log.partition(DROPPED)
+        assert marker and kept.count(b"x") <= UNSHIPPED_BOUND
+        assert accounted(log) == FLOOD
+    finally:
+        runtime.remove_dyno("flood")
+
+
+def test_a_dropped_count_is_logged_once_the_agent_ships(env: Env) -> None:
+    """Nothing shipped: the flood is cut at the bound. Once the agent has shipped it (the
+    `shipped` offset), the quiet dyno's log gets the count of what was dropped."""
+    runtime = Runtime(dataclasses.replace(env.settings,
+                                          dyno_log_unshipped_max_bytes=UNSHIPPED_BOUND))
+    status = runtime.start_dyno(dyno_spec(
+        env, "flood-quiet", ["/bin/sh", "-c", f"{FLOODER}; exec sleep 600"]))
+    try:
+        init = init_of(runtime, "flood-quiet")
+        wait_for(lambda: Path(f"/proc/{init}/cmdline").read_bytes().startswith(b"sleep"),
+                 timeout=60)
+        log = DynoLog(status.log_path)
+        log.set_offset(status.log_path.stat().st_size)
+        wait_for(lambda: DROPPED in status.log_path.read_bytes())
+        assert accounted(status.log_path.read_bytes()) == FLOOD
+    finally:
+        runtime.remove_dyno("flood-quiet")
 
 
 def build_spec(env: Env, build_id: str, script: str, **extra: object) -> BuildContainerSpec:
