@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import jinja2
 
+from paas import sockets
 from paas.errors import Invalid, PaasError, Unavailable
 from paas.settings import Settings
 from paas.wire import Certificate as Cert
@@ -248,10 +249,10 @@ class Router:
         """Workers outlive a SIGKILLed master and keep our ports: end them."""
         s = self.settings
         ports = {s.router_port, s.router_control_port, s.router_tls_port}
-        inodes = _listening_inodes(ports)
+        inodes = sockets.listening_inodes(ports)
         if not inodes:
             return
-        for pid in _socket_holders(inodes):
+        for pid in sockets.socket_holders(inodes):
             if _comm(pid) == "nginx":
                 _kill(pid, signal.SIGKILL)
                 _wait_gone(pid, 2.0)
@@ -369,38 +370,3 @@ def _wait_gone(pid: int, timeout: float) -> bool:
             return False
         time.sleep(0.02)
     return True
-
-
-def _listening_inodes(ports: set[int]) -> set[str]:
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            port = int(fields[1].rsplit(":", 1)[1], 16)
-            if fields[3] == "0A" and port in ports:
-                inodes.add(fields[9])
-    return inodes
-
-
-def _socket_holders(inodes: set[str]) -> set[int]:
-    wanted = {f"socket:[{inode}]" for inode in inodes}
-    holders: set[int] = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            fds = list((proc / "fd").iterdir())
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(fd) in wanted:
-                    holders.add(int(proc.name))
-                    break
-            except OSError:
-                continue
-    return holders

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from paas import sockets
 from paas.doctor import Finding, passed, problem
 from paas.runtime import network
 from paas.settings import Settings
 
 AREA = "network"
-LISTEN = "0A"  # the LISTEN state in /proc/net/tcp
 
 
 def check(settings: Settings) -> Iterator[Finding]:
@@ -36,45 +35,15 @@ def _ports(settings: Settings) -> dict[str, int]:
 
 
 def _port(settings: Settings, name: str, port: int) -> Finding:
-    inodes = listening_inodes(port)
+    inodes = sockets.listening_inodes({port})
     if not inodes:
         return passed(AREA, name, f"port {port} is free")
-    owners = socket_owners(inodes)
+    owners = sockets.socket_holders(inodes)
     if any(_is_ours(settings, pid) for pid in owners):
         return passed(AREA, name, f"port {port} is this platform's")
     who = ", ".join(f"{_comm(pid)} (pid {pid})" for pid in sorted(owners)[:3]) or "a process"
     return problem(AREA, name, f"port {port} is taken by {who}",
                    f"stop it, or set {name} to a free port")
-
-
-def listening_inodes(port: int) -> set[int]:
-    """The inodes of the TCP sockets listening on port, IPv4 and IPv6."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                found.add(int(fields[9]))
-    return found
-
-
-def socket_owners(inodes: set[int]) -> set[int]:
-    """The processes holding any of these sockets."""
-    wanted = {f"socket:[{inode}]" for inode in inodes}
-    owners = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if any(os.readlink(fd) in wanted for fd in (proc / "fd").iterdir()):
-                owners.add(int(proc.name))
-        except OSError:  # gone, or not ours to read
-            continue
-    return owners
 
 
 def _is_ours(settings: Settings, pid: int) -> bool:
