@@ -1,0 +1,32 @@
+"""The platform's own periodic work, as named jobs that the one scheduler runs.
+
+A capability that needs a timer (layer GC, the reaper, repository GC, add-on backups,
+certificate renewals) adds a `PlatformJob` to `platform_jobs` instead of starting a loop of its
+own. The scheduler (issue 17) claims each due run once in the database, runs it in its own
+process with the control plane's `Context`, and records the run (`paas admin:jobs`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from paas.api.context import Context
+    from paas.settings import Settings
+
+
+@dataclass(frozen=True)
+class PlatformJob:
+    # Unique, lower-case and dashed ("layer-gc"): the key of its runs in the database.
+    name: str
+    # A run is due this long after the previous run started.
+    every_seconds: float
+    # Does the work; returns a one-line summary shown by `paas admin:jobs`, raises on failure.
+    run: Callable[[Context], str | None]
+    description: str = ""
+
+
+def platform_jobs(settings: Settings) -> list[PlatformJob]:
+    """Every platform job this installation runs; a job off by its settings is left out."""
+    return []
