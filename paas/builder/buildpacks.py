@@ -36,6 +36,7 @@ from paas.builder.cnb import (
     BuildpackError,
     Kind,
     default_order,
+    detect_on_host,
     project_buildpacks,
     read_inside,
 )
@@ -394,6 +395,10 @@ def _detect_one(
     if bp.id in results:
         return results[bp.id]
     build.make_layers_dirs(bp)
+    on_host = detect_on_host(bp, build.app_dir)
+    if on_host is not None:
+        results[bp.id] = on_host
+        return on_host
     output: list[str] = []
     plan = f"{PLAN_DIR}/{bp.dirname}.detect.toml"
     env = _cnb_env(build, bp, {"PATH": layerenv.STACK_PATH}, plan)

@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import os
 import re
+import selectors
 import socket
 import socketserver
 import subprocess
@@ -180,7 +182,7 @@ class EgressProxy:
         self.refusals = 0
         self._server = _Server(listener, _Handler)
         self._server.proxy = self
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+        self._thread = threading.Thread(target=self._server.serve_until_woken, daemon=True,
                                         name="egress-proxy")
 
     @property
@@ -195,10 +197,10 @@ class EgressProxy:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        self._server.wake()
+        self._thread.join(timeout=5)
         self._server.server_close()
         self._server.close_connections()
-        self._thread.join(timeout=5)
 
     def refused(self, reason: str) -> None:
         self.refusals += 1
@@ -209,6 +211,7 @@ class EgressProxy:
 class _Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
+    timeout = 0.0  # handle_request's, called when the listener is readable: never blocks
     proxy: EgressProxy
 
     def __init__(self, listener: socket.socket, handler: type) -> None:
@@ -217,6 +220,27 @@ class _Server(socketserver.ThreadingTCPServer):
         self.socket = listener
         self.open_sockets: set[socket.socket] = set()
         self.sockets_lock = threading.Lock()
+        self._wake_read, self._wake_write = os.pipe()
+
+    def serve_until_woken(self) -> None:
+        """serve_forever, but stopped at once by wake(): shutdown() waits out serve_forever's
+        poll interval (0.5 s), a quarter of a second of every build on average."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self, selectors.EVENT_READ)
+            selector.register(self._wake_read, selectors.EVENT_READ)
+            while True:
+                for key, _ in selector.select():
+                    if key.fileobj == self._wake_read:
+                        return
+                    self.handle_request()  # at once: timeout 0
+
+    def wake(self) -> None:
+        os.write(self._wake_write, b"x")
+
+    def server_close(self) -> None:
+        super().server_close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
 
     def track(self, sock: socket.socket, add: bool = True) -> None:
         with self.sockets_lock:
