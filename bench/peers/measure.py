@@ -6,15 +6,20 @@ bridge), idle memory (1 app, then N apps), and a paas dyno's start against `runc
 
 Every timed batch runs under `flock $LOCK` (default /tmp/heavy.lock) in a child process, paas and
 piku alternating (A B A B ...). Results: one JSON file per batch in --out; `report` prints the
-tables, the summary table of docs/PERFORMANCE.md and, last, the summary as ONE JSON line.
+tables, the summary table of docs/PERFORMANCE.md and, last, each of its rows as ONE JSON line.
+The scale batch (its own lock hold) adds apps until each platform has --scale-apps (50), checks
+they all answer, times redeploys and config changes with them up, and paas's
+`ps:scale web=--scale-web`, the way back to web=1 and the wake from web=0.
 
     measure.py run    --out DIR [--cold 5] [--redeploy 7] [--config 7] [--wrk-rounds 3] [--many 10]
+                      [--scale-apps 50] [--scale-runs 3] [--scale-web 10] [--only ...]
     measure.py batch  NAME --out DIR      (one batch; `run` calls this under flock)
     measure.py report --out DIR
     measure.py cleanup --out DIR          (destroys the cold and many apps left by a broken run)
 
 Environment: PAAS_BIN, PAAS_HOME, PAAS_API_PORT, PAAS_ROUTER_PORT (paas must be up, started with
-them); PIKU_RUN, PIKU_NGINX_PORT (setup-piku.sh install + start); APP_SRC (the flask app);
+them); PIKU_RUN, PIKU_NGINX_PORT, PIKU_USER (setup-piku.sh install + start); APP_SRC (the flask
+app); MEASURE_WORK (the app repos, default /tmp/perf-apps);
 BARE_NET (the /24 of the bare netns baseline, default 10.234.0).
 """
 
@@ -34,6 +39,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -47,7 +53,7 @@ PAAS_ROUTER_PORT = int(os.environ.get("PAAS_ROUTER_PORT", "48080"))
 PAAS_DYNO_PORT = int(os.environ.get("PAAS_DYNO_PORT", "5000"))
 PIKU_RUN = Path(os.environ.get("PIKU_RUN", "/tmp/piku-run"))
 PIKU_NGINX_PORT = int(os.environ.get("PIKU_NGINX_PORT", "49080"))
-PIKU_HOME = Path("/home/piku")
+PIKU_HOME = Path("/home", os.environ.get("PIKU_USER", "piku"))
 BARE_NET = os.environ.get("BARE_NET", "10.234.0")
 POLL = 0.02
 WORK = Path(os.environ.get("MEASURE_WORK", "/tmp/perf-apps"))
@@ -742,8 +748,123 @@ def batch_start(out: Path, args: argparse.Namespace) -> Json:
     return res
 
 
+# ---------------------------------------------------------------- 50 apps, scale, wake
+
+def deploy_untimed(p: Platform, app: str) -> Json:
+    repo = new_repo(p, app)
+    p.create(app)
+    cmd, env = p.push_cmd(app)
+    t = time.monotonic()
+    r = subprocess.run(cmd, cwd=repo, env={**os.environ, **env}, capture_output=True, text=True)
+    ok = r.returncode == 0 and wait_live(p, app, "/", "python/flask")
+    return {"app": app, "ok": ok, "s": round(time.monotonic() - t, 2)}
+
+
+def apps_of(st: Json, name: str) -> list[str]:
+    """The apps of platform `name` this run has deployed and not destroyed."""
+    apps = [st["bench"][name]["app"]]
+    for key in ("many_apps", "scale_apps"):
+        apps += [a for n, a in st.get(key, []) if n == name]
+    return apps
+
+
+def fill_to(out: Path, p: Platform, count: int, at_once: int) -> list[Json]:
+    """Deploys apps of p until it has `count` (not timed; `at_once` pushes at a time)."""
+    st = load_state(out)
+    have = len(apps_of(st, p.name))
+    names = [f"{p.name[:2]}s{i}" for i in range(max(count - have, 0))]
+    st.setdefault("scale_apps", []).extend([p.name, a] for a in names)
+    save_state(out, st)
+    with ThreadPoolExecutor(at_once) as pool:
+        done = list(pool.map(lambda a: deploy_untimed(p, a), names))
+    print(f"scale: {p.name} has {have + sum(d['ok'] for d in done)} apps "
+          f"({sum(not d['ok'] for d in done)} failed)", flush=True)
+    return done
+
+
+def all_answering(p: Platform, apps: list[str]) -> Json:
+    bad = [a for a in apps if get(p.target(a), "/")[0] != 200]
+    return {"apps": len(apps), "answering": len(apps) - len(bad), "not": bad[:10]}
+
+
+def web_dynos(p: Paas, app: str) -> list[Json]:
+    r = p.cli("ps", "-a", app, "--json", check=False)
+    try:
+        return [d for d in json.loads(r.stdout or "[]") if d["type"] == "web"]
+    except ValueError:
+        return []
+
+
+def until(test: Any, limit: float = 60.0, every: float = 0.05) -> float | None:
+    """Seconds until test() is true (polled), None after `limit`."""
+    t = time.monotonic()
+    while time.monotonic() - t < limit:
+        if test():
+            return round(time.monotonic() - t, 3)
+        time.sleep(every)
+    return None
+
+
+def scale_once(p: Paas, app: str, web: int) -> Json:
+    """ps:scale web=N from web=1: until N web dynos are up (each passed the platform's check),
+    then back to web=1 until one is left; then web=0 and the wake: web=1 until the router
+    answers 200. Requests through the router all along (web=0 aside) count the failures."""
+    target = p.target(app)
+    res: Json = {}
+    t0 = time.monotonic()
+    poller = Poller(target, "/", t0)
+    poller.thread.start()
+    p.cli("ps:scale", f"web={web}", "-a", app)
+    res["up_cmd_s"] = round(time.monotonic() - t0, 3)
+    took = until(lambda: sum(1 for d in web_dynos(p, app) if d.get("up")) >= web)
+    res["up_s"] = None if took is None else round(res["up_cmd_s"] + took, 3)
+    t1 = time.monotonic()
+    p.cli("ps:scale", "web=1", "-a", app)
+    took = until(lambda: len(web_dynos(p, app)) == 1)
+    res["down_s"] = None if took is None else round(time.monotonic() - t1, 3)
+    poller.stop.set()
+    poller.thread.join()
+    res["requests"] = len(poller.samples)
+    res["non200"] = sum(1 for x in poller.samples if x[2] != 200)
+    p.cli("ps:scale", "web=0", "-a", app)
+    until(lambda: not web_dynos(p, app) and get(target, "/")[0] != 200)
+    t2 = time.monotonic()
+    p.cli("ps:scale", "web=1", "-a", app)
+    took = until(lambda: get(target, "/")[0] == 200, every=POLL)
+    res["wake_s"] = None if took is None else round(time.monotonic() - t2, 3)
+    return res
+
+
+def batch_scale(out: Path, args: argparse.Namespace) -> Json:
+    """--scale-apps apps on each platform (the ones before counted), all answering; paas's and
+    piku's memory; code-only redeploys and config changes of the bench app with them all up
+    (alternating, as the batches above); then paas's ps:scale web=--scale-web, back, and the
+    wake from web=0 (--scale-runs times)."""
+    res: Json = {"apps": args.scale_apps, "deploys": {}, "answering": {}}
+    for p in both():
+        res["deploys"][p.name] = fill_to(out, p, args.scale_apps, at_once=4)
+    time.sleep(args.settle)
+    st = load_state(out)
+    for p in both():
+        res["answering"][p.name] = all_answering(p, apps_of(st, p.name))
+    res["memory"] = {p.name: memory(p) for p in both()}
+    runs = argparse.Namespace(redeploy=args.scale_runs, config=args.scale_runs)
+    res["redeploy"] = batch_redeploy(out, runs)
+    res["config"] = batch_config(out, runs)
+    paas = Paas()
+    app = load_state(out)["bench"]["paas"]["app"]
+    res["scale"] = []
+    for _ in range(args.scale_runs):
+        res["scale"].append(scale_once(paas, app, args.scale_web))
+        print(f"scale: {res['scale'][-1]}", flush=True)
+        time.sleep(2)
+    res["scale_web"] = args.scale_web
+    return res
+
+
 BATCHES = {"cold": batch_cold, "redeploy": batch_redeploy, "config": batch_config,
-           "wrk": batch_wrk, "start": batch_start, "mem1": batch_mem, "many": batch_many}
+           "wrk": batch_wrk, "start": batch_start, "mem1": batch_mem, "many": batch_many,
+           "scale": batch_scale}
 
 
 def run_batch(names: str, out: Path, args: argparse.Namespace) -> None:
@@ -971,6 +1092,13 @@ def summary(out: Path) -> list[Json]:
             "<= 2 MiB PSS", "MiB",
             {"rss": [round(per[p]["rss_mib"] / apps, 2) for p in ("paas", "piku")],
              "core_pss": [m[p]["core"]["pss_mib"] for p in ("paas", "piku")]})
+    if d := load_batch(out, "many"):
+        m, apps = d["result"]["memory"], d["result"].get("apps", 10)
+        row(f"platform's own memory, PSS, {apps} apps", m["paas"]["core"]["pss_mib"],
+            m["piku"]["core"]["pss_mib"], "<= 120 MiB PSS", "MiB",
+            {"rss": [m[p]["core"]["rss_mib"] for p in ("paas", "piku")]})
+    if d := load_batch(out, "scale"):
+        scale_rows(d["result"], row)
     if d := load_batch(out, "start"):
         r = d["result"]
         runc_true = medv(r["runc_true_s"])
@@ -980,6 +1108,66 @@ def summary(out: Path) -> list[Json]:
             {"runc_true": runc_true,
              "of_runc": round(paas_true / runc_true, 1) if paas_true and runc_true else None})
     return rows
+
+
+def scale_rows(r: Json, row: Any) -> None:
+    """The rows of the scale batch: N apps answering, deploys with N apps up, memory with N
+    apps, paas's ps:scale and wake."""
+    apps = r["apps"]
+    ans = r["answering"]
+    row(f"{apps} apps on one host, answering through the router", ans["paas"]["answering"],
+        ans["piku"]["answering"], f"all {apps}", "apps")
+    for n, figure, target in (("redeploy", "code-only redeploy -> new body served",
+                               "<= 0.4, 0 failed requests"),
+                              ("config", "config change -> new value served",
+                               "<= 0.3, 0 failed requests")):
+        x = r[n]
+        fails = {p: sum(y["non200"] for y in x[p]) for p in ("paas", "piku")}
+        row(f"{figure}, {apps} apps up", medv([y["live_s"] for y in x["paas"]]),
+            medv([y["live_s"] for y in x["piku"]]), target, "s", {"failed_requests": fails})
+    m = r["memory"]
+    row(f"platform's own memory, PSS, {apps} apps", m["paas"]["core"]["pss_mib"],
+        m["piku"]["core"]["pss_mib"], "<= 120 MiB PSS", "MiB",
+        {"rss": [m[p]["core"]["rss_mib"] for p in ("paas", "piku")]})
+    per = {p: m[p]["per_app_platform"] for p in ("paas", "piku")}
+    row(f"memory per app beyond the app, PSS ({apps} apps)",
+        round(per["paas"]["pss_mib"] / apps, 2), round(per["piku"]["pss_mib"] / apps, 2),
+        "<= 2 MiB PSS", "MiB", {"rss": [round(per[p]["rss_mib"] / apps, 2)
+                                         for p in ("paas", "piku")]})
+    web, runs = r["scale_web"], r["scale"]
+    fails = sum(y["non200"] for y in runs)
+    row(f"`paas ps:scale web={web}` -> {web} dynos up ({apps} apps up)",
+        medv([y["up_s"] for y in runs]), None, "<= 5 s", "s",
+        {"failed_requests": {"paas": fails, "piku": None}})
+    row(f"`paas ps:scale web=1` from {web} -> one dyno left", medv([y["down_s"] for y in runs]),
+        None, "-", "s")
+    row("wake: `paas ps:scale web=1` from web=0 -> first 200", medv([y["wake_s"] for y in runs]),
+        None, "-", "s")
+
+
+def report_scale(out: Path) -> None:
+    d = load_batch(out, "scale")
+    if not d:
+        return
+    r = d["result"]
+    print(f"\n### {r['apps']} apps (batch {d['started']}, {d['seconds']} s, "
+          f"load {d['load_start']} -> {d['load_end']})\n")
+    for p in ("paas", "piku"):
+        deploys = r["deploys"][p]
+        print(f"{p}: {len(deploys)} apps added (not timed: 4 pushes at a time), "
+              f"{sum(not x['ok'] for x in deploys)} failed, median "
+              f"{med([x['s'] for x in deploys])} s each; answering {r['answering'][p]}")
+    print("\n| with all apps up | paas | piku | paas/piku |\n|---|---|---|---|")
+    for n in ("redeploy", "config"):
+        a, b = ([x["live_s"] for x in r[n][q]] for q in ("paas", "piku"))
+        na, nb = (sum(x["non200"] for x in r[n][q]) for q in ("paas", "piku"))
+        print(f"| {n} | {med(a)}, {na} non-200 | {med(b)}, {nb} non-200 "
+              f"| {ratio(medv(a), medv(b))} |")
+    for part in ("core", "per_app_platform", "app"):
+        a, b = r["memory"]["paas"][part], r["memory"]["piku"][part]
+        print(f"| memory {part} RSS / PSS MiB (procs) | {a['rss_mib']} / {a['pss_mib']} "
+              f"({a['n']}) | {b['rss_mib']} / {b['pss_mib']} ({b['n']}) | |")
+    print(f"\npaas ps:scale web={r['scale_web']} runs: {r['scale']}")
 
 
 def fmt(v: float | None) -> str:
@@ -1007,7 +1195,9 @@ def report_summary(out: Path) -> None:
             paas += f", {f['paas']} failed"
             piku += f", {f['piku']} failed"
         print(f"| {r['figure']} | {paas} | {piku} | {fmt(r['ratio'])} | {r['target']} |")
-    print(json.dumps({"bench": "peers", "rows": rows}))
+    print()
+    for r in rows:  # one JSON line a figure
+        print(json.dumps({"bench": "peers", **r}))
 
 
 def report(out: Path) -> None:
@@ -1015,6 +1205,7 @@ def report(out: Path) -> None:
     report_wrk(out)
     report_start(out)
     report_memory(out)
+    report_scale(out)
     report_summary(out)
 
 
@@ -1033,15 +1224,18 @@ def main() -> None:
     ap.add_argument("--starts", type=int, default=5)
     ap.add_argument("--many", type=int, default=10)
     ap.add_argument("--settle", type=float, default=30.0)
-    ap.add_argument("--only", default="cold,redeploy,config,wrk,start,mem1,many")
-    ap.add_argument("--groups", default="cold,redeploy,config;wrk,start,mem1,many",
+    ap.add_argument("--scale-apps", type=int, default=50)
+    ap.add_argument("--scale-runs", type=int, default=3)
+    ap.add_argument("--scale-web", type=int, default=10)
+    ap.add_argument("--only", default="cold,redeploy,config,wrk,start,mem1,many,scale")
+    ap.add_argument("--groups", default="cold,redeploy,config;wrk,start,mem1,many;scale",
                     help="batches per lock hold")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     WORK.mkdir(parents=True, exist_ok=True)
     rest = [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in
             ("cold", "redeploy", "config", "wrk_rounds", "wrk_seconds", "starts", "many",
-             "settle")]
+             "settle", "scale_apps", "scale_runs", "scale_web")]
     if args.cmd == "batch":
         run_batch(args.name, args.out, args)
     elif args.cmd == "report":
@@ -1049,6 +1243,7 @@ def main() -> None:
     elif args.cmd == "cleanup":
         cleanup(args.out, "cold_apps")
         cleanup(args.out, "many_apps")
+        cleanup(args.out, "scale_apps")
         for name, bench in load_state(args.out).get("bench", {}).items():
             PLATFORMS[name]().destroy(bench["app"])
     else:

@@ -10,7 +10,8 @@
 # PAAS_BIN (the clone's .venv/bin/paas), PAAS_API_PORT 48400, PAAS_ROUTER_PORT 48080,
 # PAAS_ROUTER_CONTROL_PORT 48401, PAAS_ROUTER_TLS_PORT 48443, PAAS_SSH_PORT 42222,
 # PAAS_DYNO_SUBNET 10.233.0.0/16, BARE_NET 10.234.0, PIKU_NGINX_PORT 49080, PIKU_NGINX_TLS_PORT
-# 49443, OUT (the results folder, default /tmp/peer-run-DATE; the report is $OUT/report.md),
+# 49443, PIKU_USER (piku; another user runs a second piku beside one already running), PIKU_RUN
+# (/tmp/piku-run), MEASURE_WORK (the app repos, /tmp/perf-apps), OUT (the results folder, default /tmp/peer-run-DATE; the report is $OUT/report.md),
 # PAAS_HOME (default: a new one, removed at the end unless KEEP_PAAS_HOME=1).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -72,4 +73,5 @@ echo "== measure (results in $OUT)"
 "$HERE/measure.py" run --out "$OUT" "$@" 2>&1 | tee "$OUT/run.log"
 "$HERE/measure.py" report --out "$OUT" > "$OUT/report.md"
 "$HERE/measure.py" cleanup --out "$OUT"
-echo "== report: $OUT/report.md"
+echo "== report: $OUT/report.md; its figures, one JSON line each:"
+grep '^{"bench": "peers"' "$OUT/report.md"

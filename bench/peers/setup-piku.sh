@@ -20,7 +20,9 @@ PIKU_COMMIT=${PIKU_COMMIT:-ca90545}
 PIKU_NGINX_PORT=${PIKU_NGINX_PORT:-49080}
 PIKU_NGINX_TLS_PORT=${PIKU_NGINX_TLS_PORT:-49443}
 RUN=${PIKU_RUN:-/tmp/piku-run}
-U=piku; H=/home/$U
+# PIKU_USER: a second piku (another session's run beside this one) needs a user of its own, as
+# piku keeps everything under its user's home (~/.piku) and `stop` ends that user's processes.
+U=${PIKU_USER:-piku}; H=/home/$U
 mkdir -p "$RUN"
 
 as_piku() { setpriv --reuid=$U --regid=www-data --init-groups env -i HOME=$H USER=$U LOGNAME=$U \
