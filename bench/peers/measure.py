@@ -825,7 +825,9 @@ def scale_once(p: Paas, app: str, web: int) -> Json:
     poller.stop.set()
     poller.thread.join()
     res["requests"] = len(poller.samples)
-    res["non200"] = sum(1 for x in poller.samples if x[2] != 200)
+    bad = [x for x in poller.samples if x[2] != 200]
+    res["non200"] = len(bad)
+    res["non200_samples"] = [[round(x[0], 3), round(x[1], 3), x[2], x[3][:80]] for x in bad[:20]]
     p.cli("ps:scale", "web=0", "-a", app)
     until(lambda: not web_dynos(p, app) and get(target, "/")[0] != 200)
     t2 = time.monotonic()
