@@ -282,6 +282,18 @@ class Runtime:
         """How many processes of the dyno the kernel killed for its memory limit."""
         return self.cgroups.oom_kills(self._cgroup_of(dyno_id))
 
+    def monitor_pid(self, dyno_id: str) -> int | None:
+        """The pid of the dyno's monitor while it lives (None: none, it has exited, or the
+        dyno is gone)."""
+        check_id(dyno_id)
+        dyno = DynoDir(self.settings.dynos_dir / dyno_id)
+        if not dyno.monitor_alive():
+            return None
+        try:
+            return int(dyno.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
     def monitor_pids(self, dyno_id: str) -> list[int]:
         """The platform's processes for one dyno: its monitor and the monitor's children
         (`runc`, while it starts the container, or for good under a Python monitor), not

@@ -20,6 +20,7 @@ from paas.errors import Permanent
 from paas.logs import RedisEvents
 from paas.runtime import DynoSpec, DynoStatus, RunState, Runtime
 from paas.runtime.agent.crashes import CrashCounts
+from paas.runtime.agent.exits import ExitWatch
 from paas.runtime.agent.health import Boot, BootChecks, memory_kill_line
 from paas.runtime.agent.keys import DynoKey
 from paas.runtime.agent.logship import LogShipper
@@ -69,6 +70,7 @@ class Agent:
         self.wake = threading.Event()
         self.health = BootChecks(self.notes, self.log, settings.boot_timeout, self.wake)
         self.stops = Stops(runtime, self.log, self.wake)
+        self.exits = ExitWatch(self.wake)
         self.bridges = IdleBridges(runtime)
         self.apps: dict[str, AppPolicy] = {}
         self.failed_oneoffs: list[FailedOneOff] = []
@@ -94,6 +96,7 @@ class Agent:
         # from `under_way`, and must not make it look like a dyno to act on.
         stopping = self.stops.under_way()
         actual = self.runtime.list_dynos()
+        self._watch_exits(actual, stopping)
         replaced = self._replacements_up(actual, wanted)
         running: set[DynoKey] = set()
         for dyno in actual:
@@ -118,6 +121,18 @@ class Agent:
     def shutdown(self, cancel: bool = False) -> None:
         self.health.shutdown()
         self.stops.shutdown(cancel)
+        self.exits.shutdown()
+
+    def _watch_exits(self, actual: list[DynoStatus], stopping: set[str]) -> None:
+        """The running dynos' monitors, so that an exit wakes the next pass (a stop's own
+        end wakes it already)."""
+        monitors = {}
+        for dyno in actual:
+            if dyno.state == RunState.RUNNING and dyno.id not in stopping:
+                pid = self.runtime.monitor_pid(dyno.id)
+                if pid is not None:
+                    monitors[dyno.id] = pid
+        self.exits.watch(monitors)
 
     # ---- one dyno ----------------------------------------------------------------------
 
