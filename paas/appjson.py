@@ -7,6 +7,9 @@
   wait, timeout, attempts}: Dokku's meaning (first attempt after initialDelay, then one each
   `wait` seconds, each allowed `timeout` seconds, `attempts` failures fail the dyno).
   Without it, a web dyno is healthy once it accepts connections on $PORT.
+- `cron`: [{"command": "python task.py", "schedule": "@daily"}] as Dokku reads it, each run a
+  one-off dyno (`paas/cron.py`); five-field expressions or `@hourly`... (`paas/crontab.py`),
+  in UTC unless the job or the document sets `"TZ"` (an IANA zone name).
 
 It is read as Dokku reads it: JSON with comments (`//`, `/* */`) and trailing commas, by the
 json5 parser (JSON5 is a superset of that; NaN and Infinity are refused, as JSON has neither).
@@ -20,6 +23,7 @@ from typing import Any
 
 import json5
 
+from paas import crontab
 from paas.errors import Invalid
 
 MAX_BYTES = 64 * 1024
@@ -27,6 +31,8 @@ MAX_BYTES = 64 * 1024
 CHECK_DEFAULTS: dict[str, Any] = {"path": "/", "content": "", "initialDelay": 0, "wait": 5,
                                   "timeout": 5, "attempts": 3}
 MAX_SECONDS = 600
+MAX_CRON_JOBS = 50
+MAX_COMMAND = 4096
 
 
 def parse(text: str, sizes: set[str]) -> dict[str, Any]:
@@ -44,6 +50,7 @@ def parse(text: str, sizes: set[str]) -> dict[str, Any]:
         "formation": _formation(document.get("formation") or {}, sizes),
         "scripts": _scripts(document.get("scripts") or {}),
         "healthchecks": _healthchecks(document.get("healthchecks") or {}),
+        "cron": _cron(document.get("cron") or [], document.get("TZ", "UTC")),
     }
 
 
@@ -136,3 +143,36 @@ def _check(process_type: str, raw: Any) -> dict[str, Any]:
     check["attempts"] = max(1, int(check["attempts"]))
     check["type"] = str(raw.get("type", "startup"))
     return check
+
+
+def _cron(raw: Any, app_tz: Any) -> list[dict[str, str]]:
+    """app.json's `cron` list: each job's command, schedule and time zone, checked."""
+    if not isinstance(raw, list):
+        raise Invalid('app.json "cron" must be a list: [{"command": "python task.py", '
+                      '"schedule": "@daily"}]')
+    if len(raw) > MAX_CRON_JOBS:
+        raise Invalid(f"app.json cron has {len(raw)} jobs; at most {MAX_CRON_JOBS}")
+    if not isinstance(app_tz, str):
+        raise Invalid('app.json "TZ" must be a time zone name, e.g. "Europe/Paris"')
+    return [_cron_job(index, entry, app_tz) for index, entry in enumerate(raw)]
+
+
+def _cron_job(index: int, raw: Any, app_tz: str) -> dict[str, str]:
+    where = f"app.json cron[{index}]"
+    if not isinstance(raw, dict):
+        raise Invalid(f'{where} must be an object: {{"command": "python task.py", '
+                      f'"schedule": "@daily"}}')
+    command, schedule, tz = raw.get("command"), raw.get("schedule"), raw.get("TZ", app_tz)
+    if not isinstance(command, str) or not command.strip() or len(command) > MAX_COMMAND:
+        raise Invalid(f"{where}: command must be a command line (a string of at most "
+                      f"{MAX_COMMAND} characters)")
+    where = f"{where} ({command!r})"
+    if not isinstance(schedule, str):
+        raise Invalid(f'{where}: schedule must be a string like "*/10 * * * *" or "@daily"')
+    if not isinstance(tz, str):
+        raise Invalid(f'{where}: TZ must be a time zone name, e.g. "Europe/Paris"')
+    try:
+        parsed = crontab.Schedule.parse(schedule, tz)
+    except crontab.BadSchedule as error:
+        raise Invalid(f"{where}: schedule {schedule!r} (TZ {tz}) cannot run: {error}") from None
+    return {"command": command, "schedule": parsed.expression, "tz": parsed.tz}

@@ -78,6 +78,41 @@ ONEOFF_TRANSITIONS: dict[OneOffState, set[OneOffState]] = {
 }
 
 
+class CronRunState(enum.StrEnum):
+    """A run of an app's cron job: running (its one-off dyno cron.N is live) → finished
+    (exit code and duration known); skipped (the job's last run was still going when this
+    one was due) is final from the start."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    SKIPPED = "skipped"
+
+
+CRON_RUN_TRANSITIONS: dict[CronRunState, set[CronRunState]] = {
+    CronRunState.RUNNING: {CronRunState.FINISHED},
+    CronRunState.FINISHED: set(),
+    CronRunState.SKIPPED: set(),
+}
+
+
+class JobRunState(enum.StrEnum):
+    """A run of a platform job: (requested, by `admin:jobs:run` →) running → succeeded |
+    failed (it raised, or its scheduler process died during it)."""
+
+    REQUESTED = "requested"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+JOB_RUN_TRANSITIONS: dict[JobRunState, set[JobRunState]] = {
+    JobRunState.REQUESTED: {JobRunState.RUNNING},
+    JobRunState.RUNNING: {JobRunState.SUCCEEDED, JobRunState.FAILED},
+    JobRunState.SUCCEEDED: set(),
+    JobRunState.FAILED: set(),
+}
+
+
 class User(Base):
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -305,6 +340,63 @@ class Certificate(Base):
     expires_at: Mapped[float] = mapped_column(default=0.0)
     created_at: Mapped[float] = mapped_column(default=now)
     app: Mapped[App] = relationship()
+
+
+class CronJob(Base):
+    """One of app.json's `cron` jobs of the app's current release (`paas/cron.py:sync`).
+    `key` is the job's id: a digest of its schedule, zone and command, so an unchanged job
+    keeps its id and its runs across deploys."""
+
+    __tablename__ = "cron_jobs"
+    __table_args__ = (UniqueConstraint("app_id", "key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(16))
+    command: Mapped[str] = mapped_column(Text)
+    schedule: Mapped[str] = mapped_column(String(200))
+    tz: Mapped[str] = mapped_column(String(64), default="UTC")
+    position: Mapped[int] = mapped_column(Integer, default=0)  # its place in app.json
+    # No due time before this one counts (a new job does not run for the day it missed).
+    created_at: Mapped[float] = mapped_column(default=now)
+
+
+class CronRun(Base):
+    """A due time of a cron job, claimed once: the unique (job, due_at) row is the claim, so
+    no two schedulers (nor one restarted) run a due time twice. A run asked for by
+    `cron:run` has trigger "manual" and its request time as due_at."""
+
+    __tablename__ = "cron_runs"
+    __table_args__ = (UniqueConstraint("job_id", "due_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("cron_jobs.id", ondelete="CASCADE"))
+    due_at: Mapped[float] = mapped_column()
+    trigger: Mapped[str] = mapped_column(String(16), default="schedule")
+    state: Mapped[str] = mapped_column(String(16), default=CronRunState.RUNNING)
+    oneoff_id: Mapped[int | None] = mapped_column(
+        ForeignKey("oneoffs.id", ondelete="SET NULL"), default=None)
+    dyno: Mapped[str] = mapped_column(String(32), default="")  # cron.N
+    exit_code: Mapped[int | None] = mapped_column(default=None)
+    started_at: Mapped[float] = mapped_column(default=now)
+    finished_at: Mapped[float | None] = mapped_column(default=None)
+    note: Mapped[str] = mapped_column(Text, default="")  # why it was skipped
+    job: Mapped[CronJob] = relationship()
+
+
+class PlatformJobRun(Base):
+    """A due time of a platform job (`paas/platform_jobs.py`), claimed once by the unique
+    (name, due_at) row; `runner` is the scheduler process that runs it (host:pid)."""
+
+    __tablename__ = "platform_job_runs"
+    __table_args__ = (UniqueConstraint("name", "due_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63))
+    due_at: Mapped[float] = mapped_column()
+    trigger: Mapped[str] = mapped_column(String(16), default="schedule")
+    state: Mapped[str] = mapped_column(String(16), default=JobRunState.RUNNING)
+    runner: Mapped[str] = mapped_column(String(128), default="")
+    started_at: Mapped[float] = mapped_column(default=now)
+    finished_at: Mapped[float | None] = mapped_column(default=None)
+    summary: Mapped[str] = mapped_column(Text, default="")
 
 
 def make_engine(url: str) -> Engine:

@@ -1,6 +1,7 @@
-"""One-off dynos: `paas run` (run.N), a release phase (release.N) and app.json's postdeploy
-script (postdeploy.N). requested → running → exited, or → stopping → exited; never restarted.
-Their node's reports move them along (`reported`, `lost`, `start_failed`)."""
+"""One-off dynos: `paas run` (run.N), a release phase (release.N), app.json's postdeploy
+script (postdeploy.N) and a run of one of app.json's cron jobs (cron.N, `paas/cron.py`).
+requested → running → exited, or → stopping → exited; never restarted. Their node's reports
+move them along (`reported`, `lost`, `start_failed`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from paas.models import ONEOFF_TRANSITIONS, App, Assignment, OneOff, OneOffState
 from paas.sizes import size_of
 from paas.wire import DynoReport
 
-TYPES = ("run", "release", "postdeploy")
+TYPES = ("run", "release", "postdeploy", "cron")
 # What a node should run; a stopping one-off is no longer desired: its node stops it.
 LIVE = (OneOffState.REQUESTED, OneOffState.RUNNING)
 # What a node runs (until its report no longer has it).

@@ -29,4 +29,10 @@ class PlatformJob:
 
 def platform_jobs(settings: Settings) -> list[PlatformJob]:
     """Every platform job this installation runs; a job off by its settings is left out."""
-    return []
+    from paas import reaper  # here: a job's code is loaded by the clock only
+    from paas.slugs import gc as slugs_gc
+
+    return [
+        reaper.reaper_job(settings),
+        slugs_gc.layer_gc_job(settings),
+    ]

@@ -15,16 +15,18 @@ nor a release phase still running PAAS_RELEASE_PHASE_TIMEOUT after its release w
 (its one-off is stopped).
 
 It also watches the nodes (`paas/scheduling.py:sweep`): a node lost for PAAS_NODE_GRACE has
-its dynos assigned to live nodes, and its rows that no longer serve are dropped."""
+its dynos assigned to live nodes, and its rows that no longer serve are dropped.
+
+It runs as the platform job `reaper` (`reaper_job`), every PAAS_BUILD_HEARTBEAT, on the one
+scheduler (`paas/clock.py`)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import redis
 from sqlalchemy import select
@@ -35,7 +37,11 @@ from paas.builder import lease
 from paas.errors import PaasError
 from paas.events import Events
 from paas.models import Build, BuildStatus, now
+from paas.platform_jobs import PlatformJob
 from paas.settings import Settings
+
+if TYPE_CHECKING:
+    from paas.api.context import Context
 
 log = logging.getLogger("paas.reaper")
 
@@ -170,29 +176,41 @@ class Reaper:
 
         return self.database.write(work)
 
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            for sweep in (self.sweep, self.sweep_queue, self.sweep_releases,
-                          self.sweep_release_phases, self.sweep_nodes):
-                try:
-                    await asyncio.to_thread(sweep)
-                except Exception:  # the reaper must outlive any one bad sweep
-                    log.exception("reaper: sweep failed")
+    def sweep_all(self) -> str:
+        """Every sweep once (the `reaper` platform job); what it did, in one line. A sweep
+        that fails does not stop the others; the run then fails naming it."""
+        done, broken = [], []
+        for what, sweep in (("build(s) failed", self.sweep),
+                            ("unclaimed build(s) failed", self.sweep_queue),
+                            ("overdue release(s) failed", self.sweep_releases),
+                            ("release phase(s) stopped", self.sweep_release_phases),
+                            ("app(s) with dynos moved off lost nodes", self.sweep_nodes)):
+            try:
+                found = sweep()
+            except Exception as error:  # the other sweeps still run
+                log.exception("reaper: %s failed", sweep.__name__)
+                broken.append(f"{sweep.__name__}: {error}")
+                continue
+            if found:
+                done.append(f"{len(found)} {what}")
+        if broken:
+            raise RuntimeError("; ".join(done + broken))
+        return "; ".join(done) or "nothing to reap"
 
 
-def reaper_lifespan(reaper: Reaper) -> Lifespan:
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: Any) -> AsyncIterator[None]:
-        task = asyncio.create_task(reaper.run())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+def reaper_job(settings: Settings) -> PlatformJob:
+    """The reaper as a platform job, every PAAS_BUILD_HEARTBEAT (its sweeps' memory of
+    suspect builds is kept between runs in this process)."""
+    reapers: dict[int, Reaper] = {}
 
-    return lifespan
+    def run(ctx: Context) -> str:
+        reaper = reapers.get(id(ctx)) or reapers.setdefault(
+            id(ctx), Reaper(ctx, ctx.redis, settings))
+        return reaper.sweep_all()
+
+    return PlatformJob(name="reaper", every_seconds=settings.build_heartbeat, run=run,
+                       description="fails lost and unclaimed builds and overdue releases, "
+                                   "moves the dynos of lost nodes")
 
 
 def chain(*lifespans: Lifespan) -> Lifespan:

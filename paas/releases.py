@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from paas import config_vars, formation, oneoffs
+from paas import config_vars, cron, formation, oneoffs
 from paas.errors import Conflict, NotFound, PaasError
 from paas.events import Events
 from paas.models import (
@@ -354,6 +354,7 @@ def _promote(db: Session, app: App, release: Release, repos: Repos, events: Even
     app.current_release_id = release.id
     app.pending_release_id = None
     events.routes_changed()
+    cron.sync(db, app, release)
     _start_postdeploy(db, app, release)
     if build is not None:
         events.deploy_end(build.id, True, f"Released v{release.version}")

@@ -176,6 +176,10 @@ class Settings:
     ssh_port: int = field(default_factory=lambda: _port("PAAS_SSH_PORT", 2222, zero_is_off=True))
     # The dashboard's signed session cookie is refused after this many seconds.
     session_max_age: float = field(default_factory=lambda: _float("PAAS_SESSION_MAX_AGE", 43200))
+    # The scheduler of cron and platform jobs (paas/clock.py) looks this often for due work;
+    # it runs in the API process unless PAAS_CLOCK_IN_API=0 (then run `python -m paas.clock`).
+    clock_tick: float = field(default_factory=lambda: _seconds("PAAS_CLOCK_TICK", 1.0))
+    clock_in_api: int = field(default_factory=lambda: _int("PAAS_CLOCK_IN_API", 1))
 
     @property
     def api_url(self) -> str:

@@ -204,12 +204,22 @@ class FormationDefault(Wire):
 
 
 @dataclass(frozen=True)
+class CronEntry(Wire):
+    """One of app.json's `cron` jobs (`paas/appjson.py` checked its schedule and zone)."""
+
+    command: str  # run by /bin/sh -c in a one-off dyno (cron.N) of the current release
+    schedule: str  # five cron fields, or @hourly, @daily, @weekly, @monthly, @yearly
+    tz: str = "UTC"  # the zone its schedule is read in (app.json "TZ" of the job or the app)
+
+
+@dataclass(frozen=True)
 class AppJson(Wire):
     """What the platform reads of app.json (`paas/appjson.py` parses and checks it)."""
 
     formation: dict[str, FormationDefault] = dataclasses.field(default_factory=dict)
     scripts: dict[str, str] = dataclasses.field(default_factory=dict)  # predeploy, postdeploy
     healthchecks: dict[str, tuple[HealthCheck, ...]] = dataclasses.field(default_factory=dict)
+    cron: tuple[CronEntry, ...] = ()
 
 
 @dataclass(frozen=True)

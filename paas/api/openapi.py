@@ -78,7 +78,8 @@ SUMMARIES: dict[tuple[str, str], str] = {
     ("GET", "/v1/nodes"): "The nodes that run dynos: state, memory, dynos, heartbeat (admin)",
     ("GET", "/v1/doctor"): "paas doctor's host checks, run on the API's host: findings with "
                            "area, check, ok, detail, fix, fatal (admin)",
-    ("POST", "/v1/internal/slugs/gc"): "Collect unused layers after a deploy (services)",
+    ("POST", "/v1/internal/slugs/gc"): "Ask for a run of the layer-gc platform job after a "
+                                       "build (services)",
     ("GET", "/v1/internal/builds/{id}"): "A build to run (services)",
     ("GET", "/v1/internal/builds/{id}/source"): "A build's source as a tar (services)",
     ("POST", "/v1/internal/builds/{id}/start"): "Mark a build as building (services)",
@@ -90,6 +91,12 @@ SUMMARIES: dict[tuple[str, str], str] = {
     ("PUT", "/v1/internal/nodes/{node}/dynos"): "Report what one node runs: NodeReport "
                                                 "(services)",
     ("GET", "/v1/internal/routes"): "The route table (services)",
+    ("GET", "/v1/apps/{app}/cron"): "The app's cron jobs (app.json's cron): id, schedule, "
+                                    "zone, command, next run, last run",
+    ("POST", "/v1/apps/{app}/cron/{job}/runs"): "Run one of the app's cron jobs now "
+                                               "(a one-off dyno cron.N)",
+    ("GET", "/v1/admin/jobs"): "The platform's own periodic jobs: last and next run (admin)",
+    ("POST", "/v1/admin/jobs/{name}/runs"): "Run one of the platform's jobs now (admin)",
     ("GET", "/git/{app}.git/info/refs"): "git smart HTTP: ref advertisement",
     ("POST", "/git/{app}.git/git-receive-pack"): "git smart HTTP: push (builds and deploys)",
     ("POST", "/git/{app}.git/git-upload-pack"): "git smart HTTP: fetch and clone",

@@ -18,6 +18,7 @@ from paas.api import (
     domains,
     dynos,
     internal,
+    jobs,
     keys,
     nodes,
     openapi,
@@ -27,10 +28,11 @@ from paas.api import slugs as slug_routes
 from paas.api.context import Context
 from paas.api.pushes import PushBackend
 from paas.builder.celery_app import make_celery
+from paas.clock import clock_lifespan
 from paas.git import git_routes
 from paas.git.ssh import ssh_lifespan
 from paas.models import now
-from paas.reaper import Reaper, chain, reaper_lifespan
+from paas.reaper import chain
 from paas.settings import Settings
 from paas.sourcetree import SourceLimits
 
@@ -78,11 +80,11 @@ def api_server(settings: Settings) -> Starlette:
         *openapi.routes(),
         *internal.routes(ctx),
         *slug_routes.routes(ctx),
+        *jobs.routes(ctx),
         *git_routes(backend, settings.max_push_bytes, SourceLimits.of(settings)),
         *dashboard.routes(ctx),
     ]
-    reaper = Reaper(ctx, ctx.redis, settings)
-    lifespan = chain(ssh_lifespan(backend, settings), reaper_lifespan(reaper))
+    lifespan = chain(ssh_lifespan(backend, settings), clock_lifespan(ctx))
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         404: not_found, 405: method_not_allowed, Exception: server_error})
     app.state.ctx = ctx

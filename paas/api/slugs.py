@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from starlette.routing import Route
 
-from paas import auth, builds
+from paas import auth, builds, job_runs
 from paas.api.apps import app_of, route
 from paas.api.context import Context
-from paas.api.handlers import Call
+from paas.api.handlers import Call, endpoint
+from paas.api.jobs import waking_the_clock
 from paas.errors import Invalid, NotFound
+from paas.platform_jobs import platform_jobs
 from paas.slugs import gc
 from paas.slugs.layers import LayerStore
 
@@ -25,7 +28,10 @@ def collect_garbage(call: Call) -> dict[str, Any]:
 
 
 def collect_after_deploy(call: Call) -> dict[str, Any]:
-    return gc.to_dict(gc.collect(call.db, LayerStore(call.ctx.settings)))
+    """Asks for a run of the `layer-gc` platform job (the clock runs it at once)."""
+    job = job_runs.find(platform_jobs(call.ctx.settings), "layer-gc")
+    run = job_runs.request(call.db, job, time.time(), trigger="build", coalesce=True)
+    return {"job": job.name, "run": run.id}
 
 
 def show_build(call: Call) -> dict[str, Any]:
@@ -48,7 +54,8 @@ def show_build(call: Call) -> dict[str, Any]:
 def routes(ctx: Context) -> list[Route]:
     return [
         route(ctx, "/v1/slugs/gc", collect_garbage, ["POST"], write=True),
-        route(ctx, "/v1/internal/slugs/gc", collect_after_deploy, ["POST"], write=True,
-              service=True),
+        Route("/v1/internal/slugs/gc", waking_the_clock(endpoint(
+            ctx, collect_after_deploy, write=True, service=True, wakes_agents=False)),
+            methods=["POST"]),
         route(ctx, "/v1/apps/{app}/builds/{build}", show_build, ["GET"]),
     ]

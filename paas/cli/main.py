@@ -149,6 +149,7 @@ def main() -> None:
         auth,
         certs,
         config_vars,
+        cron,
         doctor,
         domains,
         git,

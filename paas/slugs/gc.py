@@ -9,15 +9,20 @@ Blobs a build still running may use (written or touched since it was created) st
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from paas.errors import Conflict
 from paas.models import App, Build, BuildStatus, Release, ReleaseStatus
+from paas.platform_jobs import PlatformJob
 from paas.slugs.layers import GcResult, LayerStore
 from paas.wire import Slug
+
+if TYPE_CHECKING:
+    from paas.api.context import Context
+    from paas.settings import Settings
 
 KEEP_RELEASES = 5
 # Extra safety for `paas slugs:gc --min-age`: blobs younger than this stay.
@@ -102,3 +107,24 @@ def collect(db: Session, store: LayerStore, min_age: float = DEFAULT_MIN_AGE) ->
 
 def to_dict(result: GcResult) -> dict[str, Any]:
     return {"removed": result.removed, "bytes_freed": result.bytes_freed, "kept": result.kept}
+
+
+# Besides its hourly slot, the `layer-gc` job runs after each build (the worker asks for it:
+# `POST /v1/internal/slugs/gc`, which requests a run).
+LAYER_GC_EVERY = 3600.0
+
+
+def summary(result: GcResult) -> str:
+    return (f"removed {len(result.removed)} blob(s), {result.bytes_freed} bytes freed; "
+            f"{result.kept} kept")
+
+
+def layer_gc_job(settings: Settings) -> PlatformJob:
+    def run(ctx: Context) -> str:
+        store = LayerStore(settings)
+        # In a write: no release is made while it decides what the releases name.
+        return summary(ctx.write(lambda db, _events: collect(db, store)))
+
+    return PlatformJob(name="layer-gc", every_seconds=LAYER_GC_EVERY, run=run,
+                       description="removes the layers no kept release names (after each "
+                                   "build, and hourly)")

@@ -93,3 +93,33 @@ def test_a_bad_document_is_refused_with_its_line_and_column(document: str,
 def test_what_json_has_not_is_refused(document: str, message: str) -> None:
     with pytest.raises(Invalid, match=message):
         parse(document, SIZES)
+
+
+def test_cron_jobs_are_read_as_dokku_reads_them() -> None:
+    manifest = parse(json.dumps({
+        "TZ": "Europe/Paris",
+        "cron": [{"command": "python task.py", "schedule": "@daily"},
+                 {"command": "make report", "schedule": "*/5 * * * *", "TZ": "UTC"}]}), SIZES)
+    assert manifest["cron"] == [
+        {"command": "python task.py", "schedule": "@daily", "tz": "Europe/Paris"},
+        {"command": "make report", "schedule": "*/5 * * * *", "tz": "UTC"}]
+    assert parse("{}", SIZES)["cron"] == []
+
+
+@pytest.mark.parametrize(("cron", "message"), [
+    ([{"command": "python task.py", "schedule": "61 * * * *"}],
+     "app.json cron[0] ('python task.py'): schedule '61 * * * *' (TZ UTC) cannot run: "
+     "its minute field '61' is out of range"),
+    ([{"command": "x", "schedule": "* * *"}], "schedule '* * *' (TZ UTC) cannot run: a "
+                                              "schedule has 5 fields"),
+    ([{"command": "x", "schedule": "@daily", "TZ": "Nowhere/Town"}],
+     "'Nowhere/Town' is not a time zone"),
+    ([{"schedule": "@daily"}], "cron[0]: command must be a command line"),
+    ({"command": "x"}, '"cron" must be a list'),
+    ([{"command": "x", "schedule": 5}], "schedule must be a string"),
+])
+def test_a_bad_cron_job_is_refused_with_the_job_the_expression_and_why(
+        cron: object, message: str) -> None:
+    with pytest.raises(Invalid) as refused:
+        parse(json.dumps({"cron": cron}), SIZES)
+    assert message in refused.value.message
