@@ -149,6 +149,7 @@ def main() -> None:
         auth,
         certs,
         config_vars,
+        db,
         doctor,
         domains,
         git,
