@@ -13,9 +13,12 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+from sqlalchemy.orm import Session
 
 from tests.platform import free_port
 
@@ -128,3 +131,16 @@ def database_url_for(directory: Path) -> str:
     if on_postgres():
         return cluster().create_database("unit")
     return f"sqlite:///{directory / 'paas.db'}"
+
+
+@contextmanager
+def session_in(directory: Path) -> Iterator[Session]:
+    """A session on the unit test's database (database_url_for), its engine closed after."""
+    from paas.models import make_sessionmaker
+
+    sessions = make_sessionmaker(database_url_for(directory))
+    try:
+        with sessions() as session:
+            yield session
+    finally:
+        sessions.kw["bind"].dispose()
