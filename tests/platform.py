@@ -178,6 +178,11 @@ class Platform:
         return f"http://127.0.0.1:{self.env['PAAS_API_PORT']}"
 
     @property
+    def database_url(self) -> str:
+        """The platform's database: SQLite in its home, or PAAS_DATABASE_URL."""
+        return self.env.get("PAAS_DATABASE_URL") or f"sqlite:///{self.home / 'paas.db'}"
+
+    @property
     def router_port(self) -> int:
         return int(self.env["PAAS_ROUTER_PORT"])
 

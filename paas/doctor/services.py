@@ -46,6 +46,12 @@ def _redis(settings: Settings) -> Iterator[Finding]:
     yield _skew("redis clock", lambda: seconds + micros / 1e6)
 
 
+def database(settings: Settings) -> list[Finding]:
+    """The database's findings alone: `paas up` refuses to start on a PostgreSQL that does not
+    answer (the API would only fail at its start, over and over)."""
+    return list(_database(settings))
+
+
 def _database(settings: Settings) -> Iterator[Finding]:
     if not settings.database_url_override:
         path = settings.home / "paas.db"
