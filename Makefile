@@ -4,7 +4,7 @@ PYTHON := /usr/bin/python3
 VENV := .venv
 APT_PACKAGES := $(shell grep -v '^\#' paas/doctor/apt-packages.txt)
 
-.PHONY: run test setup apt venv monitor lint clean-test bench-peers
+.PHONY: run test test-postgres setup apt venv monitor lint clean-test bench-peers
 
 run: setup
 	@ln -sf "$(CURDIR)/$(VENV)/bin/paas" /usr/local/bin/paas
@@ -20,10 +20,22 @@ run: setup
 TEST_WORKERS ?= 3
 PYTEST := $(VENV)/bin/pytest -p no:cacheprovider -o console_output_style=classic --durations=15
 
+# The tests start their own PostgreSQL 15 (tests/postgres.py) where they need one; the unit
+# tests run a second time with every database on it (PAAS_TEST_DATABASE=postgresql).
 test: setup lint
 	@status=0; \
 	$(PYTEST) -n $(TEST_WORKERS) --dist loadfile -m 'not serial' || status=$$?; \
 	$(PYTEST) -m serial || status=$$((status ? status : $$?)); \
+	PAAS_TEST_DATABASE=postgresql $(PYTEST) -n $(TEST_WORKERS) --dist loadfile tests/unit \
+		|| status=$$((status ? status : $$?)); \
+	exit $$status
+
+# The whole suite with every test platform's and unit test's database on PostgreSQL.
+test-postgres: setup lint
+	@status=0; \
+	PAAS_TEST_DATABASE=postgresql $(PYTEST) -n $(TEST_WORKERS) --dist loadfile -m 'not serial' \
+		|| status=$$?; \
+	PAAS_TEST_DATABASE=postgresql $(PYTEST) -m serial || status=$$((status ? status : $$?)); \
 	exit $$status
 
 setup: apt venv monitor

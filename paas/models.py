@@ -19,6 +19,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
+from paas import database
+
 
 class Base(DeclarativeBase):
     pass
@@ -400,9 +402,13 @@ class PlatformJobRun(Base):
 
 
 def make_engine(url: str) -> Engine:
-    sqlite = url.startswith("sqlite")
-    connect_args = {"timeout": 30, "check_same_thread": False} if sqlite else {}
-    engine = create_engine(url, connect_args=connect_args)
+    """SQLite (WAL, foreign keys on, waits for its lock) or PostgreSQL through psycopg 3
+    (connections checked before use: a restarted server costs no failed request)."""
+    target = database.engine_url(url)
+    sqlite = target.get_backend_name() == "sqlite"
+    if not sqlite:
+        return create_engine(target, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    engine = create_engine(target, connect_args={"timeout": 30, "check_same_thread": False})
     if sqlite:
 
         @event.listens_for(engine, "connect")

@@ -41,8 +41,9 @@ def _move(release: Release, to: ReleaseStatus) -> None:
 
 def create(db: Session, app: App, *, slug: dict[str, Any], description: str, commit: str,
            created_by: str = "", build: Build | None = None) -> Release:
+    # [:500]: the column's length, which PostgreSQL enforces (many keys set at once).
     release = Release(app_id=app.id, version=_next_version(db, app), slug=slug,
-                      config=config_vars.current(db, app), description=redact(description),
+                      config=config_vars.current(db, app), description=redact(description)[:500],
                       commit=commit, created_by=created_by,
                       build_id=build.id if build else None)
     db.add(release)

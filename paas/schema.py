@@ -4,8 +4,10 @@ opened (the API at start, tests), so a PAAS_HOME made by an older paas is brough
 A database made by `Base.metadata.create_all` before migrations existed (its tables, but no
 alembic_version) is stamped at the baseline revision, which creates exactly that schema, and
 then upgraded like any other. Starters that race (two API processes, a restart during a start)
-take a file lock beside the SQLite file in turn; the migration itself runs in one
-`BEGIN IMMEDIATE` transaction, so a failed one leaves the database as it was."""
+take turns: on SQLite on a file lock beside the file, the migration itself in one
+`BEGIN IMMEDIATE` transaction; on PostgreSQL the migration is one transaction (its DDL
+included) whose first statement takes the migration advisory lock, so a second starter waits,
+then finds the schema at head. Either way a failed migration leaves the database as it was."""
 
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, inspect, pool
 from sqlalchemy.engine import Connection, Engine, make_url
+
+from paas import database
 
 BASELINE = "0001"
 # The tables the baseline creates: one of them present without alembic_version means a
@@ -58,6 +62,9 @@ def upgrade(url: str) -> None:
         engine = migration_engine(url)
         try:
             with engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    connection.exec_driver_sql(
+                        f"SELECT pg_advisory_xact_lock({database.MIGRATION_LOCK})")
                 config = alembic_config(connection)
                 if _unversioned_with_tables(connection):
                     command.stamp(config, BASELINE)
@@ -74,7 +81,7 @@ def _unversioned_with_tables(connection: Connection) -> bool:
 def migration_engine(url: str) -> Engine:
     """An engine for migrating: no pooled connections kept, and on SQLite foreign keys off
     and one transaction per `begin()` (see _sqlite_transactions)."""
-    engine = create_engine(url, poolclass=pool.NullPool)
+    engine = create_engine(database.engine_url(url), poolclass=pool.NullPool)
     if engine.dialect.name == "sqlite":
         _sqlite_transactions(engine)
     return engine
@@ -104,12 +111,12 @@ def _sqlite_transactions(engine: Engine) -> None:
 
 @contextmanager
 def _lock(url: str) -> Iterator[None]:
-    """Held while migrating a SQLite file; other databases (untested) go without."""
-    database = make_url(url).database
-    if make_url(url).get_backend_name() != "sqlite" or database in (None, "", ":memory:"):
+    """Held while migrating a SQLite file (PostgreSQL: an advisory lock, in `upgrade`)."""
+    path = make_url(url).database
+    if make_url(url).get_backend_name() != "sqlite" or path in (None, "", ":memory:"):
         yield
         return
-    with Path(f"{database}.migrate-lock").open("a") as handle:
+    with Path(f"{path}.migrate-lock").open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

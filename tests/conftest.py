@@ -12,7 +12,11 @@ measurements) run after the others, alone.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+
+from tests import postgres
 
 # First the long end-to-end files, so the short ones fill the workers' last minutes.
 _ORDER = {"e2e": 0, "integration": 1, "unit": 2}
@@ -20,3 +24,19 @@ _ORDER = {"e2e": 0, "integration": 1, "unit": 2}
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: _ORDER.get(item.path.parent.name, 1))
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> postgres.Cluster:
+    """The session's PostgreSQL 15 cluster (tests/postgres.py), started on first use."""
+    return postgres.cluster()
+
+
+@pytest.fixture
+def postgres_url(pg_cluster: postgres.Cluster) -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test."""
+    yield pg_cluster.create_database()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    postgres.stop_cluster()

@@ -167,12 +167,20 @@ class Platform:
             **settings,
         }
         for key in ("PAAS_API_URL", "PAAS_API_TOKEN", "PAAS_REDIS_URL", "PAAS_DATABASE_URL"):
-            env.pop(key, None)
+            if key not in settings:
+                env.pop(key, None)
+        if "PAAS_DATABASE_URL" not in settings and _suite_on_postgres():
+            env["PAAS_DATABASE_URL"] = _postgres_database()
         return cls(home, env)
 
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.env['PAAS_API_PORT']}"
+
+    @property
+    def database_url(self) -> str:
+        """The platform's database: SQLite in its home, or PAAS_DATABASE_URL."""
+        return self.env.get("PAAS_DATABASE_URL") or f"sqlite:///{self.home / 'paas.db'}"
 
     @property
     def router_port(self) -> int:
@@ -257,6 +265,19 @@ class Platform:
     def remote_url(self, app: str, token: str | None = None) -> str:
         return (f"http://paas:{token or self.token}@127.0.0.1:{self.env['PAAS_API_PORT']}"
                 f"/git/{app}.git")
+
+
+def _suite_on_postgres() -> bool:
+    from tests import postgres
+
+    return postgres.on_postgres()
+
+
+def _postgres_database() -> str:
+    """A new database on this test process's PostgreSQL cluster (tests/postgres.py)."""
+    from tests import postgres
+
+    return postgres.cluster().create_database("platform")
 
 
 def git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

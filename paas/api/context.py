@@ -13,7 +13,7 @@ import redis.asyncio as aredis
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from paas import logs, redis_clients, streams
+from paas import database, logs, redis_clients, streams
 from paas.logs import BufferedEvents, RedisEvents
 from paas.models import make_sessionmaker
 from paas.repos import Repos
@@ -32,7 +32,8 @@ class Context:
     repos: Repos
     celery: Celery
     # The API is the only writer of the database; one writer at a time keeps every
-    # read-modify-write (release versions, promotion, ref moves) serial.
+    # read-modify-write (release versions, promotion, ref moves) serial: this lock within
+    # the process, and on PostgreSQL the writer lock across API processes (paas/database.py).
     write_lock: threading.Lock
 
     @classmethod
@@ -61,6 +62,7 @@ class Context:
         """Runs `work` in one transaction; its events go out only after the commit."""
         events = BufferedEvents()
         with self.write_lock, self.sessions() as db:
+            database.serialize_writes(db)
             result = work(db, events)
             db.commit()
         events.flush_to(self.events)

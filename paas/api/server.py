@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from paas import auth, dashboard
+from paas import auth, dashboard, database
 from paas import nodes as nodes_
 from paas.api import (
     access,
@@ -60,8 +60,10 @@ async def server_error(_request: Request, _exc: Exception) -> JSONResponse:
 def api_server(settings: Settings) -> Starlette:
     settings.home.mkdir(parents=True, exist_ok=True)
     ctx = Context.create(settings, make_celery(settings))
-    with ctx.sessions() as db:
+    with ctx.write_lock, ctx.sessions() as db:
+        database.serialize_writes(db)  # two API processes starting at once
         auth.bootstrap(db, settings.admin_token_path, settings.service_token_path)
+        database.serialize_writes(db)  # bootstrap committed: a new transaction
         nodes_.api_started(db, now())
         db.commit()
     backend = PushBackend(ctx)

@@ -150,6 +150,7 @@ def main() -> None:
         certs,
         config_vars,
         cron,
+        db,
         doctor,
         domains,
         git,

@@ -67,8 +67,12 @@ def _settings() -> Settings:
 def _refuse_if_unfit() -> None:
     """The checks of `paas doctor` that would make the platform fail (paas/doctor)."""
     from paas import doctor
+    from paas.doctor import services
 
-    if problems := doctor.fatal(doctor.run(doctor.BEFORE_UP)):
+    findings = doctor.run(doctor.BEFORE_UP)
+    if not doctor.fatal(findings):
+        findings += services.database(load())
+    if problems := doctor.fatal(findings):
         _refuse(problems)
 
 

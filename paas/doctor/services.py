@@ -46,6 +46,12 @@ def _redis(settings: Settings) -> Iterator[Finding]:
     yield _skew("redis clock", lambda: seconds + micros / 1e6)
 
 
+def database(settings: Settings) -> list[Finding]:
+    """The database's findings alone: `paas up` refuses to start on a PostgreSQL that does not
+    answer (the API would only fail at its start, over and over)."""
+    return list(_database(settings))
+
+
 def _database(settings: Settings) -> Iterator[Finding]:
     if not settings.database_url_override:
         path = settings.home / "paas.db"
@@ -54,7 +60,13 @@ def _database(settings: Settings) -> Iterator[Finding]:
     from sqlalchemy import create_engine, pool, text
     from sqlalchemy.exc import SQLAlchemyError
 
-    engine = create_engine(settings.database_url, poolclass=pool.NullPool)
+    from paas import database
+
+    try:
+        url = database.engine_url(settings.database_url)
+    except database.DatabaseUrlError:
+        return  # the settings check names it
+    engine = create_engine(url, poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
             if engine.dialect.name == "sqlite":
@@ -62,14 +74,25 @@ def _database(settings: Settings) -> Iterator[Finding]:
                 yield passed(AREA, "database", "SQLite answers (this host's clock)")
                 return
             now = float(connection.execute(text("SELECT extract(epoch from now())")).scalar_one())
+            version = int(connection.execute(text("SHOW server_version_num")).scalar_one())
     except SQLAlchemyError as error:
-        yield problem(AREA, "database", f"cannot reach the database: {error.__class__.__name__}:"
+        yield problem(AREA, "database", f"cannot reach the database at "
+                      f"{database.shown(settings.database_url)}: {error.__class__.__name__}:"
                       f" {str(error).splitlines()[0]}", "start it, or fix PAAS_DATABASE_URL")
         return
     finally:
         engine.dispose()
-    yield passed(AREA, "database", f"the {engine.dialect.name} database answers")
+    yield _postgres_version(version)
     yield _skew("database clock", lambda: now)
+
+
+def _postgres_version(version_num: int) -> Finding:
+    major = version_num // 10000
+    if major < 15:
+        return problem(AREA, "database", f"PostgreSQL {major} answers; paas runs on 15 or newer "
+                       "(its migrations and suite run on 15)", "upgrade the server to 15",
+                       fatal=False)
+    return passed(AREA, "database", f"PostgreSQL {major} answers")
 
 
 def _skew(check: str, their_time: Callable[[], float]) -> Finding:

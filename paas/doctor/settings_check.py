@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from dataclasses import fields
 
+from paas import database
 from paas.doctor import Finding, passed, problem
 from paas.errors import Invalid
 from paas.runtime import egress, network
@@ -47,12 +48,16 @@ def _derived_errors(settings: Settings) -> list[SettingError]:
         ("PAAS_DYNO_SUBNET", settings.dyno_subnet, _dyno_subnet, "10.213.0.0/16"),
         ("PAAS_DOMAIN", settings.domain, _domain, "apps.example.com"),
     ]
+    if settings.database_url_override:
+        checks.append(("PAAS_DATABASE_URL", settings.database_url_override, database.check,
+                       database.EXAMPLE))
     found = []
     for name, value, parse, example in checks:
         try:
             parse(value)
         except (Invalid, ValueError) as error:
-            found.append(SettingError(name, value, _reason(name, error), example))
+            shown = database.shown(value) if name == "PAAS_DATABASE_URL" else value
+            found.append(SettingError(name, shown, _reason(name, error), example))
     return found
 
 

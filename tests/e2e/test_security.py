@@ -6,7 +6,6 @@ Only the explicit PUBLIC list answers strangers."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,12 +15,14 @@ from unittest import mock
 import httpx
 import pytest
 from itsdangerous import URLSafeTimedSerializer
+from sqlalchemy import text
 from starlette.routing import BaseRoute, Mount, WebSocketRoute
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from paas.api.server import api_server
 from paas.dashboard.sessions import COOKIE, SALT, DashboardSession
+from paas.models import make_engine
 from paas.settings import Settings
 from tests.platform import Platform
 
@@ -106,8 +107,13 @@ def cookie(key: str, session: DashboardSession, age: float = 0) -> str:
 
 def user_id(platform: Platform, email: str) -> int:
     """The cookie names a user row; the API never shows row ids, so read the database."""
-    with sqlite3.connect(platform.home / "paas.db") as db:
-        return db.execute("SELECT id FROM users WHERE email = ?", (email,)).fetchone()[0]
+    engine = make_engine(platform.database_url)  # SQLite or PostgreSQL (make test-postgres)
+    try:
+        with engine.connect() as db:
+            return db.execute(text("SELECT id FROM users WHERE email = :email"),
+                              {"email": email}).scalar_one()
+    finally:
+        engine.dispose()
 
 
 def new_user(admin: httpx.Client, api_url: str) -> tuple[str, str, dict]:

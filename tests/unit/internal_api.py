@@ -19,6 +19,7 @@ from paas.api import internal
 from paas.api.context import Context
 from paas.models import App, Release, ReleaseStatus, make_sessionmaker
 from paas.settings import Settings
+from tests import postgres
 
 with warnings.catch_warnings():  # Starlette 1.10 would rather have httpx2; httpx works
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
@@ -104,6 +105,7 @@ class Api:
 
 def api(tmp_path: Path, *route_makers: Any, **settings: Any) -> Iterator[Api]:
     """The routes of `route_makers` (each `routes(ctx)`; the internal ones by default)."""
+    settings.setdefault("database_url_override", postgres.database_url_for(tmp_path))
     config = Settings(home=tmp_path, **settings)
     events = RecordingEvents()
     ctx = Context(settings=config, sessions=make_sessionmaker(config.database_url),
@@ -117,9 +119,12 @@ def api(tmp_path: Path, *route_makers: Any, **settings: Any) -> Iterator[Api]:
     routes = [route for make in route_makers or (internal.routes,) for route in make(ctx)]
     app = Starlette(routes=routes)
     app.state.ctx = ctx
-    with TestClient(app) as http:
-        yield Api(ctx, events, http, _bearer(config.service_token_path.read_text()),
-                  _bearer(config.admin_token_path.read_text()), _bearer(user_token))
+    try:
+        with TestClient(app) as http:
+            yield Api(ctx, events, http, _bearer(config.service_token_path.read_text()),
+                      _bearer(config.admin_token_path.read_text()), _bearer(user_token))
+    finally:
+        ctx.sessions.kw["bind"].dispose()
 
 
 def _bearer(token: str) -> dict[str, str]:

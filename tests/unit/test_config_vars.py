@@ -10,12 +10,13 @@ from sqlalchemy.orm import Session
 
 from paas import config_vars
 from paas.errors import Invalid
-from paas.models import App, make_sessionmaker
+from paas.models import App
+from tests import postgres
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Session]:
-    with make_sessionmaker(f"sqlite:///{tmp_path / 'paas.db'}")() as session:
+    with postgres.session_in(tmp_path) as session:
         yield session
 
 

@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy.orm import Session
 
 from paas import dynos, nodes, scheduling
-from paas.models import App, make_sessionmaker
+from paas.models import App
 from paas.runtime.agent import reported_state
 from paas.wire import DYNO_TRANSITIONS, DynoState, NodeInfo, NodeReport, WireError
+from tests import postgres
 
 
 def reachable(start: DynoState) -> set[DynoState]:
@@ -81,7 +82,7 @@ def test_reported_state(noted: DynoState, exited: bool, code: int | None, oneoff
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Session]:
-    with make_sessionmaker(f"sqlite:///{tmp_path / 'paas.db'}")() as session:
+    with postgres.session_in(tmp_path) as session:
         session.add(App(name="demo", slot=1))
         nodes.register(session, "node-a", NodeInfo(memory_mb=4096), 0.0)
         session.commit()

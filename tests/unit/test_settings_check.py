@@ -52,3 +52,35 @@ def test_every_bad_setting_is_reported_not_only_the_first(
 def test_all_findings_of_bad_settings_are_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PAAS_DYNO_HOST_PORTS", "nope")
     assert all(f.fatal for f in settings_check.check())
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("mysql://paas:pw@127.0.0.1/paas", "'mysql' is not supported: use PostgreSQL"),
+    ("postgresql://paas:pw@127.0.0.1:5432", "names no database"),
+    ("postgresql:///paas", "names no host"),
+    ("sqlite://", "names no SQLite file"),
+    ("127.0.0.1:5432/paas", "is not a database URL"),
+])
+def test_a_database_url_paas_cannot_use_is_refused_without_its_password(
+        monkeypatch: pytest.MonkeyPatch, value: str, reason: str) -> None:
+    found = problems(monkeypatch, PAAS_DATABASE_URL=value)
+    assert list(found) == ["PAAS_DATABASE_URL"]
+    assert reason in found["PAAS_DATABASE_URL"]
+    assert "set it like PAAS_DATABASE_URL=postgresql://paas:SECRET@127.0.0.1:5432/paas" in (
+        found["PAAS_DATABASE_URL"])
+    assert ":pw@" not in found["PAAS_DATABASE_URL"]
+
+
+@pytest.mark.parametrize("value", [
+    "postgresql://paas:pw@127.0.0.1:5432/paas", "postgres://paas:pw@db.lan/paas",
+    "postgresql+psycopg://paas@/paas?host=/run/postgresql", "sqlite:////var/lib/paas/paas.db"])
+def test_postgresql_and_sqlite_urls_pass(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    assert problems(monkeypatch, PAAS_DATABASE_URL=value) == {}
+
+
+def test_postgres_urls_are_opened_with_psycopg_3() -> None:
+    from paas import database
+
+    assert database.engine_url("postgres://a:b@h/d").drivername == "postgresql+psycopg"
+    assert database.engine_url("postgresql://a:b@h/d").drivername == "postgresql+psycopg"
+    assert database.engine_url("sqlite:////x.db").drivername == "sqlite"

@@ -13,17 +13,18 @@ from sqlalchemy.orm import Session
 
 from paas import releases
 from paas.errors import Conflict
-from paas.models import App, Build, BuildStatus, Release, ReleaseStatus, make_sessionmaker
+from paas.models import App, Build, BuildStatus, Release, ReleaseStatus
 from paas.settings import Settings
 from paas.slugs import gc
 from paas.slugs.layers import LayerStore
+from tests import postgres
 
 OLD = 1_000_000_000
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Session]:
-    with make_sessionmaker(f"sqlite:///{tmp_path / 'paas.db'}")() as session:
+    with postgres.session_in(tmp_path) as session:
         yield session
 
 

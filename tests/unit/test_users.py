@@ -10,12 +10,13 @@ from sqlalchemy.orm import Session
 
 from paas import access, auth, users
 from paas.errors import Conflict, Invalid, NotFound, Unauthorized
-from paas.models import App, User, make_sessionmaker
+from paas.models import App, User
+from tests import postgres
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Session]:
-    with make_sessionmaker(f"sqlite:///{tmp_path / 'paas.db'}")() as session:
+    with postgres.session_in(tmp_path) as session:
         yield session
 
 
