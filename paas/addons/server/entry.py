@@ -152,7 +152,7 @@ def redis() -> None:
         f"maxmemory {number('MAXMEMORY_MB')}mb", f"maxmemory-policy {setting('POLICY')}",
         f"maxclients {number('CONNECTIONS')}",
         "user default off",
-        f"user {setting('USER')} on >{setting('PASSWORD')} ~* &* +@all",
+        f"user {setting('USER')} on >{setting('PASSWORD')} ~* &* +@all -@admin",
         "",
     ]))
     config.chmod(0o600)
