@@ -77,7 +77,7 @@ def get(db: Session, app: App, ref: str | None, service: str | None = None) -> A
             a for a in attached if a.name == (plans.service_of(service).default_as
                                               if service else "DATABASE")]
     if not found:
-        what = f"a {service} add-on" if service else "an add-on"
+        what = f"{service} add-on" if service else "add-on"
         named = f" named {ref!r}" if ref else ""
         raise NotFound(f"{app.name} has no {what}{named} attached: `paas addons -a {app.name}` "
                        "lists them")

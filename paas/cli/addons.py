@@ -82,6 +82,7 @@ def _wait_available(api: ApiClient, app: str, name: str) -> dict[str, Any]:
         addon = api.get(_path(app, name))
         pending = any(a["pending"] for a in addon["attachments"])
         if addon["state"] == "available" and not pending:
+            _wait_released(api, app, deadline)
             return addon
         if addon["state"] == "crashed" and addon["reason"]:
             click.echo("", err=True)
@@ -92,6 +93,16 @@ def _wait_available(api: ApiClient, app: str, name: str) -> dict[str, Any]:
                               f"`paas addons:info {name} -a {app}` shows why")
         click.echo(".", nl=False, err=True)
         time.sleep(1)
+
+
+def _wait_released(api: ApiClient, app: str, deadline: float) -> None:
+    """The release with the config var live (its release phase passed, its dynos up)."""
+    while api.get(f"/v1/apps/{app}")["pending_release"] is not None:
+        if time.monotonic() > deadline:
+            raise Unavailable(f"{app}'s release with the add-on's config var is not live yet: "
+                              f"`paas releases -a {app}` shows it")
+        click.echo(".", nl=False, err=True)
+        time.sleep(0.5)
 
 
 @cli.command("addons:info")
@@ -132,6 +143,7 @@ def addons_attach(addon: str, app: str, as_name: str | None) -> None:
     api = connection.client()
     click.echo(f"Attaching {addon} to {app}... ", nl=False)
     found = api.post(f"/v1/apps/{app}/addon-attachments", {"addon": addon, "as": as_name})
+    _wait_released(api, app, time.monotonic() + WAIT)
     mine = [a for a in found["attachments"] if a["app"] == app]
     click.echo(f"done, as {mine[0]['config_var'] if mine else '?'}")
 
@@ -142,7 +154,9 @@ def addons_attach(addon: str, app: str, as_name: str | None) -> None:
 def addons_detach(addon: str, app: str) -> None:
     """Detach an add-on from this app: its access is revoked, its config var removed."""
     click.echo(f"Detaching {addon} from {app}... ", nl=False)
-    connection.client().delete(f"/v1/apps/{app}/addon-attachments/{addon}")
+    api = connection.client()
+    api.delete(f"/v1/apps/{app}/addon-attachments/{addon}")
+    _wait_released(api, app, time.monotonic() + WAIT)
     click.echo("done")
 
 
