@@ -399,6 +399,79 @@ class PlatformJobRun(Base):
     started_at: Mapped[float] = mapped_column(default=now)
     finished_at: Mapped[float | None] = mapped_column(default=None)
     summary: Mapped[str] = mapped_column(Text, default="")
+class AddonState(enum.StrEnum):
+    """An add-on (paas/addons/addons.py): creating (its server not yet up once) → available;
+    available → restarting (a new plan or credentials: its server is replaced, stop first)
+    → available; available | restarting | creating → crashed (its server exited; its node
+    starts it again) → available; any → destroyed (its server stopped, its data deleted)."""
+
+    CREATING = "creating"
+    AVAILABLE = "available"
+    RESTARTING = "restarting"
+    CRASHED = "crashed"
+    DESTROYED = "destroyed"
+
+
+ADDON_TRANSITIONS: dict[AddonState, set[AddonState]] = {
+    AddonState.CREATING: {AddonState.AVAILABLE, AddonState.CRASHED, AddonState.DESTROYED},
+    AddonState.AVAILABLE: {AddonState.RESTARTING, AddonState.CRASHED, AddonState.DESTROYED},
+    AddonState.RESTARTING: {AddonState.AVAILABLE, AddonState.CRASHED, AddonState.DESTROYED},
+    AddonState.CRASHED: {AddonState.AVAILABLE, AddonState.RESTARTING, AddonState.DESTROYED},
+    AddonState.DESTROYED: set(),
+}
+
+
+class Addon(Base):
+    """A Postgres or Redis server of an app's (its owner, which pays for it on Heroku), its
+    data on one node. A destroyed add-on's row stays (its name is kept, its backups'
+    retention counts from `destroyed_at`)."""
+
+    __tablename__ = "addons"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), unique=True)
+    service: Mapped[str] = mapped_column(String(32))
+    plan: Mapped[str] = mapped_column(String(32))
+    app_id: Mapped[int | None] = mapped_column(ForeignKey("apps.id", ondelete="SET NULL"))
+    app_name: Mapped[str] = mapped_column(String(30))  # the owner's name, also once it is gone
+    # uid 40000 + number; unique among add-ons, never an app's (20000 + slot).
+    number: Mapped[int] = mapped_column(Integer, unique=True)
+    state: Mapped[str] = mapped_column(String(16), default=AddonState.CREATING)
+    reason: Mapped[str] = mapped_column(Text, default="")  # why it is not available
+    node: Mapped[str | None] = mapped_column(String(63), default=None)
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    username: Mapped[str] = mapped_column(String(63))
+    password: Mapped[str] = mapped_column(String(128))
+    database: Mapped[str] = mapped_column(String(63), default="")
+    superuser_password: Mapped[str] = mapped_column(String(128), default="")
+    memory_mb: Mapped[float] = mapped_column(default=0.0)
+    started_at: Mapped[float | None] = mapped_column(default=None)
+    created_by: Mapped[str] = mapped_column(String(254), default="")
+    created_at: Mapped[float] = mapped_column(default=now)
+    destroyed_at: Mapped[float | None] = mapped_column(default=None)
+
+    @property
+    def uid(self) -> int:
+        return 40000 + self.number
+
+
+class AddonAttachment(Base):
+    """An app an add-on is attached to, as NAME (its config var NAME_URL); its server has the
+    address_index-th add-on address on that app's network."""
+
+    __tablename__ = "addon_attachments"
+    __table_args__ = (UniqueConstraint("app_id", "name"), UniqueConstraint("addon_id", "app_id"),
+                      UniqueConstraint("app_id", "address_index"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    addon_id: Mapped[int] = mapped_column(ForeignKey("addons.id", ondelete="CASCADE"))
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    address_index: Mapped[int] = mapped_column(Integer)
+    # Its config var waits for the server (creating, restarting): set in a new release then.
+    config_pending: Mapped[bool] = mapped_column(default=True)
+    created_by: Mapped[str] = mapped_column(String(254), default="")
+    created_at: Mapped[float] = mapped_column(default=now)
+    addon: Mapped[Addon] = relationship()
+    app: Mapped[App] = relationship()
 
 
 def make_engine(url: str) -> Engine:

@@ -104,6 +104,57 @@ class DesiredDyno(Wire):
         return f"{self.type}.{self.index}"
 
 
+class AddonServerState(enum.StrEnum):
+    """An add-on's server as its node reports it: starting → up → crashed (restarted by the
+    node: starting again); removed once a destroyed add-on's server and data are gone."""
+
+    STARTING = "starting"
+    UP = "up"
+    CRASHED = "crashed"
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True)
+class AddonLink(Wire):
+    """An app an add-on is attached to: its server has an address on that app's network, and
+    only that app's dynos (and the host) reach it there."""
+
+    app: str
+    slot: int  # the app's slot: its bridge and /24
+    ip: str  # the server's address on that network
+
+
+@dataclass(frozen=True)
+class DesiredAddon(Wire):
+    """An add-on's server (Postgres, Redis) that a node runs: its own container, uid and
+    data filesystem, stopped before any replacement starts (never two on one data)."""
+
+    name: str
+    service: str  # postgres | redis
+    uid: int  # the server's own unprivileged uid
+    generation: str  # a running server of another generation is replaced (stop first)
+    memory_mb: int
+    pids: int
+    disk_mb: int  # its data filesystem's size (grown, never shrunk, when the plan changes)
+    port: int
+    env: dict[str, str]  # the entry script's settings and credentials (paas/addons/server)
+    links: tuple[AddonLink, ...]
+    node: str
+    destroyed: bool = False  # stop it and delete its data
+
+
+@dataclass(frozen=True)
+class AddonReport(Wire):
+    """One add-on's server as its node sees it now."""
+
+    name: str
+    generation: str
+    state: AddonServerState
+    started_at: float = 0.0
+    memory_mb: float = 0.0
+    error: str = ""  # why it is not up (its output's tail, a refused start)
+
+
 @dataclass(frozen=True)
 class AppPolicy(Wire):
     """How a node treats every dyno of one app."""
@@ -117,6 +168,7 @@ class DesiredState(Wire):
 
     dynos: tuple[DesiredDyno, ...]
     apps: dict[str, AppPolicy]
+    addons: tuple[DesiredAddon, ...] = ()  # the add-on servers this node holds the data of
 
 
 @dataclass(frozen=True)
@@ -171,6 +223,7 @@ class NodeReport(Wire):
     dynos: tuple[DynoReport, ...]
     failed_oneoffs: tuple[FailedOneOff, ...] = ()
     failed_starts: tuple[FailedStart, ...] = ()
+    addons: tuple[AddonReport, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from typing import Any
 from starlette.routing import Route
 
 from paas import apps, auth, builds, domains, dynos, formation, metrics, releases
+from paas.addons import addons
 from paas.api.context import Context
 from paas.api.handlers import Call, endpoint
 from paas.builder import disk
@@ -57,6 +58,8 @@ def show_app(call: Call) -> dict[str, Any]:
 def destroy_app(call: Call) -> dict[str, Any]:
     app = app_of(call)
     auth.require_manage(call.user, app, "destroy it")
+    if call.query.get("confirm") == app.name:  # its add-ons go with it (refused if shared)
+        addons.destroy_owned(call.db, app, call.events)
     apps.destroy(call.db, app, call.query.get("confirm"))
     call.ctx.repos.delete(app.name)
     disk.remove_app_cache(call.ctx.settings, app.name)

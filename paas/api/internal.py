@@ -4,6 +4,7 @@ answers are the wire types of paas/wire.py."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -14,6 +15,7 @@ from starlette.routing import Route
 from paas import builds, config_vars, dynos, nodes, releases, scheduling, usage
 from paas import oneoffs as oneoffs_
 from paas import routes as routes_
+from paas.addons import addons
 from paas.api.context import Context
 from paas.api.handlers import Call, endpoint
 from paas.errors import Malformed
@@ -73,8 +75,10 @@ def register_node(call: Call) -> dict[str, Any]:
 
 def desired(call: Call) -> dict[str, Any]:
     settings = call.ctx.settings
-    return scheduling.desired(call.db, call.params["node"], now(), settings.node_grace,
-                              settings.dyno_port).to_json()
+    node = call.params["node"]
+    state = scheduling.desired(call.db, node, now(), settings.node_grace, settings.dyno_port)
+    servers = tuple(addons.desired(call.db, node, settings.dyno_subnet))
+    return dataclasses.replace(state, addons=servers).to_json()
 
 
 def report_dynos(call: Call) -> dict[str, Any]:
@@ -92,6 +96,9 @@ def report_dynos(call: Call) -> dict[str, Any]:
                               unstarted.index, neutral(unstarted.error, settings.home),
                               call.events, permanent=unstarted.permanent)
     changed.discard(0)
+    if addons.reported(call.db, call.params["node"], reported.addons, call.events,
+                       settings.dyno_subnet):
+        call.events.desired_changed()  # a config var that waited for its server: released
     for app in call.db.scalars(select(App).where(App.id.in_(changed))):
         _evaluate(call, app)  # promotes a release whose web dynos are up, in this request
     if changed:

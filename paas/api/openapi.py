@@ -100,6 +100,19 @@ SUMMARIES: dict[tuple[str, str], str] = {
     ("GET", "/git/{app}.git/info/refs"): "git smart HTTP: ref advertisement",
     ("POST", "/git/{app}.git/git-receive-pack"): "git smart HTTP: push (builds and deploys)",
     ("POST", "/git/{app}.git/git-upload-pack"): "git smart HTTP: fetch and clone",
+    # add-ons (issue 18): Postgres and Redis servers
+    ("GET", "/v1/addons/plans"): "Every add-on service's plans: memory, disk, connections",
+    ("GET", "/v1/apps/{app}/addons"): "The add-ons attached to an app, with their state",
+    ("POST", "/v1/apps/{app}/addons"): "Create an add-on (postgres, redis:basic) and attach it",
+    ("GET", "/v1/apps/{app}/addons/{addon}"): "One add-on: plan, limits, state, attachments",
+    ("PATCH", "/v1/apps/{app}/addons/{addon}"): "Change an add-on's plan (data kept)",
+    ("DELETE", "/v1/apps/{app}/addons/{addon}"): "Destroy an add-on: its server and data",
+    ("POST", "/v1/apps/{app}/addon-attachments"): "Attach another app's add-on to this app",
+    ("DELETE", "/v1/apps/{app}/addon-attachments/{addon}"): "Detach an add-on: access revoked",
+    ("POST", "/v1/apps/{app}/addons/{addon}/credentials/rotate"):
+        "A new password for the add-on's app user; config vars updated in new releases",
+    ("GET", "/v1/apps/{app}/addons/{addon}/pg-info"):
+        "A Postgres add-on's version, size, connections and plan limits",
 }
 
 ERROR = {"$ref": "#/components/schemas/Error"}

@@ -11,6 +11,7 @@ from paas import auth, dashboard, database
 from paas import nodes as nodes_
 from paas.api import (
     access,
+    addons,
     apps,
     certs,
     config,
@@ -71,6 +72,7 @@ def api_server(settings: Settings) -> Starlette:
         Route("/healthz", healthz),
         *apps.routes(ctx),
         *config.routes(ctx),
+        *addons.routes(ctx),
         *dynos.routes(ctx),
         *domains.routes(ctx),
         *certs.routes(ctx),

@@ -146,6 +146,7 @@ def releases_list(app: str, as_json: bool) -> None:
 def main() -> None:
     from paas.cli import (  # noqa: F401 - registers commands
         access,
+        addons,
         auth,
         certs,
         config_vars,

@@ -30,7 +30,7 @@ from typing import IO, Any
 
 from paas import cgroups, outputlines, safefs
 from paas.errors import Conflict, Invalid, NotFound, Unavailable
-from paas.runtime import dynodisk, host, native, network, oci
+from paas.runtime import addonlinks, dynodisk, host, native, network, oci
 from paas.runtime.buildnet import BuildNetwork, build_network
 from paas.runtime.cpu import CpuMeter
 from paas.runtime.dynolog import DynoLog
@@ -255,6 +255,7 @@ class Runtime:
         with self._lock():
             used = {record.get("app_index") for path in self.settings.dynos_dir.iterdir()
                     if path.is_dir() and (record := DynoDir(path).read_record())}
+            used |= addonlinks.linked_slots(self.settings)
             for name in network.links_with_prefix(prefix):
                 slot = name[len(prefix):]
                 if slot.isdigit() and int(slot) not in used:

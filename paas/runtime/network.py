@@ -21,6 +21,10 @@ from paas.settings import Settings
 NETNS_DIR = Path("/var/run/netns")
 TW_REUSE = Path("/proc/sys/net/ipv4/tcp_tw_reuse")
 ADDRESS_SET_BY_USER = "3"  # /sys/class/net/<link>/addr_assign_type after `ip link set address`
+# The top of each app's /24 is kept for the add-on servers attached to the app (.240-.254):
+# dynos never take those addresses, so an add-on's address is known before it runs.
+ADDON_FIRST_HOST = 240
+ADDON_LINKS_PER_APP = 255 - ADDON_FIRST_HOST
 
 
 @dataclass(frozen=True)
@@ -67,12 +71,20 @@ def next_free_ip(network: ipaddress.IPv4Network, used: set[str], after: str | No
     """The first free address after `after`, wrapping around. Rotating, rather than taking
     the lowest, keeps a just-freed address out of use for a while: the router may still hold a
     keep-alive connection to it, and the host a neighbour entry for the old dyno."""
-    hosts = [str(host) for host in list(network.hosts())[1:]]
+    hosts = [str(host) for host in list(network.hosts())[1:]
+             if int(host) - int(network.network_address) < ADDON_FIRST_HOST]
     start = hosts.index(after) + 1 if after in hosts else 0
     for host in hosts[start:] + hosts[:start]:
         if host not in used:
             return host
     raise Unavailable(f"no free address left in {network}")
+
+
+def addon_ip(network: ipaddress.IPv4Network, index: int) -> str:
+    """The address of an app's index-th attached add-on on the app's network."""
+    if not 0 <= index < ADDON_LINKS_PER_APP:
+        raise Invalid(f"an app has at most {ADDON_LINKS_PER_APP} add-ons attached")
+    return str(network.network_address + ADDON_FIRST_HOST + index)
 
 
 def link_exists(name: str) -> bool:
@@ -135,6 +147,23 @@ def create_dyno_net(install_id: str, dyno_id: str, bridge: str, ip: str, prefix:
     # health checks) keeps sending to it for seconds.
     ip_cmd("neigh", "del", ip, "dev", bridge, check=False)
     return net
+
+
+def add_link(netns: str, veth: str, inner: str, bridge: str, ip: str, prefix: int) -> None:
+    """One more interface in an existing namespace (an add-on server's), on an app bridge."""
+    ip_cmd("link", "add", veth, "type", "veth", "peer", "name", inner, "netns", netns)
+    ip_cmd("-n", netns, "addr", "add", f"{ip}/{prefix}", "dev", inner)
+    ip_cmd("-n", netns, "link", "set", inner, "up")
+    ip_cmd("link", "set", veth, "master", bridge)
+    disable_ipv6(veth)
+    ip_cmd("link", "set", veth, "up")
+    ip_cmd("neigh", "del", ip, "dev", bridge, check=False)
+
+
+def create_netns(name: str) -> None:
+    if not (NETNS_DIR / name).exists():
+        ip_cmd("netns", "add", name)
+    ip_cmd("-n", name, "link", "set", "lo", "up")
 
 
 def delete_dyno_net(netns: str, veth: str) -> None:

@@ -11,6 +11,7 @@ only table two threads share. No lock is held over I/O."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import threading
 import time
@@ -19,6 +20,8 @@ from paas import streams
 from paas.errors import Permanent
 from paas.logs import RedisEvents
 from paas.runtime import DynoSpec, DynoStatus, RunState, Runtime
+from paas.runtime.addonservers import AddonServers
+from paas.runtime.agent.addons import AddonKeeper
 from paas.runtime.agent.crashes import CrashCounts
 from paas.runtime.agent.exits import ExitWatch
 from paas.runtime.agent.health import Boot, BootChecks, memory_kill_line
@@ -72,6 +75,7 @@ class Agent:
         self.stops = Stops(runtime, self.log, self.wake)
         self.exits = ExitWatch(self.wake)
         self.bridges = IdleBridges(runtime)
+        self.addons = AddonKeeper(AddonServers(settings, runtime), settings.stop_grace)
         self.apps: dict[str, AppPolicy] = {}
         self.failed_oneoffs: list[FailedOneOff] = []
         # Formation dynos that could not start (a platform error): the API fails their release
@@ -89,6 +93,8 @@ class Agent:
     def reconcile(self, node: str, desired: DesiredState) -> NodeReport:
         assert node == self.settings.node_name, node
         self.apps = dict(desired.apps)
+        # First: a new release's dynos find the add-ons they are given attached.
+        addons = self.addons.reconcile(tuple(a for a in desired.addons if a.node == node))
         # Only what the API assigned to this node, even from a control plane that sends more.
         wanted = {DynoKey.wanted(dyno): dyno for dyno in desired.dynos if dyno.node == node}
         self.crashes.forget_stale(wanted)
@@ -106,7 +112,7 @@ class Agent:
         for key, spec in wanted.items():
             if self._should_start(key, spec, running, present):
                 self._start(key, spec)
-        return self._report()
+        return dataclasses.replace(self._report(), addons=addons)
 
     def reported(self, node: str, report: NodeReport) -> None:
         # Read once the API has the report: it counts the route change that took them out.
