@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     JSON,
+    BigInteger,
     ForeignKey,
     Integer,
     String,
@@ -311,7 +311,8 @@ class Certificate(Base):
 class BackupState(enum.StrEnum):
     """A Postgres backup (paas/addons/backups.py): capturing (pg_dump) → verifying (restored
     into a scratch server, row counts compared) → verified; capturing | verifying → failed
-    (with the reason). Only a verified backup is offered as good."""
+    (with the reason); verified | failed → verifying again (`pg:backups:verify` of a stored
+    file). Only a verified backup is offered as good."""
 
     CAPTURING = "capturing"
     VERIFYING = "verifying"
@@ -322,8 +323,9 @@ class BackupState(enum.StrEnum):
 BACKUP_TRANSITIONS: dict[BackupState, set[BackupState]] = {
     BackupState.CAPTURING: {BackupState.VERIFYING, BackupState.FAILED},
     BackupState.VERIFYING: {BackupState.VERIFIED, BackupState.FAILED},
-    BackupState.VERIFIED: set(),
-    BackupState.FAILED: set(),
+    # verified | failed → verifying: `pg:backups:verify` restores a stored file again
+    BackupState.VERIFIED: {BackupState.VERIFYING},
+    BackupState.FAILED: {BackupState.VERIFYING},
 }
 
 

@@ -9,6 +9,7 @@ fails the capture under way with a message, and the backups it holds stay as the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -29,10 +30,8 @@ class BackupStore:
     def prepare(self) -> None:
         """The store's directory, made if missing; refused unless it is root's own directory
         (a symlink or another owner would send root's writes elsewhere)."""
-        try:
+        with contextlib.suppress(FileExistsError):
             os.mkdir(self.root, 0o700)
-        except FileExistsError:
-            pass
         st = os.lstat(self.root)
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
             raise StoreError(f"{self.root} is not a directory of the platform's own")

@@ -57,7 +57,7 @@ class SnapshotSession:
         self.target = target
         self.timeout = timeout
         self.snapshot = ""
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in __exit__
         self._proc: subprocess.Popen[bytes] | None = None
         self._buffer = b""
 

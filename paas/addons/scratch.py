@@ -16,6 +16,7 @@ One scratch server runs at a time (a lock); each is deleted when its verificatio
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import secrets
@@ -52,19 +53,8 @@ class ScratchServer:
     def run(self, command: list[str], *, stdin: int | None = None, timeout: float = 120,
             net_namespace: bool = False) -> str:
         """`command` as the scratch uid (in a new network namespace if asked); its stdout."""
-        prefix = ["unshare", "--net"] if net_namespace else []
-        drop = ["setpriv", f"--reuid={SCRATCH_UID}", f"--regid={SCRATCH_UID}",
-                "--clear-groups", "--no-new-privs", "--inh-caps=-all", "--"]
-        try:
-            done = subprocess.run([*prefix, *drop, *command], env=self._env(), stdin=stdin,
-                                  capture_output=True, text=True, timeout=timeout, check=False,
-                                  cwd=self.dir)
-        except subprocess.TimeoutExpired:
-            raise PgError(f"{Path(command[0]).name} took longer than {timeout:g} s") from None
-        if done.returncode != 0:
-            said = tail(done.stderr or done.stdout) or f"exit status {done.returncode}"
-            raise PgError(f"{Path(command[0]).name}: {said}")
-        return done.stdout
+        return as_scratch_uid(command, self._env(), cwd=self.dir, stdin=stdin,
+                              timeout=timeout, net_namespace=net_namespace)
 
     def psql(self, sql: str, *, user: str = RESTORER, database: str = DATABASE) -> str:
         return self.run([str(PGBIN / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
@@ -96,11 +86,28 @@ class ScratchServer:
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
-            try:
+            with contextlib.suppress(PgError):  # not running: its directory goes all the same
                 self.run([str(PGBIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
                           "-w", "stop"], timeout=30)
-            except PgError:
-                pass  # not running: its directory goes all the same
+
+
+def as_scratch_uid(command: list[str], env: dict[str, str], *, cwd: Path | None = None,
+                   stdin: int | None = None, timeout: float = 120,
+                   net_namespace: bool = False) -> str:
+    """Runs `command` as SCRATCH_UID with no capabilities, no new privileges (in a network
+    namespace of its own if asked); its stdout, or PgError with what it said."""
+    prefix = ["unshare", "--net"] if net_namespace else []
+    drop = ["setpriv", f"--reuid={SCRATCH_UID}", f"--regid={SCRATCH_UID}", "--clear-groups",
+            "--no-new-privs", "--inh-caps=-all", "--"]
+    try:
+        done = subprocess.run([*prefix, *drop, *command], env=env, stdin=stdin, cwd=cwd,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise PgError(f"{Path(command[0]).name} took longer than {timeout:g} s") from None
+    if done.returncode != 0:
+        said = tail(done.stderr or done.stdout) or f"exit status {done.returncode}"
+        raise PgError(f"{Path(command[0]).name}: {said}")
+    return done.stdout
 
 
 def _prepare_base(base: Path) -> None:
