@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     ForeignKey,
     Integer,
     String,
@@ -472,6 +473,68 @@ class AddonAttachment(Base):
     created_at: Mapped[float] = mapped_column(default=now)
     addon: Mapped[Addon] = relationship()
     app: Mapped[App] = relationship()
+class BackupState(enum.StrEnum):
+    """A Postgres backup (paas/addons/backups.py): capturing (pg_dump) → verifying (restored
+    into a scratch server, row counts compared) → verified; capturing | verifying → failed
+    (with the reason); verified | failed → verifying again (`pg:backups:verify` of a stored
+    file). Only a verified backup is offered as good."""
+
+    CAPTURING = "capturing"
+    VERIFYING = "verifying"
+    VERIFIED = "verified"
+    FAILED = "failed"
+
+
+BACKUP_TRANSITIONS: dict[BackupState, set[BackupState]] = {
+    BackupState.CAPTURING: {BackupState.VERIFYING, BackupState.FAILED},
+    BackupState.VERIFYING: {BackupState.VERIFIED, BackupState.FAILED},
+    # verified | failed → verifying: `pg:backups:verify` restores a stored file again
+    BackupState.VERIFIED: {BackupState.VERIFYING},
+    BackupState.FAILED: {BackupState.VERIFYING},
+}
+
+
+class Backup(Base):
+    """One pg_dump of an app's Postgres add-on, `b<number>` per app. The add-on is named by
+    a string (`addon`), not a foreign key: its backups outlive it (retention), and the
+    add-on's own table is another module's. A destroyed app's backups keep `app_name`."""
+
+    __tablename__ = "backups"
+    __table_args__ = (UniqueConstraint("app_id", "number"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int | None] = mapped_column(ForeignKey("apps.id", ondelete="SET NULL"))
+    app_name: Mapped[str] = mapped_column(String(30))
+    addon: Mapped[str] = mapped_column(String(63))
+    number: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16), default="manual")  # manual | scheduled
+    state: Mapped[str] = mapped_column(String(16), default=BackupState.CAPTURING)
+    progress: Mapped[str] = mapped_column(Text, default="")  # the step under way, for users
+    error: Mapped[str] = mapped_column(Text, default="")  # why it failed
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # {"public.orders": 12, ...}: counted in the dump's own snapshot
+    tables: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    created_by: Mapped[str] = mapped_column(String(254), default="")
+    created_at: Mapped[float] = mapped_column(default=now)
+    finished_at: Mapped[float | None] = mapped_column(default=None)
+    # Refreshed while a capture runs: a capture whose process died is failed by the sweep.
+    heartbeat_at: Mapped[float] = mapped_column(default=now)
+    # Set when its add-on was destroyed: kept until then, deleted by the expiry job after.
+    keep_until: Mapped[float | None] = mapped_column(default=None)
+
+
+class BackupSchedule(Base):
+    """`pg:backups:schedule --at 02:00`: a daily capture of one add-on of an app."""
+
+    __tablename__ = "backup_schedules"
+    __table_args__ = (UniqueConstraint("app_id", "addon"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    addon: Mapped[str] = mapped_column(String(63))
+    at_minute: Mapped[int] = mapped_column(Integer)  # minutes after midnight, in `timezone`
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # The last day (YYYY-MM-DD, in `timezone`) its capture started: one per day.
+    last_day: Mapped[str] = mapped_column(String(10), default="")
+    created_at: Mapped[float] = mapped_column(default=now)
 
 
 def make_engine(url: str) -> Engine:

@@ -181,6 +181,16 @@ class Settings:
     clock_tick: float = field(default_factory=lambda: _seconds("PAAS_CLOCK_TICK", 1.0))
     clock_in_api: int = field(default_factory=lambda: _int("PAAS_CLOCK_IN_API", 1))
 
+    # Postgres backups (paas/addons/backups.py): the store's size in MB (0: the disk's free
+    # space is the limit), how many scheduled backups of an add-on are kept, how long a
+    # destroyed add-on's last backup is kept, and the longest capture + verification.
+    backup_store_mb: int = field(default_factory=lambda: _int("PAAS_BACKUP_STORE_MB", 0))
+    backup_keep_scheduled: int = field(
+        default_factory=lambda: _int("PAAS_BACKUP_KEEP_SCHEDULED", 7))
+    backup_retention_days: float = field(
+        default_factory=lambda: _float("PAAS_BACKUP_RETENTION_DAYS", 7))
+    backup_timeout: float = field(default_factory=lambda: _seconds("PAAS_BACKUP_TIMEOUT", 3600))
+
     @property
     def api_url(self) -> str:
         return self.api_url_override or f"http://127.0.0.1:{self.api_port}"
@@ -216,6 +226,14 @@ class Settings:
     @property
     def builds_dir(self) -> Path:
         return self.home / "builds"
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.home / "backups"
+
+    @property
+    def backup_scratch_dir(self) -> Path:
+        return self.home / "backup-scratch"
 
     @property
     def runtime_home(self) -> Path:
