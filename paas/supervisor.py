@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from paas import roles
 from paas.builder.procfile import parse_procfile
 from paas.errors import PaasError
 from paas.runtime import network
@@ -102,7 +103,7 @@ def secure_dyno_networks(settings: Settings) -> None:
 class Supervisor:
     def __init__(self, settings: Settings, procfile: Path) -> None:
         self.settings = settings
-        types = parse_procfile(procfile.read_text())
+        types = roles.split(parse_procfile(procfile.read_text()), settings.roles_apart)
         if settings.redis_url_override:
             types.pop("redis", None)
         self.services = [Service(name, command) for name, command in types.items()]
@@ -121,7 +122,8 @@ class Supervisor:
         if "redis" in {s.name for s in self.services}:
             write_redis_config(self.settings)
         self.cgroups = ServiceCgroups(self.settings, [s.name for s in self.services],
-                                      lambda line: self.say("paas", line))
+                                      lambda line: self.say("paas", line),
+                                      {s.name: roles.hosted(s.command) for s in self.services})
         if self.cgroups.home is not None:
             # Moved after they started, the dyno monitors' memory would stay charged to the
             # agent (neither cgroup v1 nor v2 moves charges): they start in `paas up`'s cgroup.

@@ -16,9 +16,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def loaded(module: str) -> set[str]:
+def loaded(module: str, then: str = "") -> set[str]:
     # A None entry is a module kept out (paas/__init__.py), not one loaded.
-    script = (f"import json, sys, {module}; "
+    script = (f"import json, sys, {module}; {then + '; ' if then else ''}"
               "print(json.dumps(sorted(k for k, v in sys.modules.items() if v is not None)))")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -32,6 +32,21 @@ def loaded(module: str) -> set[str]:
 def test_the_worker_the_agent_and_the_router_do_not_load_the_orm(module: str) -> None:
     modules = loaded(module)
     assert "paas.models" not in modules and "sqlalchemy" not in modules
+
+
+# What `python -m paas.roles agent router worker` (the `node` service) loads before it runs.
+NODE_ROLES = "paas.roles._agent(), paas.roles._router(), paas.roles._worker()"
+
+
+def test_the_node_process_hosting_the_agent_router_and_worker_does_not_load_the_orm() -> None:
+    modules = loaded("paas.roles", NODE_ROLES)
+    assert {"paas.runtime.agent.reconcile", "router.service", "paas.builder.tasks"} <= modules
+    assert "paas.models" not in modules and "sqlalchemy" not in modules
+    assert not {m for m in modules if m.startswith("paas.api")}
+
+
+def test_the_node_process_loads_no_command_line_toolkit() -> None:
+    assert not CLI_TOOLKITS & {m.split(".")[0] for m in loaded("paas.roles", NODE_ROLES)}
 
 
 def test_the_reaper_knows_no_http() -> None:
