@@ -28,7 +28,7 @@ from paas.api.context import Context
 from paas.api.pushes import PushBackend
 from paas.builder.celery_app import make_celery
 from paas.git import git_routes
-from paas.git.ssh import ssh_lifespan
+from paas.git.ssh_listen import ssh_lifespan
 from paas.models import now
 from paas.reaper import Reaper, chain, reaper_lifespan
 from paas.settings import Settings

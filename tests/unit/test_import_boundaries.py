@@ -74,3 +74,7 @@ def test_paas_up_stays_up_as_a_supervisor_without_clients() -> None:
 
 def test_the_api_loads_the_dashboards_templates_at_its_first_page() -> None:
     assert "jinja2" not in loaded("paas.api.server")
+
+
+def test_the_api_loads_asyncssh_at_its_first_ssh_client() -> None:
+    assert not {"asyncssh", "cryptography"} & {m.split(".")[0] for m in loaded("paas.api.server")}
