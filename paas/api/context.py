@@ -41,7 +41,7 @@ class Context:
                                       decode_responses=True)
         return cls(
             settings=settings,
-            sessions=make_sessionmaker(settings.database_url),
+            sessions=make_sessionmaker(settings.database_url, migrate_in_child=True),
             redis=client,
             aredis=redis_clients.async_client(settings.redis_url,
                                               block=streams.FOLLOW_BLOCK_MS / 1000,
