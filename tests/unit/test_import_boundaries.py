@@ -77,4 +77,4 @@ def test_the_api_loads_the_dashboards_templates_at_its_first_page() -> None:
 
 
 def test_the_api_loads_asyncssh_at_its_first_ssh_client() -> None:
-    assert not {"asyncssh", "cryptography"} & {m.split(".")[0] for m in loaded("paas.api.server")}
+    assert "asyncssh" not in {m.split(".")[0] for m in loaded("paas.api.server")}
