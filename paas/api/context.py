@@ -10,10 +10,9 @@ from typing import TypeVar
 
 import redis
 import redis.asyncio as aredis
-from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from paas import logs, redis_clients, streams
+from paas import build_queue, logs, redis_clients, streams
 from paas.logs import BufferedEvents, RedisEvents
 from paas.models import make_sessionmaker
 from paas.repos import Repos
@@ -30,13 +29,12 @@ class Context:
     aredis: aredis.Redis
     events: RedisEvents
     repos: Repos
-    celery: Celery
     # The API is the only writer of the database; one writer at a time keeps every
     # read-modify-write (release versions, promotion, ref moves) serial.
     write_lock: threading.Lock
 
     @classmethod
-    def create(cls, settings: Settings, celery: Celery) -> Context:
+    def create(cls, settings: Settings) -> Context:
         client = redis_clients.client(settings.redis_url, block=logs.MAX_WAIT,
                                       decode_responses=True)
         return cls(
@@ -48,7 +46,6 @@ class Context:
                                               decode_responses=True),
             events=RedisEvents(client, settings.log_lines),
             repos=Repos(settings.repos_dir),
-            celery=celery,
             write_lock=threading.Lock(),
         )
 
@@ -67,4 +64,4 @@ class Context:
         return result
 
     def enqueue_build(self, build_id: str) -> None:
-        self.celery.send_task("paas.build.tasks.build", args=[build_id])
+        build_queue.enqueue_build(self.redis, build_id)

@@ -26,7 +26,6 @@ from paas.api import (
 from paas.api import slugs as slug_routes
 from paas.api.context import Context
 from paas.api.pushes import PushBackend
-from paas.builder.celery_app import make_celery
 from paas.git import git_routes
 from paas.git.ssh_listen import ssh_lifespan
 from paas.models import now
@@ -57,7 +56,7 @@ async def server_error(_request: Request, _exc: Exception) -> JSONResponse:
 
 def api_server(settings: Settings) -> Starlette:
     settings.home.mkdir(parents=True, exist_ok=True)
-    ctx = Context.create(settings, make_celery(settings))
+    ctx = Context.create(settings)
     with ctx.sessions() as db:
         auth.bootstrap(db, settings.admin_token_path, settings.service_token_path)
         nodes_.api_started(db, now())

@@ -78,3 +78,7 @@ def test_the_api_loads_the_dashboards_templates_at_its_first_page() -> None:
 
 def test_the_api_loads_asyncssh_at_its_first_ssh_client() -> None:
     assert "asyncssh" not in {m.split(".")[0] for m in loaded("paas.api.server")}
+
+
+def test_the_api_queues_builds_without_celerys_client() -> None:
+    assert not {"celery", "kombu"} & {m.split(".")[0] for m in loaded("paas.api.server")}
