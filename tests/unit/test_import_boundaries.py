@@ -76,8 +76,12 @@ def test_the_api_loads_the_dashboards_templates_at_its_first_page() -> None:
     assert "jinja2" not in loaded("paas.api.server")
 
 
-def test_the_api_loads_asyncssh_at_its_first_ssh_client() -> None:
-    assert "asyncssh" not in {m.split(".")[0] for m in loaded("paas.api.server")}
+def test_the_api_loads_asyncssh_and_cryptography_at_their_first_use() -> None:
+    """asyncssh at the first SSH client or key added; cryptography's code (x509, its native
+    library) at the first certificate; redis-py imports only the top-level package."""
+    modules = loaded("paas.api.server")
+    assert "asyncssh" not in {m.split(".")[0] for m in modules}
+    assert not {m for m in modules if m.startswith(("cryptography.x509", "cryptography.hazmat"))}
 
 
 def test_the_api_queues_builds_without_celerys_client() -> None:
