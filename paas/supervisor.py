@@ -5,9 +5,10 @@ the rest), a crashed service restarts with backoff, and every output line is pre
 service's name. SIGINT/SIGTERM stop the control plane only: dynos (own sessions) and nginx
 (a daemon) keep serving, and the next `paas up` adopts them.
 
-`paas up` runs its checks, then execs `python -m paas.supervisor`: the process that stays up
-for the platform's life holds the supervisor's modules only (standard library and a few of
-paas's), not the CLI's, the doctor's, httpx or redis."""
+`paas up` runs its checks and sets up the dyno networks' firewall, then execs `python -m
+paas.supervisor`: the process that stays up for the platform's life holds the supervisor's
+modules only (standard library and a few of paas's), not the CLI's, the doctor's, the
+runtime's, httpx or redis."""
 
 from __future__ import annotations
 
@@ -26,8 +27,6 @@ from urllib.parse import urlsplit
 
 from paas import roles
 from paas.builder.procfile import parse_procfile
-from paas.errors import PaasError
-from paas.runtime import network
 from paas.service_cgroups import ServiceCgroups
 from paas.settings import Settings, load
 
@@ -90,15 +89,6 @@ def _redis_memory_limit(settings: Settings) -> str:
     return f"maxmemory {data_mb}mb\nmaxmemory-policy noeviction\n"
 
 
-def secure_dyno_networks(settings: Settings) -> None:
-    """The platform's firewall table before any service starts (dynos adopted from an earlier
-    `paas up` are covered at once); `paas down` removes it (`Runtime.teardown`)."""
-    try:
-        network.prepare_host(settings)
-    except PaasError as error:
-        raise SystemExit(f"paas up: {error}") from None
-
-
 class Supervisor:
     def __init__(self, settings: Settings, procfile: Path) -> None:
         self.settings = settings
@@ -117,7 +107,6 @@ class Supervisor:
     def run(self) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: self.stopping.set())
-        secure_dyno_networks(self.settings)
         if "redis" in {s.name for s in self.services}:
             write_redis_config(self.settings)
         self.cgroups = ServiceCgroups(self.settings, [s.name for s in self.services],

@@ -27,6 +27,7 @@ import httpx
 import redis
 
 from paas import metrics, notify, redis_clients, streams
+from paas.client import ssl_context
 from paas.errors import PaasError
 from paas.settings import Settings
 from paas.stopping import wake_on
@@ -109,7 +110,8 @@ class Syncer:
     pending_certs: bool = False
     # One client, not one per request (see Router.control).
     api: httpx.Client = field(default_factory=lambda: httpx.Client(
-        timeout=5.0, limits=httpx.Limits(max_keepalive_connections=0)))
+        timeout=5.0, limits=httpx.Limits(max_keepalive_connections=0),
+        verify=ssl_context()))
 
     def sync_once(self) -> None:
         wanted = self._fetch()

@@ -70,6 +70,7 @@ def test_the_platforms_processes_load_no_command_line_toolkit(module: str) -> No
 def test_paas_up_stays_up_as_a_supervisor_without_clients() -> None:
     modules = {m.split(".")[0] for m in loaded("paas.supervisor")}
     assert not {"httpx", "redis", "sqlalchemy", "celery", "ssl", "email"} & modules
+    assert "paas.runtime" not in loaded("paas.supervisor")  # `paas up` set the firewall up
 
 
 def test_the_api_loads_the_dashboards_templates_at_its_first_page() -> None:
