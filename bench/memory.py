@@ -61,7 +61,8 @@ def is_dyno_runc(cmd: str) -> bool:
 
 
 def is_dyno_monitor(cmd: str) -> bool:
-    return "paas.runtime.monitor" in cmd
+    """The native monitor (paas-dyno-monitor), or the Python one it replaced."""
+    return "paas-dyno-monitor" in cmd.split(" ", 1)[0] or "paas.runtime.monitor" in cmd
 
 
 def platform_processes(table: dict[int, dict], supervisor: int, home: str) -> set[int]:
@@ -88,7 +89,7 @@ def role(cmd: str) -> str:
                          ("redis-server", "redis"),
                          ("paas.api", "api"), ("celery", "worker"),
                          ("paas.runtime.agent", "agent"), ("-m router", "router"),
-                         ("paas.roles", "control"), ("nginx: master", "nginx master"),
+                         ("paas.roles", "node"), ("nginx: master", "nginx master"),
                          ("nginx: worker", "nginx worker"), ("nginx", "nginx")):
         if needle in cmd:
             return name

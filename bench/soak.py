@@ -24,9 +24,11 @@ from bench.load import _cmd, _ppid, _rss_kb, platform_pids
 from tests.platform import Platform
 from tests.soak import Visitors, soak
 
-KINDS = (("redis-server", "redis"), ("paas.api", "api"), ("paas.runtime.agent", "agent"),
-         ("-m router", "router"), ("nginx", "nginx"), ("paas up", "up"))
-SERVICES = {"redis", "api", "worker", "worker_children", "agent", "router", "nginx"}
+KINDS = (("redis-server", "redis"), ("paas.api", "api"), ("paas.roles", "node"),
+         ("paas.runtime.agent", "agent"), ("-m router", "router"), ("nginx", "nginx"),
+         ("paas up", "up"), ("paas.supervisor", "up"))
+# `node` hosts the agent, the router and the build worker (paas/roles.py).
+SERVICES = {"redis", "api", "node", "nginx"}
 
 
 def memory_by_kind(platform: Platform) -> dict[str, int]:
@@ -35,7 +37,7 @@ def memory_by_kind(platform: Platform) -> dict[str, int]:
     by_kind: Counter[str] = Counter()
     for pid in platform_pids(platform):
         command = _cmd(pid)
-        if "celery" in command:
+        if "celery" in command and "paas.roles" not in command:
             kind = "worker" if _ppid(pid) == platform.process.pid else "worker_children"
         else:
             kind = next((name for word, name in KINDS if word in command), "other")

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from paas import domains
 from paas.errors import Invalid, NotFound
 from paas.models import App, Certificate
+
+if TYPE_CHECKING:  # cryptography (~3 MiB) is loaded by the first certificate parsed
+    from cryptography import x509
 
 MAX_PEM = 64 * 1024
 
@@ -32,6 +32,10 @@ def parse(cert_pem: str, key_pem: str) -> Parsed:
     not the certificate of this key."""
     if len(cert_pem) > MAX_PEM or len(key_pem) > MAX_PEM:
         raise Invalid("the certificate or key file is over 64 KiB: is it a PEM file?")
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     try:
         chain = x509.load_pem_x509_certificates(cert_pem.encode())
     except ValueError:
@@ -43,7 +47,7 @@ def parse(cert_pem: str, key_pem: str) -> Parsed:
         raise Invalid("the key is not an unencrypted PEM private key "
                       "(-----BEGIN PRIVATE KEY-----); decrypt it first") from None
     leaf = chain[0]
-    if leaf.public_key().public_bytes(*_SPKI) != key.public_key().public_bytes(*_SPKI):
+    if leaf.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
         raise Invalid("the certificate does not match the key: give the certificate that was "
                       "issued for this private key")
     expires = leaf.not_valid_after_utc.timestamp()
@@ -56,10 +60,10 @@ def parse(cert_pem: str, key_pem: str) -> Parsed:
     return Parsed(names, expires, chain_pem, key_pem.strip() + "\n")
 
 
-_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
 def _hostnames(cert: x509.Certificate) -> list[str]:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         names = san.value.get_values_for_type(x509.DNSName)

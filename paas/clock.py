@@ -209,11 +209,10 @@ def clock_lifespan(ctx: Context) -> Lifespan:
 def main() -> None:
     """`python -m paas.clock`: the clock on its own (beside or instead of the API's)."""
     from paas import settings as settings_
-    from paas.builder.celery_app import make_celery
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = settings_.load()
-    ctx = Context.create(settings, make_celery(settings))
+    ctx = Context.create(settings)
     stop = threading.Event()
     def stopping(*_args: object) -> None:
         stop.set()

@@ -1,17 +1,19 @@
-"""Users' SSH public keys: who a key that git push presents over SSH belongs to."""
+"""Users' SSH public keys: who a key that git push presents over SSH belongs to. asyncssh
+(with cryptography, ~10 MiB) is loaded when a key is first parsed, not with the API."""
 
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncssh
-from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from paas.errors import Conflict, Invalid, NotFound
 from paas.models import SshKey, User
+
+if TYPE_CHECKING:
+    import asyncssh
 
 MAX_KEY_TEXT = 16 << 10
 MIN_RSA_BITS = 2048
@@ -26,6 +28,9 @@ def parse(text: str) -> tuple[asyncssh.SSHKey, str]:
     if len(lines) != 1 or len(text) > MAX_KEY_TEXT:
         raise Invalid("give one public key: the one line of a `.pub` file, like "
                       "`ssh-ed25519 AAAA... you@host` (make one with `ssh-keygen -t ed25519`)")
+    import asyncssh
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     try:
         key = asyncssh.import_public_key(lines[0])
     except (asyncssh.KeyImportError, ValueError) as error:

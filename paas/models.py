@@ -558,9 +558,13 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def make_sessionmaker(url: str) -> sessionmaker:
-    """Opens the database, first bringing its schema to the newest migration."""
+def make_sessionmaker(url: str, *, migrate_in_child: bool = False) -> sessionmaker:
+    """Opens the database, first bringing its schema to the newest migration (`migrate_in_child`:
+    in a child interpreter, so that a long-running caller does not keep Alembic loaded)."""
     from paas import schema  # here: Alembic is not loaded by every importer of the models
 
-    schema.upgrade(url)
+    if migrate_in_child:
+        schema.upgrade_in_child(url)
+    else:
+        schema.upgrade(url)
     return sessionmaker(make_engine(url), expire_on_commit=False)

@@ -12,19 +12,20 @@ then finds the schema at head. Either way a failed migration leaves the database
 from __future__ import annotations
 
 import fcntl
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, inspect, pool
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from paas import database
+
+if TYPE_CHECKING:  # Alembic is loaded where it runs: `upgrade_in_child` runs it elsewhere
+    from alembic.config import Config
 
 BASELINE = "0001"
 # The tables the baseline creates: one of them present without alembic_version means a
@@ -35,6 +36,8 @@ BASELINE_TABLES = {"users", "tokens", "ssh_keys", "apps", "builds", "releases", 
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """Alembic's configuration, built in code: no alembic.ini is read at run time."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", "paas:migrations")
     if connection is not None:
@@ -43,11 +46,15 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def head() -> str:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head() or ""
 
 
 def current(url: str) -> str | None:
     """The revision the database is at; None: not under migrations (empty or create_all)."""
+    from alembic.runtime.migration import MigrationContext
+
     engine = migration_engine(url)
     try:
         with engine.connect() as connection:
@@ -58,6 +65,8 @@ def current(url: str) -> str | None:
 
 def upgrade(url: str) -> None:
     """Brings the database at `url` to the newest revision; a no-op when it is there."""
+    from alembic import command
+
     with _lock(url):
         engine = migration_engine(url)
         try:
@@ -122,3 +131,24 @@ def _lock(url: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def upgrade_in_child(url: str) -> None:
+    """`upgrade` in a child interpreter that exits after it: Alembic and the migrations (~13
+    MiB) are not kept by the long-running process that opens the database (the API). The
+    URL goes on stdin, never on a command line others can read (it may hold a password)."""
+    done = subprocess.run([sys.executable, "-m", "paas.schema"], input=url, text=True,
+                          capture_output=True, check=False)
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise RuntimeError("migrating the database failed: "
+                           + (lines[-1] if lines else f"exit {done.returncode}"))
+
+
+def main() -> None:
+    """`python -m paas.schema` with the database URL on stdin: upgrades it."""
+    upgrade(sys.stdin.read().strip())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,7 @@
 """Memory cgroups (v1, or v2) of the platform's own services, so that no single request can take the
 host down: each service `paas up` runs gets `paas-<install id>-services/<service>` with the
-limit of its setting (PAAS_API_MEMORY_MB, ...). The kernel's OOM killer then acts inside that
+limit of its setting (PAAS_API_MEMORY_MB, ...; a service hosting several roles, `node`
+(paas/roles.py), the sum of theirs). The kernel's OOM killer then acts inside that
 cgroup only; `paas up` reads the cgroup's OOM-kill count to say why a service died.
 
 What a service starts in a session of its own (dyno monitors and `runc run`, nginx, a build's
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,15 +27,22 @@ from paas import cgroups
 from paas.settings import Settings
 
 MB = 1024 * 1024
-SETTINGS = {"api": "PAAS_API_MEMORY_MB", "worker": "PAAS_WORKER_MEMORY_MB",
-            "agent": "PAAS_AGENT_MEMORY_MB", "router": "PAAS_ROUTER_MEMORY_MB",
-            "redis": "PAAS_REDIS_MEMORY_MB"}
+ROLE_SETTINGS = {"api": "PAAS_API_MEMORY_MB", "worker": "PAAS_WORKER_MEMORY_MB",
+                 "agent": "PAAS_AGENT_MEMORY_MB", "router": "PAAS_ROUTER_MEMORY_MB",
+                 "redis": "PAAS_REDIS_MEMORY_MB"}
 
 
-def limit_mb(settings: Settings, service: str) -> int:
-    """The service's limit (0: none). A service the table does not know has none."""
-    name = SETTINGS.get(service)
-    return getattr(settings, name.removeprefix("PAAS_").lower()) if name else 0
+def settings_of(roles: Sequence[str]) -> tuple[str, ...]:
+    return tuple(ROLE_SETTINGS[role] for role in roles if role in ROLE_SETTINGS)
+
+
+def limit_mb(settings: Settings, roles: Sequence[str]) -> int:
+    """The limit of a service hosting `roles` (0: none): the sum of their settings, so each
+    setting keeps counting what its role may use; none if one of them is 0, or if the table
+    knows none of them."""
+    limits = [getattr(settings, name.removeprefix("PAAS_").lower())
+              for name in settings_of(roles)]
+    return sum(limits) if limits and all(limit > 0 for limit in limits) else 0
 
 
 def memory_hierarchy() -> cgroups.Hierarchy | None:
@@ -62,10 +70,11 @@ class ServiceCgroup:
     home: Path  # where processes that leave the service's session go
     oom_kills_seen: int = 0
     v2: bool = False  # the memory controller is in the unified (cgroup2) tree
+    roles: tuple[str, ...] = ()  # what it hosts (paas/roles.py); () : the service itself
 
     @property
     def setting(self) -> str:
-        return SETTINGS.get(self.service, "")
+        return " + ".join(settings_of(self.roles or (self.service,)))
 
     def create(self) -> None:
         """Makes the cgroup with its limit; a cgroup it made is removed again if that fails."""
@@ -159,7 +168,9 @@ class ServiceCgroups:
     """The cgroups of one `paas up`: created at start, checked every loop, removed at exit."""
 
     def __init__(self, settings: Settings, services: list[str],
-                 say: Callable[[str], None]) -> None:
+                 say: Callable[[str], None],
+                 roles: Mapping[str, Sequence[str]] | None = None) -> None:
+        """`roles`: the roles a service hosts (`python -m paas.roles`), if not just itself."""
         self.settings = settings
         self.say = say
         self.session = os.getsid(0)
@@ -171,8 +182,9 @@ class ServiceCgroups:
             return
         home, root = own_cgroup(), group_root(settings, self.memory)
         for service in services:
-            group = ServiceCgroup(service, root / service, limit_mb(settings, service), home,
-                                  v2=self.memory.version == 2)
+            hosts = tuple((roles or {}).get(service, ())) or (service,)
+            group = ServiceCgroup(service, root / service, limit_mb(settings, hosts), home,
+                                  v2=self.memory.version == 2, roles=hosts)
             try:
                 group.create()
             except OSError as error:

@@ -167,6 +167,10 @@ class Settings:
     agent_memory_mb: int = field(default_factory=lambda: _int("PAAS_AGENT_MEMORY_MB", 512))
     router_memory_mb: int = field(default_factory=lambda: _int("PAAS_ROUTER_MEMORY_MB", 512))
     redis_memory_mb: int = field(default_factory=lambda: _int("PAAS_REDIS_MEMORY_MB", 1024))
+    # The roles of the `node` service (paas/roles.py: agent, router, worker) that `paas up`
+    # runs as processes of their own instead, each in its own memory cgroup (comma-separated).
+    roles_apart: tuple[str, ...] = field(default_factory=lambda: tuple(
+        role for role in _env("PAAS_ROLES_APART", "").replace(",", " ").split()))
     # Set by `paas up` for its services: the memory cgroup (its own) that what they start in
     # a session of their own joins before it allocates (the agent's dyno monitors); empty:
     # where the starter is.

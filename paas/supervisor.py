@@ -5,14 +5,14 @@ the rest), a crashed service restarts with backoff, and every output line is pre
 service's name. SIGINT/SIGTERM stop the control plane only: dynos (own sessions) and nginx
 (a daemon) keep serving, and the next `paas up` adopts them.
 
-`paas up` runs its checks, then execs `python -m paas.supervisor`: the process that stays up
-for the platform's life holds the supervisor's modules only (standard library and a few of
-paas's), not the CLI's, the doctor's, httpx or redis."""
+`paas up` runs its checks and sets up the dyno networks' firewall, then execs `python -m
+paas.supervisor`: the process that stays up for the platform's life holds the supervisor's
+modules only (standard library and a few of paas's), not the CLI's, the doctor's, the
+runtime's, httpx or redis."""
 
 from __future__ import annotations
 
 import ctypes
-import http.client
 import os
 import signal
 import socket
@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from paas import roles
 from paas.builder.procfile import parse_procfile
-from paas.errors import PaasError
-from paas.runtime import network
 from paas.service_cgroups import ServiceCgroups
 from paas.settings import Settings, load
 
@@ -90,19 +89,10 @@ def _redis_memory_limit(settings: Settings) -> str:
     return f"maxmemory {data_mb}mb\nmaxmemory-policy noeviction\n"
 
 
-def secure_dyno_networks(settings: Settings) -> None:
-    """The platform's firewall table before any service starts (dynos adopted from an earlier
-    `paas up` are covered at once); `paas down` removes it (`Runtime.teardown`)."""
-    try:
-        network.prepare_host(settings)
-    except PaasError as error:
-        raise SystemExit(f"paas up: {error}") from None
-
-
 class Supervisor:
     def __init__(self, settings: Settings, procfile: Path) -> None:
         self.settings = settings
-        types = parse_procfile(procfile.read_text())
+        types = roles.split(parse_procfile(procfile.read_text()), settings.roles_apart)
         if settings.redis_url_override:
             types.pop("redis", None)
         self.services = [Service(name, command) for name, command in types.items()]
@@ -117,11 +107,11 @@ class Supervisor:
     def run(self) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: self.stopping.set())
-        secure_dyno_networks(self.settings)
         if "redis" in {s.name for s in self.services}:
             write_redis_config(self.settings)
         self.cgroups = ServiceCgroups(self.settings, [s.name for s in self.services],
-                                      lambda line: self.say("paas", line))
+                                      lambda line: self.say("paas", line),
+                                      {s.name: roles.hosted(s.command) for s in self.services})
         if self.cgroups.home is not None:
             # Moved after they started, the dyno monitors' memory would stay charged to the
             # agent (neither cgroup v1 nor v2 moves charges): they start in `paas up`'s cgroup.
@@ -190,16 +180,17 @@ class Supervisor:
             return False
 
     def _api_ready(self) -> bool:
+        """GET /healthz answers 200: one HTTP/1.0 request on a plain socket (http.client would
+        bring email and ssl into the process that stays up, ~2 MiB)."""
         url = urlsplit(self.settings.api_url)
-        connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80,
-                                                timeout=1.0)
         try:
-            connection.request("GET", "/healthz")
-            return connection.getresponse().status == 200
-        except (OSError, http.client.HTTPException):
+            with socket.create_connection((url.hostname or "127.0.0.1", url.port or 80),
+                                          timeout=1.0) as client:
+                client.sendall(b"GET /healthz HTTP/1.0\r\nHost: paas\r\n\r\n")
+                status = client.recv(64).split(b"\r\n", 1)[0].split()
+                return len(status) >= 2 and status[1] == b"200"
+        except OSError:
             return False
-        finally:
-            connection.close()
 
     def _restart_crashed(self) -> None:
         now = time.monotonic()

@@ -24,6 +24,7 @@ import httpx
 import jinja2
 
 from paas import sockets
+from paas.client import ssl_context
 from paas.errors import Invalid, PaasError, Unavailable
 from paas.settings import Settings
 from paas.wire import Certificate as Cert
@@ -73,7 +74,8 @@ class Router:
         # One client for the process: `httpx.get` makes a client (and an SSL context) per
         # call, and the router's RSS grew by megabytes a minute during deploys doing so.
         self.control = httpx.Client(timeout=5.0, headers=self.control_headers,
-                                    limits=httpx.Limits(max_keepalive_connections=0))
+                                    limits=httpx.Limits(max_keepalive_connections=0),
+                                    verify=ssl_context())
 
     # -- nginx process -------------------------------------------------------------------
 

@@ -27,8 +27,10 @@ import httpx
 import redis
 
 from paas import metrics, notify, redis_clients, streams
+from paas.client import ssl_context
 from paas.errors import PaasError
 from paas.settings import Settings
+from paas.stopping import wake_on
 from paas.wire import RouteTable
 from router.dataplane import DataPlane
 from router.nginx import Cert, ConfigRejected, Route, Router
@@ -108,7 +110,8 @@ class Syncer:
     pending_certs: bool = False
     # One client, not one per request (see Router.control).
     api: httpx.Client = field(default_factory=lambda: httpx.Client(
-        timeout=5.0, limits=httpx.Limits(max_keepalive_connections=0)))
+        timeout=5.0, limits=httpx.Limits(max_keepalive_connections=0),
+        verify=ssl_context()))
 
     def sync_once(self) -> None:
         wanted = self._fetch()
@@ -279,21 +282,29 @@ def ship_logs(sock: socket.socket, shipper: LogShipper, stop: threading.Event,
                 shipper.aggregator.counts.clear()
 
 
-def main() -> None:
+def configure_logging() -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="router: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    settings = Settings()
-    router = Router(settings)
-    complaints = _Complaints()
+
+
+def main() -> None:
+    configure_logging()
     stop = threading.Event()
-    wake = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
-        wake.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    serve(Settings(), stop)
+
+
+def serve(settings: Settings, stop: threading.Event) -> None:
+    """The router until `stop` is set (`python -m paas.roles` hosts it beside other roles)."""
+    router = Router(settings)
+    complaints = _Complaints()
+    wake = threading.Event()
+    wake_on(stop, wake)
     settings.router_dir.mkdir(parents=True, exist_ok=True)
     client = redis_clients.client(settings.redis_url)
     shipper = LogShipper(client, settings.log_lines)

@@ -8,9 +8,11 @@ from pathlib import Path
 
 from tests.platform import Platform
 
-# What each service's command line holds (Procfile).
-MARKERS = {"redis": "redis-server", "api": "paas.api", "worker": "celery",
-           "agent": "paas.runtime.agent", "router": "router"}
+# What each service's command line holds (Procfile; `node` hosts the agent, the router and the
+# worker, paas/roles.py, unless PAAS_ROLES_APART runs some of them alone).
+MARKERS = {"redis": "redis-server", "api": "paas.api", "node": "paas.roles",
+           "worker": "paas.builder.celery_worker", "agent": "paas.runtime.agent",
+           "router": "-m router"}
 
 
 def children(pid: int) -> list[int]:
@@ -99,7 +101,7 @@ class Growth:
     high-water marks (VmHWM, each live process of the service) and the sampled peak of each
     process tree (git helpers included), less the high-water mark before."""
 
-    def __init__(self, platform: Platform, names: tuple[str, ...] = ("api", "worker")) -> None:
+    def __init__(self, platform: Platform, names: tuple[str, ...] = ("api", "node")) -> None:
         pids = service_pids(platform)
         self.pids = {name: pids[name] for name in names}
         self.before = {name: hwm_mb(pid) for name, pid in self.pids.items()}

@@ -10,10 +10,9 @@ from typing import TypeVar
 
 import redis
 import redis.asyncio as aredis
-from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from paas import database, logs, redis_clients, streams
+from paas import build_queue, database, logs, redis_clients, streams
 from paas.logs import BufferedEvents, RedisEvents
 from paas.models import make_sessionmaker
 from paas.repos import Repos
@@ -30,26 +29,24 @@ class Context:
     aredis: aredis.Redis
     events: RedisEvents
     repos: Repos
-    celery: Celery
     # The API is the only writer of the database; one writer at a time keeps every
     # read-modify-write (release versions, promotion, ref moves) serial: this lock within
     # the process, and on PostgreSQL the writer lock across API processes (paas/database.py).
     write_lock: threading.Lock
 
     @classmethod
-    def create(cls, settings: Settings, celery: Celery) -> Context:
+    def create(cls, settings: Settings) -> Context:
         client = redis_clients.client(settings.redis_url, block=logs.MAX_WAIT,
                                       decode_responses=True)
         return cls(
             settings=settings,
-            sessions=make_sessionmaker(settings.database_url),
+            sessions=make_sessionmaker(settings.database_url, migrate_in_child=True),
             redis=client,
             aredis=redis_clients.async_client(settings.redis_url,
                                               block=streams.FOLLOW_BLOCK_MS / 1000,
                                               decode_responses=True),
             events=RedisEvents(client, settings.log_lines),
             repos=Repos(settings.repos_dir),
-            celery=celery,
             write_lock=threading.Lock(),
         )
 
@@ -69,4 +66,4 @@ class Context:
         return result
 
     def enqueue_build(self, build_id: str) -> None:
-        self.celery.send_task("paas.build.tasks.build", args=[build_id])
+        build_queue.enqueue_build(self.redis, build_id)

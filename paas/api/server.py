@@ -28,10 +28,9 @@ from paas.api import (
 from paas.api import slugs as slug_routes
 from paas.api.context import Context
 from paas.api.pushes import PushBackend
-from paas.builder.celery_app import make_celery
 from paas.clock import clock_lifespan
 from paas.git import git_routes
-from paas.git.ssh import ssh_lifespan
+from paas.git.ssh_listen import ssh_lifespan
 from paas.models import now
 from paas.reaper import chain
 from paas.settings import Settings
@@ -60,7 +59,7 @@ async def server_error(_request: Request, _exc: Exception) -> JSONResponse:
 
 def api_server(settings: Settings) -> Starlette:
     settings.home.mkdir(parents=True, exist_ok=True)
-    ctx = Context.create(settings, make_celery(settings))
+    ctx = Context.create(settings)
     with ctx.write_lock, ctx.sessions() as db:
         database.serialize_writes(db)  # two API processes starting at once
         auth.bootstrap(db, settings.admin_token_path, settings.service_token_path)

@@ -44,6 +44,7 @@ def up() -> None:
     _refuse_if_unfit()
     settings.home.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.home, 0o711)
+    _secure_dyno_networks(settings)
     _pid_path(settings).write_text(str(os.getpid()))
     # The same pid, without the CLI's modules: the supervisor removes the pid file at its end.
     sys.stdout.flush()
@@ -53,6 +54,19 @@ def up() -> None:
     except OSError:
         _pid_path(settings).unlink(missing_ok=True)
         raise
+
+
+def _secure_dyno_networks(settings: Settings) -> None:
+    """The platform's firewall table before any service starts (dynos adopted from an earlier
+    `paas up` are covered at once); `paas down` removes it (`Runtime.teardown`). Here, not in
+    the supervisor, so that the process that stays up does not keep the runtime's modules."""
+    from paas.errors import PaasError
+    from paas.runtime import network
+
+    try:
+        network.prepare_host(settings)
+    except PaasError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def _settings() -> Settings:

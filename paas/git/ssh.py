@@ -1,4 +1,5 @@
-"""Git over SSH (asyncssh), in the API process's event loop.
+"""Git over SSH (asyncssh), in the API process's event loop, loaded at the first connection
+to the SSH port (`paas/git/ssh_listen.py` listens until then).
 
     git push ssh://git@HOST:2222/APP.git main      (git-receive-pack '/APP.git')
     git clone ssh://git@HOST:2222/APP.git          (git-upload-pack '/APP.git')
@@ -17,6 +18,7 @@ import contextlib
 import logging
 import os
 import shlex
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -29,7 +31,6 @@ from paas.git import protocol, session
 from paas.git.protocol import ByteStream
 from paas.git.types import GitBackend
 from paas.git_helpers import git_env
-from paas.settings import Settings
 from paas.sourcetree import SourceLimits
 
 log = logging.getLogger(__name__)
@@ -56,12 +57,13 @@ def host_key(home: Path) -> asyncssh.SSHKey:
     return asyncssh.read_private_key(str(path))
 
 
-async def start_server(backend: GitBackend, home: Path, host: str, port: int,
+async def start_server(backend: GitBackend, home: Path, sock: socket.socket,
                        max_push_bytes: int, source_limits: SourceLimits | None = None
                        ) -> asyncssh.SSHAcceptor:
+    """Serves on `sock`, a listening socket (`paas/git/ssh_listen.py` binds it)."""
     git = _GitSsh(backend, max_push_bytes, source_limits)
     return await asyncssh.create_server(
-        lambda: _Server(backend), host, port,
+        lambda: _Server(backend), sock=sock,
         server_host_keys=[host_key(home)],
         process_factory=git.handle,
         encoding=None,
@@ -213,23 +215,3 @@ async def _pump_in(reader: asyncssh.SSHReader, writer: asyncio.StreamWriter) -> 
             writer.write(data)
             await writer.drain()
         writer.close()
-
-
-def ssh_lifespan(backend: GitBackend, settings: Settings) -> Lifespan:
-    """A Starlette lifespan that serves git over SSH beside the app (PAAS_SSH_PORT 0: off)."""
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: Any) -> AsyncIterator[None]:
-        if not settings.ssh_port:
-            yield
-            return
-        server = await start_server(backend, settings.home, settings.ssh_host or
-                                    settings.api_host, settings.ssh_port,
-                                    settings.max_push_bytes, SourceLimits.of(settings))
-        try:
-            yield
-        finally:
-            server.close()
-            await server.wait_closed()
-
-    return lifespan

@@ -32,7 +32,8 @@ def bounded() -> Iterator[Platform]:
     """A platform of this module's own with a short release margin, so that a release that
     never goes live fails within BOOT_TIMEOUT + MARGIN seconds, a short build queue and a
     short release phase timeout."""
-    platform = Platform.create(PAAS_DYNO_SUBNET=second_subnet(),
+    # The agent and the worker each alone, so that one can hang while the other works.
+    platform = Platform.create(PAAS_DYNO_SUBNET=second_subnet(), PAAS_ROLES_APART="agent,worker",
                                PAAS_BOOT_TIMEOUT=str(BOOT_TIMEOUT),
                                PAAS_RELEASE_MARGIN=str(MARGIN),
                                PAAS_BUILD_QUEUE_TIMEOUT=str(QUEUE_TIMEOUT),

@@ -165,10 +165,11 @@ def assert_one_outcome(platform: Platform, app: str) -> dict:
 
 
 def build_worker(platform: Platform) -> int:
-    """The Celery worker running this platform's build: one process, builds in its threads."""
+    """The Celery worker running this platform's build: one process, builds in its threads,
+    which also hosts the agent and the router (`python -m paas.roles`, the `node` service)."""
     runner = eventually(lambda: build_runner(platform), what="a build container")
     worker = ppid(runner)
-    assert "celery" in " ".join(argv(worker))
+    assert "paas.roles" in " ".join(argv(worker)) and "worker" in argv(worker)
     return worker
 
 
@@ -375,12 +376,12 @@ def test_the_agent_killed_with_ten_dynos_running(faulty: Platform, tmp_path: Pat
     visitor.start()
     marker = f"/agent-down-{uuid.uuid4().hex}"
     try:
-        old = service_pid(faulty, "paas.runtime.agent")
+        old = service_pid(faulty, "paas.roles")
         assert old is not None
         os.kill(old, signal.SIGKILL)
         assert faulty.get("agent-crash", marker).status_code == 404  # http.server logs it
-        assert service_pid(faulty, "paas.runtime.agent") is None  # printed with no agent
-        eventually(lambda: service_pid(faulty, "paas.runtime.agent"), what="agent back")
+        assert service_pid(faulty, "paas.roles") is None  # printed with no agent
+        eventually(lambda: service_pid(faulty, "paas.roles"), what="agent back")
         eventually(lambda: marker in faulty.paas("logs", "-a", "agent-crash", "-s", "app",
                                                  "-n", "1000").stdout,
                    what="the dyno's line from while the agent was down")

@@ -30,8 +30,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.serial]  # memory measurements: alone
 MEMORY = Path("/sys/fs/cgroup/memory")
 API_LIMIT_MB = 320
 BIG_FILE_MB = 200
-DEFAULT_LIMITS_MB = {"redis": 1024, "api": API_LIMIT_MB, "worker": 1536, "agent": 512,
-                     "router": 512}
+# `node` hosts the worker, the agent and the router: the sum of their settings.
+DEFAULT_LIMITS_MB = {"redis": 1024, "api": API_LIMIT_MB, "node": 1536 + 512 + 512}
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_each_service_is_in_its_own_memory_cgroup_and_dynos_are_not(
     assert monitors
     assert {memory_cgroup(pid) for pid in monitors} == {memory_cgroup(os.getpid())}
     time.sleep(1.5)  # `paas up` sends detached processes home every 0.5 s
-    for name in ("agent", "worker", "router"):
+    for name in ("node",):
         group = root / name
         members = {int(p) for p in (group / "cgroup.procs").read_text().split()}
         strangers = members - {pids[name], *_tree(pids[name])}
@@ -214,7 +214,7 @@ def test_a_running_build_is_not_charged_to_the_worker(tight: Platform, tmp_path:
     gate = BuildGate(tight.home)
     tight.paas("config:set", f"PAAS_TEST_GATE_PORT={gate.port}", "-a", "gated")
     repo = app_repo(tmp_path, "slow-build")
-    worker = services_cgroup(tight) / "worker"
+    worker = services_cgroup(tight) / "node"  # the worker's host
     builds = MEMORY / f"paas-{Settings(home=tight.home).install_id}"
     with gate:
         push = subprocess.Popen(["git", "push", tight.remote_url("gated"), "main"], cwd=repo,

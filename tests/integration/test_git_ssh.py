@@ -19,6 +19,7 @@ import pytest
 from dulwich.protocol import pkt_line
 
 from paas.git import ssh
+from paas.git.ssh_listen import listening_socket
 from tests.integration.test_git_http import (
     TOKEN,
     FakeBackend,
@@ -51,7 +52,8 @@ def ssh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     acceptor = asyncio.run_coroutine_threadsafe(
-        ssh.start_server(backend, home, "127.0.0.1", 0, MAX_PUSH_BYTES), loop).result(10)
+        ssh.start_server(backend, home, listening_socket("127.0.0.1", 0), MAX_PUSH_BYTES),
+        loop).result(10)
     try:
         yield SshServer(backend, acceptor.get_port(), home)
     finally:

@@ -110,7 +110,7 @@ def api(tmp_path: Path, *route_makers: Any, **settings: Any) -> Iterator[Api]:
     events = RecordingEvents()
     ctx = Context(settings=config, sessions=make_sessionmaker(config.database_url),
                   redis=MemoryRedis(), aredis=None, events=events,  # type: ignore[arg-type]
-                  repos=None, celery=None, write_lock=threading.Lock())  # type: ignore[arg-type]
+                  repos=None, write_lock=threading.Lock())  # type: ignore[arg-type]
     with ctx.sessions() as db:
         auth.bootstrap(db, config.admin_token_path, config.service_token_path)
         user = users.create(db, "ann@example.com", "correct horse battery")

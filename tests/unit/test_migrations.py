@@ -6,8 +6,11 @@ migration: write one (docs/ARCHITECTURE.md, "Database migrations")."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -212,3 +215,20 @@ def test_a_migration_that_fails_leaves_the_database_as_it_was(tmp_path: Path) ->
 
     assert versions(database) == [schema.head()]
     assert diffs_from_models(database) == []
+
+
+def test_the_api_migrates_in_a_child_and_keeps_no_alembic(tmp_path: Path) -> None:
+    database = tmp_path / "child.sqlite"
+    script = ("import sys; from paas.models import make_sessionmaker; "
+              f"make_sessionmaker({url(database)!r}, migrate_in_child=True); "
+              "print('alembic' in sys.modules)")
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, check=True)
+    assert done.stdout.strip() == "False"
+    assert schema.current(url(database)) == schema.head()
+
+
+def test_a_migration_that_fails_in_the_child_says_why(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="migrating the database failed: "):
+        schema.upgrade_in_child(f"sqlite:///{tmp_path}/missing-dir/db.sqlite")

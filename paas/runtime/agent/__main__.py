@@ -1,4 +1,5 @@
-"""`python -m paas.runtime.agent`: the agent of this host's node, until SIGTERM or SIGINT."""
+"""`python -m paas.runtime.agent`: the agent of this host's node, until SIGTERM or SIGINT.
+`serve` is the role itself, which `python -m paas.roles` hosts beside others in one process."""
 
 from __future__ import annotations
 
@@ -16,24 +17,25 @@ from paas.logs import RedisEvents
 from paas.runtime import Runtime
 from paas.runtime.agent.node import watch_firewall
 from paas.runtime.agent.reconcile import Agent
-from paas.settings import load
+from paas.settings import Settings, load
 from paas.slugs.layers import LayerStore
+from paas.stopping import wake_on
 
 
 def main() -> None:
-    settings = load()
     stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    serve(load(), stop)
+
+
+def serve(settings: Settings, stop: threading.Event) -> None:
+    """The agent until `stop` is set."""
     runtime = Runtime(settings)
     events = RedisEvents(redis_clients.client(settings.redis_url, decode_responses=True),
                          settings.log_lines)
     agent = Agent(settings, runtime, LayerStore(settings), events)
-
-    def on_signal(*_: object) -> None:
-        stop.set()
-        agent.wake.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, on_signal)
+    wake_on(stop, agent.wake)
     api = ApiClient(settings.api_url, settings.service_token_path.read_text().strip())
     firewall = threading.Thread(target=watch_firewall, args=(runtime, stop), name="firewall",
                                 daemon=True)

@@ -5,7 +5,6 @@ from django.db import connection
 from django.http import HttpResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
-
 from notes.models import Note
 
 
