@@ -29,4 +29,14 @@ class PlatformJob:
 
 def platform_jobs(settings: Settings) -> list[PlatformJob]:
     """Every platform job this installation runs; a job off by its settings is left out."""
-    return []
+    jobs: list[PlatformJob] = []
+    if settings.acme_directory:
+        jobs.append(_acme_orders(settings))
+    return jobs
+
+
+def _acme_orders(settings: Settings) -> PlatformJob:
+    from paas import acme_orders  # the acme library loads only where the job runs
+
+    return PlatformJob("acme-orders", settings.acme_interval, acme_orders.run,
+                       "order and renew the certificates of automatic HTTPS (issue 19)")

@@ -31,7 +31,7 @@ from paas.errors import PaasError
 from paas.settings import Settings
 from paas.wire import RouteTable
 from router.dataplane import DataPlane
-from router.nginx import Cert, ConfigRejected, Route, Router
+from router.nginx import Cert, Challenge, ConfigRejected, Route, Router
 
 POLL_INTERVAL = 1.0
 RELOAD_INTERVAL = 1.0
@@ -66,6 +66,7 @@ class Wanted:
     routes: dict[str, Route]
     certificates: tuple[Cert, ...]
     generation: int
+    challenges: tuple[Challenge, ...] = ()
 
 
 def fetch(settings: Settings, client: httpx.Client) -> Wanted:
@@ -77,7 +78,8 @@ def fetch(settings: Settings, client: httpx.Client) -> Wanted:
     )
     response.raise_for_status()
     table = RouteTable.from_json(response.json())
-    return Wanted(table.routes, table.certificates, table.generation)
+    return Wanted(table.routes, table.certificates, table.generation,
+                  tuple(sorted(table.challenges, key=lambda c: c.token)))
 
 
 def changed_apps(before: dict[str, Route], after: dict[str, Route]) -> tuple[str, ...]:
@@ -141,6 +143,11 @@ class Syncer:
             log.info("at=info routes=%d applied generation=%d", len(wanted.routes),
                      wanted.generation)
         self.last_routes = wanted.routes
+        # Acknowledged with the generation below: the orderer answers the CA only then.
+        if self.router.get_challenges() != wanted.challenges:
+            self.router.set_challenges(wanted.challenges)
+            log.info("at=info challenges=%d applied generation=%d", len(wanted.challenges),
+                     wanted.generation)
         self.complaints.ok("routes")
         return changed
 
