@@ -12,7 +12,15 @@ measurements) run after the others, alone.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+
+from tests.pebble import Pebble
+from tests.platform import free_port
 
 # First the long end-to-end files, so the short ones fill the workers' last minutes.
 _ORDER = {"e2e": 0, "integration": 1, "unit": 2}
@@ -20,3 +28,17 @@ _ORDER = {"e2e": 0, "integration": 1, "unit": 2}
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: _ORDER.get(item.path.parent.name, 1))
+
+
+@pytest.fixture(scope="session")
+def pebble() -> Iterator[Pebble]:
+    """Pebble (a real ACME CA) once per session (per xdist worker: ports are the worker's).
+    It validates http-01 on `pebble.http_port`: the router port of the platform that uses it."""
+    base = Path(tempfile.mkdtemp(prefix="paas-pebble-"))
+    ca = Pebble(base, http_port=free_port())
+    try:
+        ca.start()
+        yield ca
+    finally:
+        ca.stop()
+        shutil.rmtree(base, ignore_errors=True)

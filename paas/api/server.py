@@ -12,6 +12,7 @@ from paas import nodes as nodes_
 from paas.api import (
     access,
     apps,
+    autocerts,
     certs,
     config,
     doctor,
@@ -70,6 +71,7 @@ def api_server(settings: Settings) -> Starlette:
         *dynos.routes(ctx),
         *domains.routes(ctx),
         *certs.routes(ctx),
+        *autocerts.routes(ctx),
         *access.routes(ctx),
         *users.routes(ctx),
         *keys.routes(ctx),

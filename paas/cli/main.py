@@ -147,6 +147,7 @@ def main() -> None:
     from paas.cli import (  # noqa: F401 - registers commands
         access,
         auth,
+        autocerts,
         certs,
         config_vars,
         doctor,
