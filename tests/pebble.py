@@ -14,6 +14,7 @@ import ipaddress
 import json
 import os
 import signal
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -84,7 +85,8 @@ class Pebble:
         while True:
             try:
                 root = httpx.get(f"https://127.0.0.1:{self.management_port}/roots/0",
-                                 verify=str(self.listener_ca), timeout=2)
+                                 verify=ssl.create_default_context(
+                                     cafile=str(self.listener_ca)), timeout=2)
                 if root.status_code == 200 and self._dns_up():
                     self.issuing_root.write_text(root.text)
                     return
@@ -125,10 +127,10 @@ class Pebble:
                          for p in sorted(self.dir.glob("*.log")))
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        log = (self.dir / f"{name}.log").open("wb")
-        self.processes.append(subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **env}, cwd=self.dir))
+        with (self.dir / f"{name}.log").open("wb") as log:
+            self.processes.append(subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, **env}, cwd=self.dir))
 
     def _write_listener_cert(self) -> None:
         ca_key = ec.generate_private_key(ec.SECP256R1())
