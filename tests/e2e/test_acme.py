@@ -348,3 +348,32 @@ def _handshake_refused(platform: Platform, pebble: Pebble, host: str) -> bool:
     except ssl.SSLError:
         return True
     return False
+
+
+def test_the_dashboard_shows_each_domains_certificate(
+        acme: tuple[Platform, JobRunner], pebble: Pebble) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.e2e.test_dashboard import CHROMIUM, CHROMIUM_ARGS, check_page, new_page, sign_in
+    platform, _ = acme
+    with platform.api() as api:
+        made = api.post("/v1/users", json={"email": "certs@example.com",
+                                           "password": "correct horse battery"})
+        assert made.status_code == 201, made.text
+    platform.paas("access:add", "certs@example.com", "-a", "shop")
+    platform.paas("certs:auto:enable", "-a", "shop")
+    wait_state(platform, "shop", f"shop.{DOMAIN}", "issued")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=CHROMIUM_ARGS)
+        try:
+            page = new_page(browser)
+            sign_in(page, platform, "certs@example.com")
+            page.goto(f"{platform.api_url}/dashboard/apps/shop")
+            issued = page.locator(".cert-issued").first
+            expect(issued).to_contain_text("HTTPS: certificate issued, expires")
+            expect(page.locator(".cert-failing")).to_have_count(0)
+            expect(page.locator(".cert-unsupported")).to_contain_text("dns-01")
+            check_page(page, "acme-overview")
+        finally:
+            browser.close()
