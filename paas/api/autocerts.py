@@ -43,7 +43,7 @@ def show_redirect(call: Call) -> dict[str, Any]:
 
 def set_redirect(call: Call) -> dict[str, Any]:
     app = app_of(call)
-    body = call.body or {}
+    body = call.body if isinstance(call.body, dict) else {}
     enabled, hsts = body.get("https_redirect"), body.get("hsts_max_age", 0)
     if not isinstance(enabled, bool) or not isinstance(hsts, int) or isinstance(hsts, bool) \
             or not 0 <= hsts <= HSTS_MAX:
