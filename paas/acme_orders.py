@@ -198,15 +198,16 @@ def _rate_limited(ctx: Context, view: View) -> bool:
 
 
 def _tell_ca(ctx: Context, account: Account, view: View) -> bool:
-    """Answers the challenge once the router has applied the route generation carrying it."""
+    """Answers the challenge once every live router applied a route generation carrying it."""
     if view.key_authorization.rsplit(".", 1)[-1] != account.thumbprint:
         # Made with an account key that is gone: the order is of no use.
         return _update(ctx, view, lambda row: autocerts.move(row, Step.NEW))
     deadline = time.monotonic() + ACK_WAIT
-    while not (view.generation and notify.routes_applied(ctx.redis) >= view.generation):
+    while not (view.generation and notify.routers_applied(ctx.redis, view.generation)):
         if time.monotonic() > deadline:
             if time.time() - view.step_at > STUCK_AFTER:
-                _fail(ctx, view, "the router did not apply the challenge: is it running?", None)
+                _fail(ctx, view, "the routers did not all apply the challenge: is each one "
+                                 "running?", None)
             return False
         time.sleep(0.1)
         view = _reload(ctx, view.id) or view

@@ -36,7 +36,11 @@ def platform_jobs(settings: Settings) -> list[PlatformJob]:
 
 
 def _acme_orders(settings: Settings) -> PlatformJob:
-    from paas import acme_orders  # the acme library loads only where the job runs
-
-    return PlatformJob("acme-orders", settings.acme_interval, acme_orders.run,
+    return PlatformJob("acme-orders", settings.acme_interval, _run_acme_orders,
                        "order and renew the certificates of automatic HTTPS (issue 19)")
+
+
+def _run_acme_orders(ctx: Context) -> str | None:
+    from paas import acme_orders  # the acme library loads at the first run, where it runs
+
+    return acme_orders.run(ctx)

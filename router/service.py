@@ -126,7 +126,8 @@ class Syncer:
         try:
             # Told (published) once per generation: the agents wake on it.
             notify.acknowledge(self.redis, wanted.generation, changed,
-                               new=wanted.generation != self.acknowledged)
+                               new=wanted.generation != self.acknowledged,
+                               router=self.settings.node_name)
             self.acknowledged = wanted.generation
         except (redis.RedisError, OSError) as exc:
             self.complaints.fail("redis", exc)

@@ -157,3 +157,19 @@ def test_an_account_the_ca_no_longer_knows_is_registered_again(
     assert again.step == autocerts.Step.PUBLISHED, again.reason
     # The same key: the CA's answer to registering again names the account it has for it.
     assert json.loads((acme_dir / "account.json").read_text())["uri"] == first
+
+
+def test_a_challenge_is_acknowledged_once_every_live_router_applied_it(redis_url: str) -> None:
+    from paas import redis_clients
+
+    client = redis_clients.client(redis_url, decode_responses=True)
+    assert not notify.routers_applied(client, 1)  # no router: never
+    notify.acknowledge(client, 5, router="node-a")
+    notify.acknowledge(client, 3, router="node-b")
+    assert notify.routers_applied(client, 3)
+    assert not notify.routers_applied(client, 4)  # node-b has not applied it yet
+    # A router not heard from for ROUTER_LIVE seconds is not waited for.
+    later = time.time() + notify.ROUTER_LIVE + 1
+    client.hset(notify.ROUTERS_APPLIED, "node-a", f"5 {later}")
+    assert notify.routers_applied(client, 5, now=later)
+    client.close()
