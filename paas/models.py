@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import os
 import time
 from typing import Any
 
@@ -368,4 +370,17 @@ def make_sessionmaker(url: str) -> sessionmaker:
     from paas import schema  # here: Alembic is not loaded by every importer of the models
 
     schema.upgrade(url)
+    _owner_only(url)
     return sessionmaker(make_engine(url), expire_on_commit=False)
+
+
+def _owner_only(url: str) -> None:
+    """A SQLite file holds TLS keys (uploaded and automatic certificates): 0600, as its WAL
+    and shared-memory files (SQLite gives them the database file's mode)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url == prefix + ":memory:":
+        return
+    path = url.removeprefix(prefix)
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(name, 0o600)

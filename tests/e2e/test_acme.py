@@ -195,6 +195,9 @@ def test_a_domain_added_gets_a_certificate_from_the_ca(
     acme_dir = platform.home / "acme"
     assert acme_dir.stat().st_mode & 0o777 == 0o700
     assert (acme_dir / "account-key.pem").stat().st_mode & 0o777 == 0o600
+    # Certificate keys are in the database: it is root's only too, with its WAL files.
+    for name in ("paas.db", "paas.db-wal", "paas.db-shm"):
+        assert (platform.home / name).stat().st_mode & 0o777 == 0o600, name
     assert "PRIVATE KEY" not in platform.output()
 
 
