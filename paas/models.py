@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import os
 import time
 from typing import Any
 
@@ -16,6 +18,8 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    false,
+    true,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
@@ -167,6 +171,12 @@ class App(Base):
     maintenance: Mapped[bool] = mapped_column(default=False)
     # SIGTERM → this many seconds → SIGKILL; None: the platform's PAAS_STOP_GRACE.
     stop_grace: Mapped[float | None] = mapped_column(default=None)
+    # Automatic HTTPS (paas/autocerts.py): certificates ordered from the ACME CA when on.
+    acme_enabled: Mapped[bool] = mapped_column(default=True, server_default=true())
+    # `paas https:redirect on`: HTTP → HTTPS (308) for hostnames with a certificate, and
+    # Strict-Transport-Security with this max-age when above 0.
+    https_redirect: Mapped[bool] = mapped_column(default=False, server_default=false())
+    hsts_max_age: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     @property
     def uid(self) -> int:
@@ -537,6 +547,37 @@ class BackupSchedule(Base):
     created_at: Mapped[float] = mapped_column(default=now)
 
 
+class AutoCert(Base):
+    """A hostname's certificate from the ACME CA and where its order stands
+    (paas/autocerts.py holds the steps and their transitions)."""
+
+    __tablename__ = "auto_certs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    hostname: Mapped[str] = mapped_column(String(253), unique=True)
+    step: Mapped[str] = mapped_column(String(16))
+    # Why the last order failed, and when the next one may start.
+    reason: Mapped[str] = mapped_column(Text, default="")
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    next_try_at: Mapped[float] = mapped_column(default=0.0)
+    # The order in flight: its URLs at the CA, the http-01 token the router answers, the route
+    # generation that first carried it, and the key the certificate will be for.
+    order_url: Mapped[str] = mapped_column(Text, default="")
+    authz_url: Mapped[str] = mapped_column(Text, default="")
+    challenge_url: Mapped[str] = mapped_column(Text, default="")
+    token: Mapped[str] = mapped_column(String(128), default="")
+    key_authorization: Mapped[str] = mapped_column(Text, default="")
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    step_at: Mapped[float] = mapped_column(default=now)
+    order_key_pem: Mapped[str] = mapped_column(Text, default="")
+    # The certificate served (kept while a renewal is in flight or failing).
+    cert_pem: Mapped[str] = mapped_column(Text, default="")
+    key_pem: Mapped[str] = mapped_column(Text, default="")
+    expires_at: Mapped[float] = mapped_column(default=0.0)
+    issued_at: Mapped[float] = mapped_column(default=0.0)
+    created_at: Mapped[float] = mapped_column(default=now)
+
+
 def make_engine(url: str) -> Engine:
     """SQLite (WAL, foreign keys on, waits for its lock) or PostgreSQL through psycopg 3
     (connections checked before use: a restarted server costs no failed request)."""
@@ -567,4 +608,17 @@ def make_sessionmaker(url: str, *, migrate_in_child: bool = False) -> sessionmak
         schema.upgrade_in_child(url)
     else:
         schema.upgrade(url)
+    _owner_only(url)
     return sessionmaker(make_engine(url), expire_on_commit=False)
+
+
+def _owner_only(url: str) -> None:
+    """A SQLite file holds TLS keys (uploaded and automatic certificates): 0600, as its WAL
+    and shared-memory files (SQLite gives them the database file's mode)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url == prefix + ":memory:":
+        return
+    path = url.removeprefix(prefix)
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(name, 0o600)

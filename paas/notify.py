@@ -9,6 +9,11 @@ for what is true now, so a lost message costs only the fallback interval.
   changed in the `routes:changes` stream, `paas/streams.py`). The git receiver waits for the
   acknowledgement before it says "deployed"; an agent stops a retiring dyno only once the router
   has applied a generation without it.
+- Routers, one by one: each acknowledgement also sets the router's field of the hash
+  `paas:routers:applied` to "<generation> <unix time>" (every pass, about once a second: a
+  heartbeat). The ACME orderer tells the CA to validate a challenge only once every router
+  heard from in the last ROUTER_LIVE seconds applied a generation that carries it
+  (`routers_applied`).
 - Desired state: the API publishes on `paas:desired` after each change to what a node should
   run (a release, a scale, a restart, a promotion); the agents wake on it and on
   `paas:routes-applied` instead of waiting for their interval (PAAS_AGENT_INTERVAL, kept as
@@ -18,6 +23,7 @@ for what is true now, so a lost message costs only the fallback interval.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +39,8 @@ ROUTES_GENERATION = "paas:routes:generation"
 ROUTES_APPLIED = "paas:routes:applied"
 APPLIED_CHANNEL = "paas:routes-applied"
 DESIRED_CHANNEL = "paas:desired"
+ROUTERS_APPLIED = "paas:routers:applied"
+ROUTER_LIVE = 30.0
 
 
 def routes_changed(client: Client) -> int:
@@ -50,15 +58,28 @@ def routes_applied(client: Client) -> int:
 
 
 def acknowledge(client: Client, generation: int, changed_apps: tuple[str, ...] = (),
-                new: bool = True) -> None:
+                new: bool = True, router: str = "router") -> None:
     """The router serves `generation` now; `new`: a generation it had not acknowledged."""
     pipe = client.pipeline(transaction=False)
     pipe.set(ROUTES_APPLIED, generation)
+    pipe.hset(ROUTERS_APPLIED, router, f"{generation} {time.time():.3f}")
     if changed_apps:
         streams.add(pipe, streams.route_changes(), streams.RouteChange(generation, changed_apps))
     if new:
         pipe.publish(APPLIED_CHANNEL, str(generation))
     pipe.execute()
+
+
+def routers_applied(client: Client, generation: int, now: float | None = None) -> bool:
+    """Every live router (heard from within ROUTER_LIVE seconds) applied `generation` or a
+    later one; False when no router is live."""
+    now = time.time() if now is None else now
+    live = []
+    for value in client.hgetall(ROUTERS_APPLIED).values():
+        applied, _, seen = (value.decode() if isinstance(value, bytes) else value).partition(" ")
+        if float(seen or 0) >= now - ROUTER_LIVE:
+            live.append(int(applied))
+    return bool(live) and min(live) >= generation
 
 
 def desired_changed(client: Client) -> None:

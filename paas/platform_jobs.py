@@ -32,7 +32,18 @@ def platform_jobs(settings: Settings) -> list[PlatformJob]:
     from paas import reaper  # here: a job's code is loaded by the clock only
     from paas.slugs import gc as slugs_gc
 
-    return [
-        reaper.reaper_job(settings),
-        slugs_gc.layer_gc_job(settings),
-    ]
+    jobs = [reaper.reaper_job(settings), slugs_gc.layer_gc_job(settings)]
+    if settings.acme_directory:
+        jobs.append(_acme_orders(settings))
+    return jobs
+
+
+def _acme_orders(settings: Settings) -> PlatformJob:
+    return PlatformJob("acme-orders", settings.acme_interval, _run_acme_orders,
+                       "order and renew the certificates of automatic HTTPS (issue 19)")
+
+
+def _run_acme_orders(ctx: Context) -> str | None:
+    from paas import acme_orders  # the acme library loads at the first run, where it runs
+
+    return acme_orders.run(ctx)

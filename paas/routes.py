@@ -3,12 +3,14 @@ the TLS certificates to terminate. Computed from the database; the router pushes
 
 from __future__ import annotations
 
+import dataclasses
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from paas import certs, domains, dynos, releases
+from paas import autocerts, certs, domains, dynos, releases
 from paas.models import App
-from paas.wire import Certificate, DynoState, Peer, Route
+from paas.wire import Certificate, Challenge, DynoState, Peer, Route
 
 # What the router does with a request for an app's hostname.
 UP = "up"  # route to the peers
@@ -44,7 +46,20 @@ def table(db: Session, platform_domain: str) -> dict[str, Route]:
     for domain in domains.all_domains(db):
         if domain.app_id in by_app:
             result[domain.hostname] = by_app[domain.app_id]
-    return result
+    return _with_https(result, apps, certificates(db, platform_domain))
+
+
+def _with_https(routes: dict[str, Route], apps: dict[int, App],
+                served: tuple[Certificate, ...]) -> dict[str, Route]:
+    """`paas https:redirect on`: only for the hostnames served with a certificate."""
+    secure = {host for cert in served for host in cert.hostnames}
+    redirecting = {app.name: app for app in apps.values() if app.https_redirect}
+    for host, route in routes.items():
+        app = redirecting.get(route.app)
+        if app is not None and host in secure:
+            routes[host] = dataclasses.replace(route, https_redirect=True,
+                                               hsts_max_age=app.hsts_max_age)
+    return routes
 
 
 def certificates(db: Session, platform_domain: str) -> tuple[Certificate, ...]:
@@ -54,4 +69,10 @@ def certificates(db: Session, platform_domain: str) -> tuple[Certificate, ...]:
         hostnames = certs.served_hostnames(db, cert, platform_domain)
         if hostnames:
             served.append(Certificate(cert.name, tuple(hostnames), cert.cert_pem, cert.key_pem))
-    return tuple(served)
+    # An uploaded certificate wins: automatic ones are left out for the names it serves.
+    return (*served, *autocerts.served_certificates(db))
+
+
+def challenges(db: Session) -> tuple[Challenge, ...]:
+    """The ACME http-01 challenges the router answers itself (paas/autocerts.py)."""
+    return autocerts.challenges(db)

@@ -75,6 +75,22 @@ def _disk_mb(name: str, default: int) -> int:
     return int(raw)
 
 
+def _acme_url(name: str) -> str:
+    raw = os.environ.get(name, "").strip()
+    if raw and not raw.startswith(("https://", "http://")):
+        raise SettingError(name, raw, "must be the URL of an ACME directory",
+                           "https://acme-v02.api.letsencrypt.org/directory")
+    return raw
+
+
+def _acme_bundle(name: str) -> str:
+    raw = os.environ.get(name, "").strip()
+    if raw and not Path(raw).is_file():
+        raise SettingError(name, raw, "must be a PEM file of CA certificates",
+                           "/etc/paas/acme-ca.pem")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = field(default_factory=lambda: Path(_env("PAAS_HOME", "/var/lib/paas")))
@@ -195,6 +211,19 @@ class Settings:
         default_factory=lambda: _float("PAAS_BACKUP_RETENTION_DAYS", 7))
     backup_timeout: float = field(default_factory=lambda: _seconds("PAAS_BACKUP_TIMEOUT", 3600))
 
+    # Automatic HTTPS (paas/autocerts.py): the ACME CA's directory URL; empty: off.
+    acme_directory: str = field(default_factory=lambda: _acme_url("PAAS_ACME_DIRECTORY"))
+    acme_email: str = field(default_factory=lambda: _env("PAAS_ACME_EMAIL", "").strip())
+    # A PEM bundle the ACME client trusts for the CA's own HTTPS (a private or test CA);
+    # empty: the system's.
+    acme_ca_bundle: str = field(default_factory=lambda: _acme_bundle("PAAS_ACME_CA_BUNDLE"))
+    # A failed order is tried again after this, doubled each failure up to a day.
+    acme_retry: float = field(default_factory=lambda: _seconds("PAAS_ACME_RETRY", 300))
+    # The orderer's platform job runs this often.
+    acme_interval: float = field(default_factory=lambda: _seconds("PAAS_ACME_INTERVAL", 10))
+    # New certificates per registered domain per 7 days (Let's Encrypt's limit: 50).
+    acme_weekly_limit: int = field(default_factory=lambda: _int("PAAS_ACME_WEEKLY_LIMIT", 50))
+
     @property
     def api_url(self) -> str:
         return self.api_url_override or f"http://127.0.0.1:{self.api_port}"
@@ -250,6 +279,11 @@ class Settings:
     @property
     def router_dir(self) -> Path:
         return self.home / "router"
+
+    @property
+    def acme_dir(self) -> Path:
+        """The ACME account (its key, 0600): root only, never under a dyno's or build's reach."""
+        return self.home / "acme"
 
     @property
     def runc_root(self) -> Path:

@@ -343,6 +343,10 @@ class Route(Wire):
     app: str
     mode: str = "up"  # up (to the peers), idle (H14), crashed (H10), maintenance (H80)
     peers: tuple[Peer, ...] = ()
+    # Plain HTTP is answered 308 to HTTPS (the hostname has a certificate served); ACME
+    # challenges never are.
+    https_redirect: bool = False
+    hsts_max_age: int = 0  # Strict-Transport-Security on HTTPS answers when above 0
 
 
 @dataclass(frozen=True)
@@ -356,12 +360,23 @@ class Certificate(Wire):
 
 
 @dataclass(frozen=True)
+class Challenge(Wire):
+    """An ACME http-01 challenge the router answers itself, whatever its app's state:
+    `GET http://<hostname>/.well-known/acme-challenge/<token>` → `key_authorization`."""
+
+    hostname: str
+    token: str  # base64url, from the CA
+    key_authorization: str  # token "." the account key's thumbprint
+
+
+@dataclass(frozen=True)
 class RouteTable(Wire):
     """Every hostname's route and the certificates (`GET /v1/internal/routes`)."""
 
     routes: dict[str, Route]
     generation: int = 0  # how many route changes it includes (the router acknowledges it)
     certificates: tuple[Certificate, ...] = ()
+    challenges: tuple[Challenge, ...] = ()  # in the table from its generation on
 
 
 # ---- decoding ------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from router.nginx import Cert, Route
+from router.nginx import Cert, Challenge, Route
 
 
 class DataPlane(Protocol):
@@ -24,5 +24,11 @@ class DataPlane(Protocol):
         ...
 
     def get_routes(self) -> dict[str, Route]: ...
+
+    def set_challenges(self, challenges: tuple[Challenge, ...]) -> None:
+        """The ACME http-01 challenges it answers itself, applied without a reload."""
+        ...
+
+    def get_challenges(self) -> tuple[Challenge, ...]: ...
 
     def stop(self, timeout: float = 15.0) -> None: ...

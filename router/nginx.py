@@ -28,9 +28,10 @@ from paas.client import ssl_context
 from paas.errors import Invalid, PaasError, Unavailable
 from paas.settings import Settings
 from paas.wire import Certificate as Cert
-from paas.wire import Peer, Route
+from paas.wire import Challenge, Peer, Route
 
-__all__ = ["Cert", "ConfigRejected", "Peer", "Route", "Router"]  # the route table's types too
+# the route table's types too
+__all__ = ["Cert", "Challenge", "ConfigRejected", "Peer", "Route", "Router"]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 MODULES_DIR = Path("/usr/lib/nginx/modules")
@@ -39,6 +40,8 @@ WORKER_USER = "nobody nogroup"
 _HOST_RE = re.compile(r"^(\*\.)?[a-z0-9._-]+$")
 _APP_RE = re.compile(r"^[a-z0-9-]+$")
 _DYNO_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_KEY_AUTH_RE = re.compile(r"^[A-Za-z0-9_.-]{1,300}$")
 _PEER_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3}):(\d{1,5})$")
 _TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 MODES = ("up", "idle", "crashed", "maintenance")
@@ -68,6 +71,7 @@ class Router:
         self.certs_dir = self.dir / "certs"
         self.log_socket = self.dir / "log.sock"
         self.control_url = f"http://127.0.0.1:{self.settings.router_control_port}/routes"
+        self.challenges_url = self.control_url.removesuffix("/routes") + "/challenges"
         # Any local process can reach the loopback control endpoint, so it also needs a
         # secret that only the router (root, PAAS_HOME) can read.
         self.control_headers = {"X-Paas-Control": _control_secret(self.dir)}
@@ -272,13 +276,29 @@ class Router:
             raise PaasError(f"router rejected the route table: {response.text.strip()}")
 
     def get_routes(self) -> dict[str, Route]:
+        return parse_routes(self._get(self.control_url))
+
+    def set_challenges(self, challenges: tuple[Challenge, ...]) -> None:
+        """Replace the ACME challenges the router answers, without a reload."""
+        body = format_challenges(challenges)
         try:
-            response = self.control.get(self.control_url)
+            response = self.control.put(self.challenges_url, content=body.encode())
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"router control endpoint: {exc}") from exc
+        if response.status_code != 204:
+            raise PaasError(f"router rejected the challenges: {response.text.strip()}")
+
+    def get_challenges(self) -> tuple[Challenge, ...]:
+        return parse_challenges(self._get(self.challenges_url))
+
+    def _get(self, url: str) -> str:
+        try:
+            response = self.control.get(url)
         except httpx.HTTPError as exc:
             raise Unavailable(f"router control endpoint: {exc}") from exc
         if response.status_code != 200:
             raise PaasError(f"router control endpoint answered {response.status_code}")
-        return parse_routes(response.text)
+        return response.text
 
 
 def _control_secret(directory: Path) -> str:
@@ -303,7 +323,11 @@ def format_routes(routes: dict[str, Route]) -> str:
             raise Invalid(f"not a valid route for {host}: {route!r}")
         for peer in route.peers:
             _check_peer(peer)
-        words = [name, route.app, route.mode, *(f"{p.addr}/{p.dyno}" for p in route.peers)]
+        if route.hsts_max_age < 0:
+            raise Invalid(f"not a valid HSTS max-age for {host}: {route.hsts_max_age}")
+        https = [f"https:{route.hsts_max_age}"] if route.https_redirect else []
+        words = [name, route.app, route.mode, *https,
+                 *(f"{p.addr}/{p.dyno}" for p in route.peers)]
         lines.append(" ".join(words) + "\n")
     return "".join(lines)
 
@@ -313,9 +337,33 @@ def parse_routes(text: str) -> dict[str, Route]:
     for line in text.splitlines():
         words = line.split()
         if len(words) >= 3:
-            peers = tuple(Peer(*w.split("/", 1)) for w in words[3:])
-            routes[words[0]] = Route(words[1], words[2], peers)
+            rest, redirect, hsts = words[3:], False, 0
+            if rest and rest[0].startswith("https:"):
+                redirect, hsts = True, int(rest[0].removeprefix("https:"))
+                rest = rest[1:]
+            peers = tuple(Peer(*w.split("/", 1)) for w in rest)
+            routes[words[0]] = Route(words[1], words[2], peers, redirect, hsts)
     return routes
+
+
+def format_challenges(challenges: tuple[Challenge, ...]) -> str:
+    lines = []
+    for c in sorted(challenges, key=lambda c: c.token):
+        if not (_TOKEN_RE.match(c.token) and _KEY_AUTH_RE.match(c.key_authorization)
+                and _HOST_RE.match(c.hostname) and not c.hostname.startswith("*")):
+            raise Invalid(f"not a valid ACME challenge for {c.hostname!r}")
+        lines.append(f"{c.token} {c.hostname.lower()} {c.key_authorization}\n")
+    return "".join(lines)
+
+
+def parse_challenges(text: str) -> tuple[Challenge, ...]:
+    found = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) == 3:
+            found.append(Challenge(hostname=words[1], token=words[0],
+                                   key_authorization=words[2]))
+    return tuple(sorted(found, key=lambda c: c.token))
 
 
 def _check_peer(peer: Peer) -> None:

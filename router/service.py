@@ -33,7 +33,7 @@ from paas.settings import Settings
 from paas.stopping import wake_on
 from paas.wire import RouteTable
 from router.dataplane import DataPlane
-from router.nginx import Cert, ConfigRejected, Route, Router
+from router.nginx import Cert, Challenge, ConfigRejected, Route, Router
 
 POLL_INTERVAL = 1.0
 RELOAD_INTERVAL = 1.0
@@ -68,6 +68,7 @@ class Wanted:
     routes: dict[str, Route]
     certificates: tuple[Cert, ...]
     generation: int
+    challenges: tuple[Challenge, ...] = ()
 
 
 def fetch(settings: Settings, client: httpx.Client) -> Wanted:
@@ -79,7 +80,8 @@ def fetch(settings: Settings, client: httpx.Client) -> Wanted:
     )
     response.raise_for_status()
     table = RouteTable.from_json(response.json())
-    return Wanted(table.routes, table.certificates, table.generation)
+    return Wanted(table.routes, table.certificates, table.generation,
+                  tuple(sorted(table.challenges, key=lambda c: c.token)))
 
 
 def changed_apps(before: dict[str, Route], after: dict[str, Route]) -> tuple[str, ...]:
@@ -127,7 +129,8 @@ class Syncer:
         try:
             # Told (published) once per generation: the agents wake on it.
             notify.acknowledge(self.redis, wanted.generation, changed,
-                               new=wanted.generation != self.acknowledged)
+                               new=wanted.generation != self.acknowledged,
+                               router=self.settings.node_name)
             self.acknowledged = wanted.generation
         except (redis.RedisError, OSError) as exc:
             self.complaints.fail("redis", exc)
@@ -144,6 +147,11 @@ class Syncer:
             log.info("at=info routes=%d applied generation=%d", len(wanted.routes),
                      wanted.generation)
         self.last_routes = wanted.routes
+        # Acknowledged with the generation below: the orderer answers the CA only then.
+        if self.router.get_challenges() != wanted.challenges:
+            self.router.set_challenges(wanted.challenges)
+            log.info("at=info challenges=%d applied generation=%d", len(wanted.challenges),
+                     wanted.generation)
         self.complaints.ok("routes")
         return changed
 

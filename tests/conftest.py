@@ -12,11 +12,16 @@ measurements) run after the others, alone.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests import postgres
+from tests.pebble import Pebble
+from tests.platform import free_port
 
 # First the long end-to-end files, so the short ones fill the workers' last minutes.
 _ORDER = {"e2e": 0, "integration": 1, "unit": 2}
@@ -40,3 +45,17 @@ def postgres_url(pg_cluster: postgres.Cluster) -> Iterator[str]:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     postgres.stop_cluster()
+
+
+@pytest.fixture(scope="session")
+def pebble() -> Iterator[Pebble]:
+    """Pebble (a real ACME CA) once per session (per xdist worker: ports are the worker's).
+    It validates http-01 on `pebble.http_port`: the router port of the platform that uses it."""
+    base = Path(tempfile.mkdtemp(prefix="paas-pebble-"))
+    ca = Pebble(base, http_port=free_port())
+    try:
+        ca.start()
+        yield ca
+    finally:
+        ca.stop()
+        shutil.rmtree(base, ignore_errors=True)

@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.routing import Route
 
-from paas import domains, metrics, usage
+from paas import autocerts, domains, metrics, usage
 from paas.api.apps import app_of, route
 from paas.api.context import Context
 from paas.api.handlers import Call
@@ -32,6 +32,7 @@ def add_domain(call: Call) -> dict[str, Any]:
 
 def remove_domain(call: Call) -> dict[str, Any]:
     domain = domains.remove(call.db, app_of(call), call.params["hostname"])
+    autocerts.forget(call.db, domain.hostname)  # its automatic certificate goes with it
     call.events.routes_changed()
     return domains.to_dict(domain)
 

@@ -116,7 +116,8 @@ def show_routes(call: Call) -> dict[str, Any]:
     generation = call.ctx.events.routes_generation()
     domain = call.ctx.settings.domain
     return RouteTable(routes=routes_.table(call.db, domain), generation=generation,
-                      certificates=routes_.certificates(call.db, domain)).to_json()
+                      certificates=routes_.certificates(call.db, domain),
+                      challenges=routes_.challenges(call.db)).to_json()
 
 
 def routes(ctx: Context) -> list[Route]:

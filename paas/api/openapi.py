@@ -58,6 +58,14 @@ SUMMARIES: dict[tuple[str, str], str] = {
     ("GET", "/v1/apps/{app}/certs"): "The app's TLS certificates and their expiry",
     ("POST", "/v1/apps/{app}/certs"): 'Add a TLS certificate: {"certificate": PEM, "key": PEM}',
     ("DELETE", "/v1/apps/{app}/certs/{name}"): "Remove a TLS certificate",
+    ("GET", "/v1/apps/{app}/acm"): "Automatic certificates from the ACME CA: each hostname's "
+                                   "state (pending, issued, failing, ...), expiry, next try",
+    ("POST", "/v1/apps/{app}/acm"): "Turn automatic certificates on for the app",
+    ("DELETE", "/v1/apps/{app}/acm"): "Turn automatic certificates off (their certificates go)",
+    ("GET", "/v1/apps/{app}/https-redirect"): "Is HTTP redirected to HTTPS, and the HSTS max-age",
+    ("PUT", "/v1/apps/{app}/https-redirect"): 'HTTP → HTTPS (308) for hostnames with a '
+                                              'certificate: {"https_redirect": true, '
+                                              '"hsts_max_age": 0}',
     ("POST", "/v1/apps/{app}/dynos"): "Run a one-off dyno",
     ("POST", "/v1/apps/{app}/dynos/restart"): 'Restart dynos: {"target": null | TYPE | '
                                               "TYPE.N}",

@@ -148,6 +148,7 @@ def main() -> None:
         access,
         addons,
         auth,
+        autocerts,
         certs,
         config_vars,
         cron,

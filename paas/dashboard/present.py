@@ -118,3 +118,21 @@ def ago_seconds(when: float | None, now: float | None = None) -> float | None:
     if not when:
         return None
     return max(0.0, (now if now is not None else time.time()) - when)
+
+
+def certificate(entry: dict[str, Any] | None) -> str:
+    """A domain's HTTPS, as the overview's domain list says it (`paas certs:auto`'s states)."""
+    if entry is None:
+        return ""
+    state, expires = entry["state"], entry.get("expires_at")
+    until = f", expires {time.strftime('%Y-%m-%d', time.gmtime(expires))}" if expires else ""
+    if state == "issued":
+        return f"HTTPS: certificate issued{until}"
+    if state == "uploaded":
+        return f"HTTPS: uploaded certificate{until}"
+    if state == "failing":
+        when = time.strftime("%H:%M:%S UTC", time.gmtime(entry["next_try_at"] or 0))
+        return f"HTTPS: failing: {entry['message']} (next try {when})"
+    if state == "pending":
+        return f"HTTPS: certificate pending ({entry['message']})"
+    return f"HTTP only: {entry['message']}"

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from paas import apps, auth, builds, dynos, oneoffs, streams
 from paas.api import apps as apps_api
+from paas.api import autocerts as autocerts_api
 from paas.api import config as config_api
 from paas.api import doctor as doctor_api
 from paas.api import domains as domains_api
@@ -161,6 +162,7 @@ def _overview(c: Call) -> dict[str, Any]:
     info = apps_api.show_app(c)
     info["formation_rows"] = dynos_api.show_formation(c)
     info["domain_rows"] = domains_api.list_domains(c)
+    info["certificates"] = {e["hostname"]: e for e in autocerts_api.show(c)["domains"]}
     found = apps_api.list_builds(c)
     info["latest_build"] = found[0] if found else None
     info["state"] = present.app_state(info.get("maintenance", False), info["current_release"],

@@ -8,6 +8,9 @@ local _M = {}
 
 local routes = ngx.shared.paas_routes
 local rr = ngx.shared.paas_rr
+-- ACME http-01 challenges: token -> "hostname key_authorization" (set on PUT /challenges).
+local challenges = ngx.shared.paas_acme
+local CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
 
 local function page(title, text)
     return "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" .. title
@@ -108,9 +111,43 @@ end
 
 local MODE_CODES = {idle = "H14", crashed = "H10", maintenance = "H80"}
 
+local function normal_host(host)
+    return ((host or ""):lower():gsub("%.$", ""))
+end
+
+-- The router's own answer to an ACME http-01 challenge for this host, whatever the app's
+-- state (maintenance, no dynos, crashed) and never redirected. False: not one of ours.
+local function answer_challenge(var, route)
+    local token = var.uri:sub(#CHALLENGE_PREFIX + 1)
+    local value = challenges:get(token)
+    if value == nil then
+        return false
+    end
+    local host, key_authorization = value:match("^(%S+) (%S+)$")
+    if host ~= normal_host(var.host) then
+        return false
+    end
+    var.paas_app = route and route:match("^%S+") or "-"
+    var.paas_at = 'info desc="ACME challenge"'
+    ngx.status = ngx.HTTP_OK
+    ngx.header["Content-Type"] = "text/plain"
+    ngx.header["Cache-Control"] = "no-cache, no-store"
+    ngx.print(key_authorization)
+    return true
+end
+
+local function redirect_to_https(var)
+    var.paas_at = 'info desc="Redirected to HTTPS"'
+    local port = _M.tls_port == 443 and "" or ":" .. _M.tls_port
+    return ngx.redirect("https://" .. normal_host(var.host) .. port .. var.request_uri, 308)
+end
+
 function _M.access()
     local var = ngx.var
     local value = lookup(var.host)
+    if var.uri:sub(1, #CHALLENGE_PREFIX) == CHALLENGE_PREFIX and answer_challenge(var, value) then
+        return ngx.exit(ngx.HTTP_OK)
+    end
     if value == nil then
         var.paas_at = 'error desc="No such app"'
         return send_page(ngx.HTTP_NOT_FOUND, "NOAPP")
@@ -118,6 +155,14 @@ function _M.access()
     local words = split(value)
     var.paas_app = words[1]
     var.paas_route = value
+    local https = words[3] and words[3]:match("^https:(%d+)$")
+    if https then
+        if var.scheme == "http" then
+            return redirect_to_https(var)
+        elseif https ~= "0" then
+            var.paas_hsts = "max-age=" .. https
+        end
+    end
     local code = MODE_CODES[words[2]]
     local peers = peers_of(words)
     if code == nil and #peers == 0 then
@@ -337,7 +382,7 @@ local function parse_table(body)
                 return nil, "bad route for " .. host .. ": want host app mode peers..."
             end
             for i = 4, #words do
-                if not parse_peer(words[i]) then
+                if not parse_peer(words[i]) and not (i == 4 and words[i]:match("^https:%d+$")) then
                     return nil, "bad peer for " .. host .. ": " .. words[i]
                 end
             end
@@ -391,15 +436,76 @@ local function get_routes()
     ngx.print(table.concat(lines))
 end
 
-function _M.control()
+-- Challenges: "token hostname key_authorization\n" lines replace the whole set.
+
+local function parse_challenges(body)
+    local new = {}
+    for line in body:gmatch("[^\n]+") do
+        local token, host, key_authorization = line:match("^(%S+) (%S+) (%S+)$")
+        if not token or not token:match("^[%w_%-]+$") or not host:match("^[%w%.%-]+$")
+                or not key_authorization:match("^[%w_%-%.]+$") then
+            return nil, "bad challenge line: want token hostname key_authorization"
+        end
+        new[token] = host:lower() .. " " .. key_authorization
+    end
+    return new
+end
+
+local function put_challenges()
+    ngx.req.read_body()
+    local new, err = parse_challenges(ngx.req.get_body_data() or "")
+    if not new then
+        ngx.status = 400
+        ngx.say(err)
+        return
+    end
+    for token, value in pairs(new) do
+        local ok, set_err = challenges:safe_set(token, value)
+        if not ok then
+            ngx.status = 507
+            ngx.say("cannot store challenge: ", set_err)
+            return
+        end
+    end
+    for _, token in ipairs(challenges:get_keys(0)) do
+        if new[token] == nil then
+            challenges:delete(token)
+        end
+    end
+    ngx.status = 204
+end
+
+local function get_challenges()
+    local keys = challenges:get_keys(0)
+    table.sort(keys)
+    local lines = {}
+    for _, token in ipairs(keys) do
+        local value = challenges:get(token)
+        if value ~= nil then
+            lines[#lines + 1] = token .. " " .. value .. "\n"
+        end
+    end
+    ngx.header["Content-Type"] = "text/plain; charset=utf-8"
+    ngx.print(table.concat(lines))
+end
+
+local function serve(put, get)
     local method = ngx.req.get_method()
     if method == "PUT" then
-        return put_routes()
+        return put()
     elseif method == "GET" then
-        return get_routes()
+        return get()
     end
     ngx.header["Allow"] = "GET, PUT"
     return ngx.exit(ngx.HTTP_NOT_ALLOWED)
+end
+
+function _M.control()
+    return serve(put_routes, get_routes)
+end
+
+function _M.control_challenges()
+    return serve(put_challenges, get_challenges)
 end
 
 return _M

@@ -26,7 +26,7 @@ import pytest
 
 from paas.errors import Invalid
 from paas.settings import Settings
-from router.nginx import Cert, ConfigRejected, Peer, Route, Router
+from router.nginx import Cert, Challenge, ConfigRejected, Peer, Route, Router
 from router.service import bind_log_socket, parse_datagram
 from tests.platform import free_port
 from tests.tls import make_cert
@@ -624,3 +624,77 @@ def test_main_applies_the_api_route_table_and_ships_logs(
     stderr = stderr_path.read_text()
     failures = [line for line in stderr.splitlines() if "what=api" in line and "error" in line]
     assert len(failures) == 2, stderr  # once per outage, not once per poll
+
+
+# -- ACME http-01 challenges and HTTPS redirects (automatic HTTPS) ----------------------------
+
+TOKEN = "tok_en-1" + "x" * 35
+KEY_AUTH = TOKEN + ".thumb_print-2"
+
+
+def challenge_path(token: str = TOKEN) -> str:
+    return f"/.well-known/acme-challenge/{token}"
+
+
+def test_the_router_answers_challenges_for_their_host_whatever_the_app_state(
+        router: Router, client: httpx.Client, upstreams: tuple[str, str]) -> None:
+    a, _ = upstreams
+    router.set_routes({
+        "up.example.com": Route("up", "up", (Peer(a, "web.1"),)),
+        "off.example.com": Route("off", "maintenance"),
+        "idle.example.com": Route("idle", "idle"),
+        "down.example.com": Route("down", "crashed"),
+    })
+    challenges = tuple(Challenge(f"{name}.example.com", f"{TOKEN}{name}", f"{TOKEN}{name}.tp")
+                       for name in ("up", "off", "idle", "down"))
+    router.set_challenges(challenges)
+    assert router.get_challenges() == tuple(sorted(challenges, key=lambda c: c.token))
+    for name in ("up", "off", "idle", "down"):
+        answer = get(client, f"{name}.example.com", challenge_path(f"{TOKEN}{name}"))
+        assert (answer.status_code, answer.text) == (200, f"{TOKEN}{name}.tp")
+        assert answer.headers["content-type"] == "text/plain"
+    # Another host's token, or an unknown one, is not the router's: the app (or its page).
+    assert get(client, "off.example.com", challenge_path(f"{TOKEN}up")).status_code == 503
+    assert get(client, "up.example.com", challenge_path("unknown")).json()["name"] == "a"
+    assert get(client, "nowhere.example.com", challenge_path(f"{TOKEN}up")).status_code == 404
+    # Replaced as a whole, with no reload.
+    reloads = router.reloads
+    router.set_challenges(())
+    assert get(client, "up.example.com", challenge_path(f"{TOKEN}up")).json()["name"] == "a"
+    assert router.reloads == reloads
+
+
+def test_bad_challenges_are_refused(router: Router, settings: Settings) -> None:
+    with pytest.raises(Invalid):
+        router.set_challenges((Challenge("a.example.com", "bad token", KEY_AUTH),))
+    with pytest.raises(Invalid):
+        router.set_challenges((Challenge("*.example.com", TOKEN, KEY_AUTH),))
+    answer = router.control.put(router.challenges_url, content=b"only two\n")
+    assert answer.status_code == 400 and "bad challenge line" in answer.text
+    stranger = httpx.put(router.challenges_url, content=f"{TOKEN} a.example.com {KEY_AUTH}\n")
+    assert stranger.status_code == 403
+    assert router.get_challenges() == ()
+
+
+def test_https_redirect_and_hsts_but_never_for_a_challenge(
+        router: Router, client: httpx.Client, settings: Settings,
+        upstreams: tuple[str, str]) -> None:
+    a, _ = upstreams
+    cert_pem, key_pem = make_cert("safe.example.com")
+    router.ensure_running((Cert("safe", ("safe.example.com",), cert_pem, key_pem),))
+    router.set_routes({
+        "safe.example.com": Route("safe", "up", (Peer(a, "web.1"),), https_redirect=True,
+                                  hsts_max_age=600),
+        "plain.example.com": Route("plain", "up", (Peer(a, "web.1"),)),
+    })
+    router.set_challenges((Challenge("safe.example.com", TOKEN, KEY_AUTH),))
+    moved = get(client, "safe.example.com", "/x?y=1")
+    assert moved.status_code == 308
+    assert moved.headers["location"] == \
+        f"https://safe.example.com:{settings.router_tls_port}/x?y=1"
+    assert "strict-transport-security" not in moved.headers
+    assert get(client, "safe.example.com", challenge_path()).text == KEY_AUTH
+    assert get(client, "plain.example.com").status_code == 200
+    wait_for(lambda: tls_ok(settings.router_tls_port, "safe.example.com", cert_pem))
+    secure = tls_get(settings.router_tls_port, "safe.example.com", cert_pem)
+    assert "Strict-Transport-Security: max-age=600" in secure
