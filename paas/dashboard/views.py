@@ -10,13 +10,14 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from paas import apps, auth, builds, dynos, oneoffs, streams
+from paas import apps, auth, builds, clock, dynos, oneoffs, streams
 from paas.api import apps as apps_api
 from paas.api import autocerts as autocerts_api
 from paas.api import config as config_api
 from paas.api import doctor as doctor_api
 from paas.api import domains as domains_api
 from paas.api import dynos as dynos_api
+from paas.api import jobs as jobs_api
 from paas.api import nodes as nodes_api
 from paas.api import slugs as slugs_api
 from paas.api import users as users_api
@@ -32,7 +33,8 @@ from paas.models import Build, Dyno, Release, Token
 from paas.sizes import SIZES
 
 TABS = (("", "Overview"), ("/builds", "Builds"), ("/releases", "Releases"),
-        ("/config", "Config vars"), ("/logs", "Logs"), ("/metrics", "Metrics"))
+        ("/config", "Config vars"), ("/cron", "Cron"), ("/logs", "Logs"),
+        ("/metrics", "Metrics"))
 LOG_SOURCES = (("", "all sources"), ("app", "app"), ("router", "router"),
                ("paas", "platform (paas)"))
 
@@ -130,6 +132,21 @@ async def nodes_page(page: Page) -> Response:
     """The nodes that run dynos (admin: the API handler refuses anyone else)."""
     rows = await call(page.ctx, page.session, nodes_api.list_nodes)
     return page.render("nodes.html", nodes=rows)
+
+
+async def jobs_page(page: Page) -> Response:
+    """The platform's own jobs, their last and next run (admin: the API handler refuses
+    anyone else)."""
+    rows = await call(page.ctx, page.session, jobs_api.list_platform_jobs)
+    return page.render("jobs.html", jobs=rows)
+
+
+async def run_platform_job(page: Page) -> Response:
+    name = page.param("name")
+    await call(page.ctx, page.session, jobs_api.run_platform_job, params={"name": name},
+               write=True)
+    clock.wake()
+    return page.redirect(f"{PREFIX}/jobs", "ok", f"Asked for a run of {name}.")
 
 
 async def doctor_page(page: Page) -> Response:
@@ -340,6 +357,26 @@ async def _change_config(page: Page, changes: dict[str, str | None], done: str) 
     back = app_url(app, "/config") + ("?reveal=1" if "reveal=1" in page.request.headers.get(
         "referer", "") else "")
     return page.redirect(back, "ok", text)
+
+
+# --- cron jobs ---------------------------------------------------------------------------
+
+async def cron_page(page: Page) -> Response:
+    app = page.param("app")
+    data = await call(page.ctx, page.session, _with_app(jobs_api.list_cron),
+                      params={"app": app})
+    return page.render("cron.html", app=data["app"], jobs=data["rows"], tab="/cron",
+                       tabs=TABS)
+
+
+async def run_cron_job(page: Page) -> Response:
+    app, job = page.param("app"), page.param("job")
+    run = await call(page.ctx, page.session, jobs_api.run_cron, params={"app": app, "job": job},
+                     write=True)
+    clock.wake()
+    return page.redirect(app_url(app, "/cron"), "ok",
+                         f"Started {run.get('dyno') or 'a run'} of job {job}; its output is "
+                         "in the logs.")
 
 
 # --- logs and metrics --------------------------------------------------------------------

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, expect
 
+from tests.e2e.test_dashboard import browser, check_page, new_page  # noqa: F401 (a fixture)
 from tests.platform import Platform, app_repo, commit_all, git
 
 pytestmark = pytest.mark.e2e
@@ -165,3 +167,41 @@ def test_cron_jobs_run_skip_survive_a_killed_scheduler_and_run_on_demand(
     clocked.paas("apps:destroy", "clocked", "--confirm", "clocked")
     with clocked.api() as api:
         assert api.get("/v1/apps/clocked/cron").status_code == 404
+
+
+def test_the_dashboard_lists_cron_jobs_runs_one_and_shows_the_platform_jobs(
+        clocked: Platform, browser: Browser, tmp_path: Path) -> None:  # noqa: F811
+    clocked.paas("apps:create", "cronui")
+    repo = app_repo(tmp_path, "dynos")
+    (repo / "Procfile").write_text(PROCFILE)
+    (repo / "app.json").write_text(json.dumps(
+        {"cron": [{"command": "echo from-the-dashboard", "schedule": "@yearly"}]}))
+    commit_all(repo, "a yearly job")
+    code, output = push(clocked, repo, "cronui")
+    assert code == 0, output
+
+    page = new_page(browser)
+    page.goto(f"{clocked.api_url}/dashboard/login")
+    page.get_by_text("Sign in with an API token").click()
+    page.get_by_label("API token").fill(clocked.token)
+    page.get_by_role("button", name="Sign in with token").click()
+    page.goto(f"{clocked.api_url}/dashboard/apps/cronui/cron")
+    row = page.locator("tr.cron-job")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("@yearly")
+    expect(row.locator(".last-run")).to_have_text("never")
+    check_page(page, "cron")
+    row.get_by_role("button", name="Run now").click()
+    expect(page.locator(".flash").first).to_contain_text("Started cron.")
+    eventually(lambda: (page.reload(), "exit 0" in row.locator(".last-run").inner_text())[1],
+               60, "the run's exit status on the Cron tab")
+    assert any("from-the-dashboard" in line for line in lines(clocked, "cronui"))
+
+    page.get_by_role("navigation", name="Account").get_by_role("link", name="Jobs").click()
+    expect(page.locator("h1")).to_have_text("Platform jobs")
+    expect(page.locator("tr.platform-job[data-job=reaper]")).to_have_count(1)
+    gc = page.locator("tr.platform-job[data-job=layer-gc]")
+    gc.get_by_role("button", name="Run now").click()
+    expect(page.locator(".flash").first).to_contain_text("Asked for a run of layer-gc")
+    check_page(page, "jobs")
+    page.context.close()
