@@ -6,20 +6,17 @@ reason and is retried with backoff; HTTP → HTTPS redirects (never for challeng
 domain loses its certificate; uploaded certificates win; wildcards say they need dns-01; a
 lost account key is replaced by a new account.
 
-The orderer is the `acme-orders` platform job (paas/platform_jobs.py). Until the platform's
-job scheduler runs it, the tests run the job here, as the scheduler will: `run(ctx)` again
-and again, with the platform's own settings, database and Redis."""
+The orderer is the `acme-orders` platform job (paas/platform_jobs.py), run by the platform's
+own clock (paas/clock.py, in the API process) every PAAS_ACME_INTERVAL."""
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,8 +24,6 @@ import httpx
 import pytest
 from cryptography import x509
 
-from paas import platform_jobs
-from paas.settings import Settings
 from tests.pebble import Pebble
 from tests.platform import Platform, app_repo, git
 from tests.tls import make_cert
@@ -38,64 +33,33 @@ T = TypeVar("T")
 DOMAIN = "apps.example"  # the platform's PAAS_DOMAIN: public, so <app>.apps.example gets one
 
 
-@contextmanager
-def environment(env: dict[str, str]) -> Iterator[None]:
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-class JobRunner:
-    """Runs the platform's acme-orders job the way the scheduler does, every half second."""
+class ClockRuns:
+    """The platform's clock (in its API process) runs the acme-orders platform job; at the
+    end, its last run must not have failed."""
 
     def __init__(self, platform: Platform) -> None:
-        from paas.api.context import Context
-        from paas.builder.celery_app import make_celery
+        self.platform = platform
 
-        with environment(platform.env):
-            settings = Settings()
-        (job,) = [j for j in platform_jobs.platform_jobs(settings) if j.name == "acme-orders"]
-        self.job = job
-        self.ctx = Context.create(settings, make_celery(settings))
-        self.errors: list[str] = []
-        self.summaries: list[str] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        while not self.stop.is_set():
-            try:
-                self.summaries.append(self.job.run(self.ctx) or "")
-            except Exception as exc:  # a failing run is what the test reports
-                self.errors.append(repr(exc))
-            self.stop.wait(0.5)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(120)
+    def failures(self) -> list[str]:
+        with self.platform.api() as api:
+            jobs = {job["name"]: job for job in api.get("/v1/admin/jobs").json()}
+        last = jobs["acme-orders"]["last_run"]
+        assert last is not None, "the clock never ran acme-orders"
+        return [last["summary"]] if last["state"] == "failed" else []
 
 
 @pytest.fixture(scope="module")
-def acme(pebble: Pebble) -> Iterator[tuple[Platform, JobRunner]]:
+def acme(pebble: Pebble) -> Iterator[tuple[Platform, ClockRuns]]:
     platform = Platform.create(
         PAAS_ROUTER_PORT=str(pebble.http_port), PAAS_DOMAIN=DOMAIN,
         PAAS_ACME_DIRECTORY=pebble.directory, PAAS_ACME_CA_BUNDLE=str(pebble.listener_ca),
         PAAS_ACME_EMAIL="ops@example.com", PAAS_ACME_RETRY="2", PAAS_ACME_INTERVAL="1")
-    runner = None
     try:
         platform.up()
-        runner = JobRunner(platform)
+        runner = ClockRuns(platform)
         yield platform, runner
-        assert runner.errors == []
+        assert runner.failures() == []
     finally:
-        if runner is not None:
-            runner.close()
         platform.down()
 
 
@@ -167,7 +131,7 @@ def deploy(platform: Platform, app: str, tmp: Path) -> None:
 
 
 def test_a_domain_added_gets_a_certificate_from_the_ca(
-        acme: tuple[Platform, JobRunner], pebble: Pebble, tmp_path: Path) -> None:
+        acme: tuple[Platform, ClockRuns], pebble: Pebble, tmp_path: Path) -> None:
     platform, _ = acme
     deploy(platform, "shop", tmp_path)
     refused = platform.paas("domains:add", "www..shop.test", "-a", "shop", check=False)
@@ -202,7 +166,7 @@ def test_a_domain_added_gets_a_certificate_from_the_ca(
 
 
 def test_renewal_replaces_the_certificate_with_no_failed_request(
-        acme: tuple[Platform, JobRunner], pebble: Pebble) -> None:
+        acme: tuple[Platform, ClockRuns], pebble: Pebble) -> None:
     platform, _ = acme
     first = serial(platform, pebble, "www.shop.test")
     failures: list[str] = []
@@ -236,7 +200,7 @@ def test_renewal_replaces_the_certificate_with_no_failed_request(
 
 
 def test_challenges_are_answered_in_maintenance_and_with_no_dynos(
-        acme: tuple[Platform, JobRunner], pebble: Pebble) -> None:
+        acme: tuple[Platform, ClockRuns], pebble: Pebble) -> None:
     platform, _ = acme
     platform.paas("maintenance:on", "-a", "shop")
     platform.paas("ps:scale", "web=0", "-a", "shop")
@@ -252,7 +216,7 @@ def test_challenges_are_answered_in_maintenance_and_with_no_dynos(
 
 
 def test_https_redirect_and_hsts_never_for_challenges(
-        acme: tuple[Platform, JobRunner], pebble: Pebble) -> None:
+        acme: tuple[Platform, ClockRuns], pebble: Pebble) -> None:
     platform, _ = acme
     assert http(platform, "www.shop.test").status_code in (200, 503)
     platform.paas("https:redirect", "on", "--hsts", "300", "-a", "shop")
@@ -272,7 +236,7 @@ def test_https_redirect_and_hsts_never_for_challenges(
 
 
 def test_a_challenge_the_ca_cannot_reach_fails_with_its_reason_and_is_retried(
-        acme: tuple[Platform, JobRunner], pebble: Pebble) -> None:
+        acme: tuple[Platform, ClockRuns], pebble: Pebble) -> None:
     platform, _ = acme
     pebble.set_servfail("lost.shop.test", True)
     try:
@@ -294,7 +258,7 @@ def test_a_challenge_the_ca_cannot_reach_fails_with_its_reason_and_is_retried(
 
 
 def test_uploaded_certificates_win_and_wildcards_need_dns01(
-        acme: tuple[Platform, JobRunner], pebble: Pebble, tmp_path: Path) -> None:
+        acme: tuple[Platform, ClockRuns], pebble: Pebble, tmp_path: Path) -> None:
     platform, _ = acme
     platform.paas("domains:add", "*.wild.shop.test", "-a", "shop")
     wild = status(platform, "shop", "*.wild.shop.test")
@@ -319,7 +283,7 @@ def _served_by(platform: Platform, context: ssl.SSLContext, host: str) -> bool:
 
 
 def test_a_lost_account_key_makes_a_new_account(
-        acme: tuple[Platform, JobRunner], pebble: Pebble) -> None:
+        acme: tuple[Platform, ClockRuns], pebble: Pebble) -> None:
     platform, _ = acme
     key = platform.home / "acme" / "account-key.pem"
     old = key.read_bytes()
@@ -332,7 +296,7 @@ def test_a_lost_account_key_makes_a_new_account(
 
 
 def test_removing_the_domain_removes_its_certificate(
-        acme: tuple[Platform, JobRunner], pebble: Pebble) -> None:
+        acme: tuple[Platform, ClockRuns], pebble: Pebble) -> None:
     platform, _ = acme
     platform.paas("domains:remove", "www.shop.test", "-a", "shop")
     eventually(lambda: _handshake_refused(platform, pebble, "www.shop.test"), lambda r: r,
@@ -354,7 +318,7 @@ def _handshake_refused(platform: Platform, pebble: Pebble, host: str) -> bool:
 
 
 def test_the_dashboard_shows_each_domains_certificate(
-        acme: tuple[Platform, JobRunner], pebble: Pebble) -> None:
+        acme: tuple[Platform, ClockRuns], pebble: Pebble) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     from tests.e2e.test_dashboard import CHROMIUM, CHROMIUM_ARGS, check_page, new_page, sign_in
