@@ -42,8 +42,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.throughput import wrk  # noqa: E402
-from tests.platform import free_port  # noqa: E402
+from bench.throughput import wrk
+from tests.platform import free_port
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -237,8 +237,8 @@ def main() -> None:
                     r["round"] = rnd
                     rows.setdefault(name, []).append(r)
                     print(f"round {rnd} {name}: {r['rps']} req/s p99 {r['p99_ms']} ms "
-                          f"non2xx {r['non_2xx']} {r['socket_errors']} cpu {r['cpu_us_per_request']}", file=sys.stderr,
-                          flush=True)
+                          f"non2xx {r['non_2xx']} {r['socket_errors']} "
+                          f"cpu {r['cpu_us_per_request']}", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     print(json.dumps(report(rows, args)))
