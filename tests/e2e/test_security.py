@@ -44,6 +44,7 @@ PUBLIC = {
 SELF_SERVICE = {
     ("GET", "/v1/apps"), ("GET", "/v1/account"), ("GET", "/v1/tokens"), ("GET", "/v1/keys"),
     ("POST", "/v1/apps"), ("POST", "/v1/tokens"), ("POST", "/v1/keys"),
+    ("GET", "/v1/addons/plans"),  # the platform's plans, the same for every user
 }
 REFUSED = {401, 403, 404}
 
@@ -139,7 +140,8 @@ def test_every_route_refuses_strangers_and_other_users(platform: Platform,
         _, mallory_token, mallory = new_user(admin, platform.api_url)
     values = {"app": victim, "version": "1", "build": "1", "name": "web.1",
               "hostname": "www.example.com", "email": me["email"], "id": str(me["token_id"]),
-              "key": "SHA256:AAAA", "node": "node-x"}
+              "key": "SHA256:AAAA", "node": "node-x", "addon": "victim-postgres",
+              "job": "deadbeef"}
     key = (platform.home / "dashboard-secret").read_text().strip()
     admin_session = DashboardSession(token_id=me["token_id"],
                                      user_id=user_id(platform, me["email"]), email=me["email"])

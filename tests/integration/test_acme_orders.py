@@ -19,7 +19,6 @@ from sqlalchemy import select
 
 from paas import acme_orders, autocerts, domains, notify
 from paas.api.context import Context
-from paas.builder.celery_app import make_celery
 from paas.models import App, AutoCert
 from paas.settings import Settings
 from tests.pebble import Pebble
@@ -52,7 +51,7 @@ def context(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("PAAS_ACME_RETRY", "60")
     settings = Settings()
     settings.home.mkdir(parents=True)
-    ctx = Context.create(settings, make_celery(settings))
+    ctx = Context.create(settings)
     with ctx.sessions() as db:
         shop = App(name="shop", slot=1)
         db.add(shop)
