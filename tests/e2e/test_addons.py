@@ -265,14 +265,16 @@ def test_upgrade_and_rotate_keep_the_data(platform: Platform) -> None:
     platform.paas("addons:upgrade", "shop-postgres", "basic", "-a", "shop", timeout=240)
     info = json.loads(platform.paas("pg:info", "-a", "shop", "--json").stdout)
     assert info["plan"] == "postgres:basic" and info["server"]["connection_limit"] == 50
-    eventually(lambda: platform.get("shop", "/notes").status_code == 200, 60)
+    eventually(lambda: platform.get("shop", "/notes").status_code == 200, 180,
+               "the app served after the stop-first upgrade")
     assert notes(platform) == ["one", "two"]
 
     platform.paas("pg:credentials:rotate", "-a", "shop", timeout=240)
     after = config(platform, "shop")["DATABASE_URL"]
     assert after != before and urlparse(after).hostname == urlparse(before).hostname
     assert "Update DATABASE_URL for shop-postgres" in releases(platform, "shop")
-    eventually(lambda: platform.get("shop", "/notes").status_code == 200, 90)
+    eventually(lambda: platform.get("shop", "/notes").status_code == 200, 180,
+               "the app served with the rotated password")
     assert notes(platform) == ["one", "two"]
 
 
