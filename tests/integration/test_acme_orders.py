@@ -6,8 +6,6 @@ a challenge stays published, never answered, until a router acknowledges it."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -23,23 +21,13 @@ from paas.models import App, AutoCert
 from paas.settings import Settings
 from tests.pebble import Pebble
 from tests.platform import free_port
+from tests.redis_server import redis_server
 
 
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
-    sock = tmp_path / "redis.sock"
-    process = subprocess.Popen(
-        ["redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "",
-         "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while not sock.exists():
-            assert time.monotonic() < deadline, "redis did not start"
-            time.sleep(0.02)
-        yield f"unix://{sock}"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(10)
+    with redis_server(tmp_path) as (_, found):
+        yield found
 
 
 def context(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch,

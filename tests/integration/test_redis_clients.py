@@ -8,7 +8,6 @@ import asyncio
 import re
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,24 +15,13 @@ import pytest
 import redis
 
 from paas import logs, redis_clients, streams
+from tests.redis_server import redis_server
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    sock = tmp_path / "redis.sock"
-    process = subprocess.Popen(
-        ["redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "",
-         "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while not sock.exists():
-            assert time.monotonic() < deadline, "redis did not start"
-            time.sleep(0.02)
-        yield process, f"unix://{sock}"
-    finally:
-        process.send_signal(signal.SIGCONT)
-        process.terminate()
-        process.wait(10)
+    with redis_server(tmp_path) as found:
+        yield found
 
 
 def test_a_log_long_poll_longer_than_redis_pys_default_timeout_returns(

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ from kombu import Queue
 from paas import build_queue
 from paas.builder.celery_app import make_celery
 from paas.settings import Settings
+from tests.redis_server import redis_server
 
 VARYING = {("headers", "id"), ("headers", "root_id"), ("headers", "origin"),
            ("properties", "correlation_id"),
@@ -28,27 +26,8 @@ VARYING = {("headers", "id"), ("headers", "root_id"), ("headers", "origin"),
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Iterator[Settings]:
-    sock = tmp_path / "redis.sock"
-    process = subprocess.Popen(
-        ["redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "",
-         "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while not _answers(sock):
-            assert time.monotonic() < deadline, "redis did not start"
-            time.sleep(0.02)
-        yield Settings(home=tmp_path / "home", redis_url_override=f"unix://{sock}")
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(10)
-
-
-def _answers(sock: Path) -> bool:
-    try:
-        with redis.Redis(unix_socket_path=str(sock)) as probe:
-            return bool(probe.ping())
-    except redis.ConnectionError:
-        return False
+    with redis_server(tmp_path) as (_, found):
+        yield Settings(home=tmp_path / "home", redis_url_override=found)
 
 
 def queued(client: redis.Redis) -> list[dict[str, Any]]:

@@ -5,9 +5,6 @@ followers wait, resume after an id and survive a Redis that is not there."""
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,31 +26,13 @@ from paas.streams import (
     TerminalOutput,
     WindowSize,
 )
+from tests.redis_server import redis_server
 
 
 @pytest.fixture
 def url(tmp_path: Path) -> Iterator[str]:
-    sock = tmp_path / "redis.sock"
-    process = subprocess.Popen(
-        ["redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "",
-         "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while not _answers(sock):  # the socket exists a moment before Redis listens on it
-            assert time.monotonic() < deadline, "redis did not start"
-            time.sleep(0.02)
-        yield f"unix://{sock}"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(10)
-
-
-def _answers(sock: Path) -> bool:
-    try:
-        with redis.Redis(unix_socket_path=str(sock)) as probe:
-            return bool(probe.ping())
-    except redis.ConnectionError:
-        return False
+    with redis_server(tmp_path) as (_, found):
+        yield found
 
 
 @pytest.fixture
