@@ -14,14 +14,17 @@ from typing import Any
 
 import pytest
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select
 
 from paas import schema
 from paas.models import App, Base, make_engine, make_sessionmaker
-from tests.unit.test_migrations import NEXT_REVISION, with_next_revision
+from tests.unit.test_migrations import (
+    NEXT_REVISION,
+    diffs_from_models,
+    reflected,
+    with_next_revision,
+)
 
 
 def revisions() -> list[str]:
@@ -36,35 +39,6 @@ def migrate(url: str, target: str, *, down: bool = False) -> None:
         with engine.begin() as connection:
             config = schema.alembic_config(connection)
             (command.downgrade if down else command.upgrade)(config, target)
-    finally:
-        engine.dispose()
-
-
-def diffs_from_models(url: str) -> list[Any]:
-    engine = make_engine(url)
-    try:
-        with engine.connect() as connection:
-            return compare_metadata(MigrationContext.configure(connection), Base.metadata)
-    finally:
-        engine.dispose()
-
-
-def reflected(url: str) -> dict[str, Any]:
-    """Every table's columns, keys, unique constraints and indexes (names aside: Alembic and
-    create_all name the apps → releases keys differently)."""
-    engine = make_engine(url)
-    try:
-        found = inspect(engine)
-        return {table: {
-            "columns": [(c["name"], str(c["type"]), c["nullable"], c["default"])
-                        for c in found.get_columns(table)],
-            "primary": found.get_pk_constraint(table)["constrained_columns"],
-            "foreign": sorted((f["constrained_columns"], f["referred_table"],
-                               f["referred_columns"], f["options"])
-                              for f in found.get_foreign_keys(table)),
-            "unique": sorted(u["column_names"] for u in found.get_unique_constraints(table)),
-            "indexes": sorted((i["column_names"], i["unique"]) for i in found.get_indexes(table)),
-        } for table in found.get_table_names() if table != "alembic_version"}
     finally:
         engine.dispose()
 

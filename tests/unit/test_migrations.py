@@ -20,6 +20,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, select
+from sqlalchemy.engine import Engine
 
 from paas import schema
 from paas.models import App, Base, ConfigVar, Release, User, make_sessionmaker
@@ -31,8 +32,13 @@ def url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-def diffs_from_models(database: Path) -> list[Any]:
-    engine = create_engine(url(database))
+def engine_of(database: Path | str) -> Engine:
+    """A SQLite file, or any database URL (tests/integration/test_postgres_schema.py)."""
+    return create_engine(url(database) if isinstance(database, Path) else database)
+
+
+def diffs_from_models(database: Path | str) -> list[Any]:
+    engine = engine_of(database)
     try:
         with engine.connect() as connection:
             return compare_metadata(MigrationContext.configure(connection), Base.metadata)
@@ -40,9 +46,10 @@ def diffs_from_models(database: Path) -> list[Any]:
         engine.dispose()
 
 
-def reflected(database: Path) -> dict[str, Any]:
-    """Every table's columns, keys, unique constraints and indexes, in a comparable form."""
-    engine = create_engine(url(database))
+def reflected(database: Path | str) -> dict[str, Any]:
+    """Every table's columns, keys, unique constraints and indexes, in a comparable form
+    (names aside: Alembic and create_all name the apps → releases keys differently)."""
+    engine = engine_of(database)
     try:
         found = inspect(engine)
         return {table: {
