@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ import psycopg
 import pytest
 
 from tests.e2e.test_dynos import eventually
-from tests.platform import Platform, app_repo, commit_all, git
+from tests.platform import PAAS, Platform, app_repo, commit_all, git
 
 pytestmark = pytest.mark.e2e
 
@@ -80,7 +81,7 @@ def superuser(platform: Platform, name: str) -> psycopg.Connection[Any]:
             "from sqlalchemy import select; s = Settings(); db = make_sessionmaker("
             "s.database_url)(); a = db.scalar(select(Addon).where(Addon.name == sys.argv[1])); "
             "print(json.dumps(target_of(a, s).libpq_env()))")
-    env = json.loads(subprocess.run(["/work/main/.venv/bin/python", "-c", code, name],
+    env = json.loads(subprocess.run([sys.executable, "-c", code, name],
                                     env=platform.env, capture_output=True, text=True,
                                     check=True).stdout)
     return psycopg.connect(host=env["PGHOST"], port=env["PGPORT"], dbname=env["PGDATABASE"],
@@ -129,14 +130,18 @@ def _down_up(platform: Platform) -> None:
 
 
 def test_pg_info_and_psql(platform: Platform) -> None:
-    info = json.loads(platform.paas("pg:info", "-a", "shop", "--json").stdout)
+    def pg_info() -> dict[str, Any] | None:  # the server may still be back from paas down/up
+        info = json.loads(platform.paas("pg:info", "-a", "shop", "--json").stdout)
+        return info if info["server"] else None
+
+    info = eventually(pg_info, 90, "pg:info to reach the server")
     server = info["server"]
     assert server["version"].startswith("15.") and server["ssl"] is True
     assert server["connection_limit"] == 20 and info["limits"]["disk_mb"] == 1024
     assert server["tables"] >= 1 and server["data_size_bytes"] > 0
 
     # without a terminal, stdin goes to psql in a one-off dyno of the app, as its own user
-    done = subprocess.run(["/work/main/.venv/bin/paas", "pg:psql", "-a", "shop"],
+    done = subprocess.run([PAAS, "pg:psql", "-a", "shop"],
                           input="SELECT count(*) AS n FROM notes_note;\n"
                                 "SELECT rolsuper FROM pg_roles WHERE rolname = current_user;\n",
                           env=platform.env, capture_output=True, text=True, timeout=120)
@@ -203,7 +208,7 @@ def test_a_second_server_on_the_same_data_is_refused(platform: Platform) -> None
             "try:\n    AddonServers(s, Runtime(s)).start(want)\nexcept Conflict as e:\n"
             "    print('refused:', e.message); sys.exit(0)\n"
             "sys.exit('a second server started')\n")
-    done = subprocess.run(["/work/main/.venv/bin/python", "-c", code], env=platform.env,
+    done = subprocess.run([sys.executable, "-c", code], env=platform.env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "in use by a running server" in done.stdout
